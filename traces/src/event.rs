@@ -1,0 +1,206 @@
+//! The event schema: one record per thing that happened in a run.
+//!
+//! Times are simulated microseconds since the run began (global time, not any
+//! replica's skewed clock). Lease expiry is in the store's time, which is
+//! global time in milliseconds.
+
+use serde::{Deserialize, Serialize};
+
+/// The lease record as the store holds it after a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseState {
+    pub holder: Option<u64>,
+    pub epoch: u64,
+    pub expires_at_ms: u64,
+    pub version: u64,
+}
+
+/// A worker row as the store holds it after a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerState {
+    pub state: String,
+    pub org: String,
+    pub owner: u64,
+    pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Simulated time, microseconds since the start of the run.
+    pub t: u64,
+    /// Where it happened: `r1`..`rN` (replicas), `store`, or `sim` (the
+    /// fault injector and the oracle).
+    pub node: String,
+    /// The process incarnation on a replica node, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inst: Option<u64>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Everything a trace can say. Field order is the canonical text's order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum EventKind {
+    // --- replica (reported by core through its observer) ---
+    Started,
+    LeaseAcquired { epoch: u64 },
+    LeaseRenewed { epoch: u64 },
+    SteppedDown { epoch: u64, reason: String },
+    LeaseReleased { epoch: u64 },
+    ReleaseFailed { epoch: u64, reason: String },
+    LoopStarted { name: String, epoch: u64 },
+    LoopStopped { name: String, epoch: u64 },
+    LeaderWorkStopped { epoch: u64 },
+    EffectApplied { epoch: u64, seq: u64 },
+    EffectRejected { epoch: u64, reason: String },
+    EffectUnknown { epoch: u64, error: String },
+    ShutdownBegan,
+    ShutdownDone,
+
+    // --- store node (what actually reached the durable store) ---
+    /// A lease read from instance `from`.
+    StoreRead { from: u64 },
+    /// A lease write from `from`: `op` is acquire/renew/release; `lease` is
+    /// the record after it when applied.
+    LeaseWrite {
+        from: u64,
+        op: String,
+        applied: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reject: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<LeaseState>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reply_lost: bool,
+    },
+    /// A fenced effect from `from` carrying `epoch`, committed or rejected.
+    EffectWrite {
+        from: u64,
+        epoch: u64,
+        applied: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reject: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reply_lost: bool,
+    },
+    /// A write that failed before commit (injected).
+    StoreFailed { from: u64, op: String },
+    /// A worker write from `from` (insert, update, claim) made as owner
+    /// `as_owner` at `as_epoch`; `worker` is the row after it when applied.
+    /// `fence` is the lease epoch a leader-gated write carried.
+    WorkerWrite {
+        from: u64,
+        op: String,
+        id: String,
+        applied: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_owner: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_epoch: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fence: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reject: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker: Option<WorkerState>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reply_lost: bool,
+    },
+    /// A capacity slot reserved or freed (`result` is the store's answer).
+    SlotWrite {
+        from: u64,
+        op: String,
+        worker: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<String>,
+        result: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fence: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reply_lost: bool,
+    },
+    InstanceRegistered { from: u64 },
+
+    // --- cluster node (what the k8s-like API did) ---
+    SecretCreated { from: u64, name: String },
+    SecretDeleted { from: u64, name: String },
+    /// `start_ms`: how long the pod takes to run.
+    PodCreated { from: u64, name: String, start_ms: u64 },
+    PodDeleted { from: u64, name: String },
+    /// A cluster call that failed (injected, or refused).
+    ClusterFailed { from: u64, op: String, error: String },
+
+    // --- clients ---
+    /// A client asks replica `replica` for a worker for `session`.
+    SessionRequested { session: u64, org: String, replica: String },
+    SessionStarted { session: u64, worker: String },
+    SessionRefused { session: u64, error: String },
+    /// No answer within the client's patience.
+    SessionTimedOut { session: u64 },
+    /// The client is done and tells the replica.
+    SessionEnded { session: u64, worker: String },
+
+    // --- replica (fleet) ---
+    SpawnFailed { worker: String, reason: String },
+    ReapFailed { reaper: String, pass: String, error: String },
+    HeartbeatFailed { error: String },
+
+    // --- fault injector ---
+    /// Process killed: memory lost, nothing released.
+    Crash { target: String },
+    /// Process started again (as a new instance, reported by its `started`).
+    Restart { target: String },
+    /// Graceful shutdown asked of a process.
+    ShutdownRequested { target: String },
+    /// The process is gone: `graceful` when it exited after its shutdown
+    /// finished, false when killed after the grace period.
+    Exited { target: String, graceful: bool },
+    Pause { target: String, ms: u64 },
+    Resume { target: String },
+    /// Replica cut off from the store (network clog both ways).
+    Partition { target: String },
+    PartitionHealed { target: String },
+    /// Store answers this replica only after `ms` extra.
+    StoreSlow { target: String, ms: u64 },
+    StoreSlowHealed { target: String },
+    /// Store writes fail before commit (`fail_pct`) or commit but lose the
+    /// reply (`lost_reply_pct`).
+    StoreFaults { fail_pct: u32, lost_reply_pct: u32 },
+    StoreFaultsHealed,
+    /// Every store request stalls until the stall ends.
+    StoreStall { ms: u64 },
+    StoreStallHealed,
+    RollingDeploy,
+    RollingDeployDone,
+    /// Cluster faults: pod creation fails (`pct`), or the API is slow.
+    PodFailures { pct: u32 },
+    PodFailuresHealed,
+    ClusterSlow { ms: u64 },
+    ClusterSlowHealed,
+    /// A running pod died.
+    PodDied { name: String },
+    /// A replica leaves for good (scale down) or joins (scale up).
+    ScaleDown { target: String },
+    ScaleUp { target: String },
+    /// All faults healed; only liveness checks remain.
+    QuietPeriod,
+    RunEnd { events: u64 },
+
+    // --- oracle ---
+    Violation { invariant: String, message: String },
+}
+
+impl EventKind {
+    /// The snake_case tag (`"lease_acquired"`, ...).
+    pub fn tag(&self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m.get("ev").and_then(|v| v.as_str()).unwrap_or("?").to_string(),
+            _ => "?".to_string(),
+        }
+    }
+}

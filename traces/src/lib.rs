@@ -1,0 +1,120 @@
+//! haywire-traces: what a simulated run leaves behind.
+//!
+//! The event schema ([`Event`], [`EventKind`]), the JSON Lines form (a header
+//! line with the run's options, then one event per line), a canonical text
+//! form for reading and snapshotting, a stable hash, and a first-divergence
+//! diff. Depends on serde only.
+
+mod diff;
+mod event;
+mod trace;
+
+pub use diff::{first_divergence, Divergence};
+pub use event::{Event, EventKind, LeaseState, WorkerState};
+pub use trace::{canonical_event, event_json, fnv1a64, Trace, TraceError, TraceHeader, FORMAT};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Trace {
+        Trace {
+            header: TraceHeader {
+                haywire_trace: FORMAT,
+                scenario: "steady".into(),
+                seed: 7,
+                mutant: None,
+                options: serde_json::json!({"replicas": 3}),
+                plan: None,
+            },
+            events: vec![
+                Event { t: 0, node: "r1".into(), inst: Some(1), kind: EventKind::Started },
+                Event { t: 1_500_000, node: "r1".into(), inst: Some(1), kind: EventKind::LeaseAcquired { epoch: 1 } },
+                Event {
+                    t: 1_500_100,
+                    node: "store".into(),
+                    inst: None,
+                    kind: EventKind::LeaseWrite {
+                        from: 1,
+                        op: "acquire".into(),
+                        applied: true,
+                        reject: None,
+                        lease: Some(LeaseState { holder: Some(1), epoch: 1, expires_at_ms: 16_500, version: 1 }),
+                        reply_lost: false,
+                    },
+                },
+                Event {
+                    t: 2_000_000,
+                    node: "sim".into(),
+                    inst: None,
+                    kind: EventKind::Violation { invariant: "S2".into(), message: "two holders".into() },
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn jsonl_round_trips() {
+        let t = sample();
+        let text = t.to_jsonl();
+        assert_eq!(text.lines().count(), 5);
+        let back = Trace::from_jsonl(&text).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.to_jsonl(), text);
+    }
+
+    #[test]
+    fn canonical_text_is_readable() {
+        let lines = sample().canonical_lines();
+        assert_eq!(lines[0], r#"# scenario=steady seed=7 mutant=none options={"replicas":3}"#);
+        assert_eq!(lines[2], "[    1.500000s] r1/i1    lease_acquired epoch=1");
+        assert_eq!(
+            lines[3],
+            r#"[    1.500100s] store    lease_write applied=true from=1 lease={"epoch":1,"expires_at_ms":16500,"holder":1,"version":1} op=acquire"#
+        );
+        assert_eq!(lines[4], r#"[    2.000000s] sim      violation invariant=S2 message="two holders""#);
+    }
+
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        let a = sample();
+        assert_eq!(a.hash(), sample().hash());
+        assert_eq!(a.hash().len(), 16);
+        let mut b = sample();
+        b.events[1].t += 1;
+        assert_ne!(a.hash(), b.hash());
+        // FNV-1a reference values.
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn first_divergence_finds_the_first_differing_line() {
+        let a = sample();
+        assert_eq!(first_divergence(&a, &a, 3), None);
+        let mut b = sample();
+        b.events[2].kind = EventKind::StoreRead { from: 2 };
+        let d = first_divergence(&a, &b, 2).unwrap();
+        assert_eq!(d.line, 3);
+        assert_eq!(d.before.len(), 2);
+        assert!(d.left.unwrap().contains("lease_write"));
+        assert!(d.right.unwrap().contains("store_read from=2"));
+        let mut c = sample();
+        c.events.pop();
+        let d = first_divergence(&a, &c, 1).unwrap();
+        assert_eq!(d.line, 4);
+        assert_eq!(d.right, None);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(Trace::from_jsonl("").is_err());
+        assert!(Trace::from_jsonl("not json").is_err());
+        let mut text = sample().to_jsonl();
+        text.push_str("{\"t\":1,\"node\":\"x\",\"ev\":\"no_such_event\"}\n");
+        let err = Trace::from_jsonl(&text).unwrap_err();
+        assert_eq!(err.line, 6);
+        let wrong_format = text.replacen("\"haywire_trace\":1", "\"haywire_trace\":99", 1);
+        assert!(Trace::from_jsonl(&wrong_format).unwrap_err().message.contains("format 99"));
+    }
+}
