@@ -1,0 +1,339 @@
+//! The cluster seam: a k8s-like API for the pods and secrets that make up
+//! workers. Create and delete by name, list by label selector; a pod starts
+//! `Pending`, becomes `Running` once the cluster has started it, and may
+//! fail.
+//!
+//! [`MemCluster`] is an in-memory implementation (tests; the simulator puts
+//! one behind a simulated network with its own faults).
+
+use crate::clock::{Clock, Millis};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Mutex;
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pod {
+    pub name: String,
+    pub labels: Labels,
+    pub created_at: Millis,
+    pub phase: PodPhase,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    pub name: String,
+    pub labels: Labels,
+    pub created_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterRequest {
+    CreateSecret { name: String, labels: Labels },
+    DeleteSecret { name: String },
+    /// Secrets carrying every label of `selector`.
+    ListSecrets { selector: Labels },
+    CreatePod { name: String, labels: Labels },
+    DeletePod { name: String },
+    GetPod { name: String },
+    ListPods { selector: Labels },
+}
+
+impl ClusterRequest {
+    pub fn op(&self) -> &'static str {
+        match self {
+            ClusterRequest::CreateSecret { .. } => "create_secret",
+            ClusterRequest::DeleteSecret { .. } => "delete_secret",
+            ClusterRequest::ListSecrets { .. } => "list_secrets",
+            ClusterRequest::CreatePod { .. } => "create_pod",
+            ClusterRequest::DeletePod { .. } => "delete_pod",
+            ClusterRequest::GetPod { .. } => "get_pod",
+            ClusterRequest::ListPods { .. } => "list_pods",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterReply {
+    Done,
+    Pod(Option<Pod>),
+    /// Lists carry the cluster's `now`, so callers judge ages in its time.
+    Pods { now: Millis, list: Vec<Pod> },
+    Secrets { now: Millis, list: Vec<Secret> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterError {
+    /// No answer in time: the request may or may not have happened.
+    Unavailable(String),
+    /// The API refused or failed the request; nothing happened.
+    Failed(String),
+    AlreadyExists(String),
+    NotFound(String),
+}
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterError::Unavailable(m) => write!(f, "cluster unavailable: {m}"),
+            ClusterError::Failed(m) => write!(f, "cluster request failed: {m}"),
+            ClusterError::AlreadyExists(n) => write!(f, "{n} already exists"),
+            ClusterError::NotFound(n) => write!(f, "{n} not found"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+pub trait Cluster: Send + Sync + 'static {
+    fn call(&self, req: ClusterRequest) -> impl Future<Output = Result<ClusterReply, ClusterError>> + Send;
+}
+
+fn unexpected(op: &str, r: ClusterReply) -> ClusterError {
+    ClusterError::Failed(format!("{op}: unexpected reply {r:?}"))
+}
+
+/// Typed wrappers over [`Cluster::call`].
+pub trait ClusterExt: Cluster {
+    fn create_secret(&self, name: &str, labels: Labels) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        let req = ClusterRequest::CreateSecret { name: name.into(), labels };
+        async move { self.call(req).await.map(|_| ()) }
+    }
+    /// Deleting what is already gone is not an error.
+    fn delete_secret(&self, name: &str) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        let req = ClusterRequest::DeleteSecret { name: name.into() };
+        async move {
+            match self.call(req).await {
+                Ok(_) | Err(ClusterError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+    fn list_secrets(&self, selector: Labels) -> impl Future<Output = Result<(Millis, Vec<Secret>), ClusterError>> + Send {
+        async move {
+            match self.call(ClusterRequest::ListSecrets { selector }).await? {
+                ClusterReply::Secrets { now, list } => Ok((now, list)),
+                r => Err(unexpected("list_secrets", r)),
+            }
+        }
+    }
+    fn create_pod(&self, name: &str, labels: Labels) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        let req = ClusterRequest::CreatePod { name: name.into(), labels };
+        async move { self.call(req).await.map(|_| ()) }
+    }
+    /// Deleting what is already gone is not an error.
+    fn delete_pod(&self, name: &str) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        let req = ClusterRequest::DeletePod { name: name.into() };
+        async move {
+            match self.call(req).await {
+                Ok(_) | Err(ClusterError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+    fn get_pod(&self, name: &str) -> impl Future<Output = Result<Option<Pod>, ClusterError>> + Send {
+        let req = ClusterRequest::GetPod { name: name.into() };
+        async move {
+            match self.call(req).await? {
+                ClusterReply::Pod(p) => Ok(p),
+                r => Err(unexpected("get_pod", r)),
+            }
+        }
+    }
+    fn list_pods(&self, selector: Labels) -> impl Future<Output = Result<(Millis, Vec<Pod>), ClusterError>> + Send {
+        async move {
+            match self.call(ClusterRequest::ListPods { selector }).await? {
+                ClusterReply::Pods { now, list } => Ok((now, list)),
+                r => Err(unexpected("list_pods", r)),
+            }
+        }
+    }
+}
+
+impl<K: Cluster + ?Sized> ClusterExt for K {}
+
+fn matches(labels: &Labels, selector: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// An in-memory cluster. A pod becomes `Running` `start_ms` after it was
+/// created (set per pod by the host through [`MemCluster::set_next_start_ms`]).
+#[derive(Clone, Debug, Default)]
+pub struct MemCluster {
+    pods: BTreeMap<String, (Pod, Millis)>,
+    secrets: BTreeMap<String, Secret>,
+    next_start_ms: Millis,
+}
+
+impl MemCluster {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long the next created pod takes to start.
+    pub fn set_next_start_ms(&mut self, ms: Millis) {
+        self.next_start_ms = ms;
+    }
+
+    /// How long pod `name` takes from creation to running.
+    pub fn start_delay(&self, name: &str) -> Option<Millis> {
+        self.pods.get(name).map(|(p, ready_at)| ready_at.saturating_sub(p.created_at))
+    }
+
+    /// The pod dies (its process crashed, its node went away).
+    pub fn fail_pod(&mut self, name: &str) -> bool {
+        match self.pods.get_mut(name) {
+            Some((p, _)) if p.phase != PodPhase::Failed => {
+                p.phase = PodPhase::Failed;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn pod_at(&self, name: &str, now: Millis) -> Option<Pod> {
+        self.pods.get(name).map(|(p, ready_at)| {
+            let mut p = p.clone();
+            if p.phase == PodPhase::Pending && now >= *ready_at {
+                p.phase = PodPhase::Running;
+            }
+            p
+        })
+    }
+
+    /// Every pod as it is at `now`.
+    pub fn pods(&self, now: Millis) -> Vec<Pod> {
+        self.pods.keys().filter_map(|n| self.pod_at(n, now)).collect()
+    }
+
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.secrets.values().cloned().collect()
+    }
+
+    pub fn apply(&mut self, req: &ClusterRequest, now: Millis) -> Result<ClusterReply, ClusterError> {
+        Ok(match req {
+            ClusterRequest::CreateSecret { name, labels } => {
+                if self.secrets.contains_key(name) {
+                    return Err(ClusterError::AlreadyExists(name.clone()));
+                }
+                self.secrets.insert(name.clone(), Secret { name: name.clone(), labels: labels.clone(), created_at: now });
+                ClusterReply::Done
+            }
+            ClusterRequest::DeleteSecret { name } => {
+                self.secrets.remove(name).ok_or_else(|| ClusterError::NotFound(name.clone()))?;
+                ClusterReply::Done
+            }
+            ClusterRequest::ListSecrets { selector } => ClusterReply::Secrets {
+                now,
+                list: self.secrets.values().filter(|s| matches(&s.labels, selector)).cloned().collect(),
+            },
+            ClusterRequest::CreatePod { name, labels } => {
+                if self.pods.contains_key(name) {
+                    return Err(ClusterError::AlreadyExists(name.clone()));
+                }
+                let pod = Pod { name: name.clone(), labels: labels.clone(), created_at: now, phase: PodPhase::Pending };
+                self.pods.insert(name.clone(), (pod, now.saturating_add(self.next_start_ms)));
+                ClusterReply::Done
+            }
+            ClusterRequest::DeletePod { name } => {
+                self.pods.remove(name).ok_or_else(|| ClusterError::NotFound(name.clone()))?;
+                ClusterReply::Done
+            }
+            ClusterRequest::GetPod { name } => ClusterReply::Pod(self.pod_at(name, now)),
+            ClusterRequest::ListPods { selector } => ClusterReply::Pods {
+                now,
+                list: self.pods(now).into_iter().filter(|p| matches(&p.labels, selector)).collect(),
+            },
+        })
+    }
+}
+
+/// A [`MemCluster`] in this process, on a clock (tests).
+pub struct LocalCluster<C> {
+    inner: Mutex<MemCluster>,
+    clock: C,
+}
+
+impl<C: Clock> LocalCluster<C> {
+    pub fn new(cluster: MemCluster, clock: C) -> Self {
+        LocalCluster { inner: Mutex::new(cluster), clock }
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut MemCluster) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl<C: Clock> Cluster for LocalCluster<C> {
+    async fn call(&self, req: ClusterRequest) -> Result<ClusterReply, ClusterError> {
+        let now = self.clock.now();
+        self.with(|c| c.apply(&req, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(kv: &[(&str, &str)]) -> Labels {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn pods_start_after_their_start_delay_and_can_fail() {
+        let mut c = MemCluster::new();
+        c.set_next_start_ms(500);
+        c.apply(&ClusterRequest::CreatePod { name: "p".into(), labels: Labels::new() }, 1_000).unwrap();
+        let get = |c: &mut MemCluster, now| match c.apply(&ClusterRequest::GetPod { name: "p".into() }, now).unwrap() {
+            ClusterReply::Pod(p) => p.map(|p| p.phase),
+            r => panic!("{r:?}"),
+        };
+        assert_eq!(get(&mut c, 1_499), Some(PodPhase::Pending));
+        assert_eq!(get(&mut c, 1_500), Some(PodPhase::Running));
+        assert!(c.fail_pod("p"));
+        assert_eq!(get(&mut c, 2_000), Some(PodPhase::Failed));
+        assert!(!c.fail_pod("nope"));
+    }
+
+    #[test]
+    fn create_twice_and_delete_missing_are_errors() {
+        let mut c = MemCluster::new();
+        let create = ClusterRequest::CreateSecret { name: "s".into(), labels: Labels::new() };
+        c.apply(&create, 0).unwrap();
+        assert_eq!(c.apply(&create, 1), Err(ClusterError::AlreadyExists("s".into())));
+        c.apply(&ClusterRequest::DeleteSecret { name: "s".into() }, 2).unwrap();
+        assert_eq!(c.apply(&ClusterRequest::DeleteSecret { name: "s".into() }, 3), Err(ClusterError::NotFound("s".into())));
+        assert_eq!(c.apply(&ClusterRequest::DeletePod { name: "p".into() }, 3), Err(ClusterError::NotFound("p".into())));
+    }
+
+    #[test]
+    fn lists_select_by_every_label() {
+        let mut c = MemCluster::new();
+        for (name, l) in [("a", labels(&[("app", "x"), ("dep", "1")])), ("b", labels(&[("app", "x"), ("dep", "2")]))] {
+            c.apply(&ClusterRequest::CreateSecret { name: name.into(), labels: l.clone() }, 5).unwrap();
+            c.apply(&ClusterRequest::CreatePod { name: name.into(), labels: l }, 5).unwrap();
+        }
+        let sel = labels(&[("app", "x"), ("dep", "2")]);
+        match c.apply(&ClusterRequest::ListSecrets { selector: sel.clone() }, 9).unwrap() {
+            ClusterReply::Secrets { now, list } => {
+                assert_eq!(now, 9);
+                assert_eq!(list.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["b"]);
+            }
+            r => panic!("{r:?}"),
+        }
+        match c.apply(&ClusterRequest::ListPods { selector: labels(&[("app", "x")]) }, 9).unwrap() {
+            ClusterReply::Pods { list, .. } => assert_eq!(list.len(), 2),
+            r => panic!("{r:?}"),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Configuration of a replica, with defaults close to the field reports.
+
+use crate::mutants::Mutants;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// The leader lease (DESIGN.md part 1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseConfig {
+    pub name: String,
+    /// How long an acquire or renew keeps the lease, in store time.
+    pub ttl_ms: u64,
+    /// How often the holder renews.
+    pub renew_interval_ms: u64,
+    /// If no renew has been confirmed this long after the last confirmed one
+    /// was *sent*, the holder steps down. Must leave room before the TTL for
+    /// drift, pauses and the loops to exit.
+    pub renew_deadline_ms: u64,
+    /// How often a non-holder tries to acquire.
+    pub retry_period_ms: u64,
+    /// Bound on one store call; past it the outcome is unknown.
+    pub rpc_timeout_ms: u64,
+    /// Bound on how long a release may take during stop.
+    pub release_timeout_ms: u64,
+    /// Assumed bound on this process's clock drift, in parts per million.
+    pub max_drift_ppm: u64,
+    /// Assumed bound on a process pause (GC, VM stall) within one TTL.
+    pub max_pause_ms: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            name: "reconciler".to_string(),
+            ttl_ms: 15_000,
+            renew_interval_ms: 5_000,
+            renew_deadline_ms: 10_000,
+            retry_period_ms: 2_000,
+            rpc_timeout_ms: 1_000,
+            release_timeout_ms: 2_000,
+            max_drift_ppm: 10_000,
+            max_pause_ms: 1_000,
+        }
+    }
+}
+
+/// The leader-gated reconciler (stand-in for the field report's watch and
+/// reconcile loops): every `interval_ms` it runs a sweep of
+/// `effects_per_sweep` fenced effects, `step_ms` apart. Like the field
+/// report's sweep, it notices cancellation only between sweeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReconcilerConfig {
+    pub interval_ms: u64,
+    pub effects_per_sweep: u32,
+    pub step_ms: u64,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig { interval_ms: 3_000, effects_per_sweep: 3, step_ms: 250 }
+    }
+}
+
+impl ReconcilerConfig {
+    /// Longest a sweep can run once started: this bounds how long stopping
+    /// the leader-gated loops can take.
+    /// Saturates rather than overflowing on absurd settings.
+    pub fn max_sweep_ms(&self, rpc_timeout_ms: u64) -> u64 {
+        (self.effects_per_sweep as u64).saturating_mul(self.step_ms.saturating_add(rpc_timeout_ms))
+    }
+}
+
+/// The worker fleet (DESIGN.md parts 2-4): instance registry, pool and
+/// reapers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetConfig {
+    /// Label value that scopes this deployment's pods and secrets.
+    pub deployment: String,
+    pub heartbeat_ms: u64,
+    /// An instance whose heartbeat is older than this is dead.
+    pub dead_after_ms: u64,
+    /// Capacity: live + spawning workers per org and in all.
+    pub org_cap: u32,
+    pub global_cap: u32,
+    /// A hot-idle worker older than this is retired...
+    pub hot_idle_ttl_ms: u64,
+    /// ...unless that would leave fewer than this many hot-idle workers.
+    pub min_hot_idle: u32,
+    pub reap_interval_ms: u64,
+    /// An activation (waiting for the pod to run) gives up after this.
+    pub activation_timeout_ms: u64,
+    /// An activating row not written for this long is stuck (a live
+    /// activation heartbeats its row, so only a dead one gets here).
+    pub stuck_activating_ms: u64,
+    /// How often an activation polls its pod and heartbeats its row.
+    pub activation_poll_ms: u64,
+    /// A spawning row (or a slot without a row) older than this is stale.
+    pub stale_spawn_ms: u64,
+    /// Pods and secrets younger than this are never reaped as orphans.
+    pub orphan_min_age_ms: u64,
+    /// Bound on one store or cluster call.
+    pub call_timeout_ms: u64,
+    /// Every replica also runs its own reaper (off only for tests).
+    pub fallback_reaper: bool,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            deployment: "haywire".to_string(),
+            heartbeat_ms: 15_000,
+            dead_after_ms: 30_000,
+            org_cap: 8,
+            global_cap: 20,
+            hot_idle_ttl_ms: 60_000,
+            min_hot_idle: 1,
+            reap_interval_ms: 10_000,
+            activation_timeout_ms: 600_000,
+            stuck_activating_ms: 300_000,
+            activation_poll_ms: 1_000,
+            stale_spawn_ms: 600_000,
+            orphan_min_age_ms: 30_000,
+            call_timeout_ms: 1_000,
+            fallback_reaper: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaConfig {
+    pub lease: LeaseConfig,
+    pub reconciler: ReconcilerConfig,
+    #[serde(default)]
+    pub fleet: FleetConfig,
+    #[serde(default)]
+    pub mutants: Mutants,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ReplicaConfig {
+    /// Check that the timings can keep the lease safe: a holder that stops
+    /// hearing from the store must have stepped down, and its loops exited,
+    /// before the lease can expire for anyone else.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.lease;
+        let err = |m: String| Err(ConfigError(m));
+        if l.name.is_empty() {
+            return err("lease name is empty".into());
+        }
+        for (what, v) in [
+            ("ttl_ms", l.ttl_ms),
+            ("renew_interval_ms", l.renew_interval_ms),
+            ("renew_deadline_ms", l.renew_deadline_ms),
+            ("retry_period_ms", l.retry_period_ms),
+            ("rpc_timeout_ms", l.rpc_timeout_ms),
+            ("reconciler.interval_ms", self.reconciler.interval_ms),
+        ] {
+            if v == 0 {
+                return err(format!("{what} must be positive"));
+            }
+        }
+        if l.renew_interval_ms >= l.renew_deadline_ms {
+            return err(format!(
+                "renew_interval_ms ({}) must be below renew_deadline_ms ({})",
+                l.renew_interval_ms, l.renew_deadline_ms
+            ));
+        }
+        // In u128, so absurd values are rejected rather than wrapped around.
+        let f = &self.fleet;
+        for (what, v) in [
+            ("fleet.heartbeat_ms", f.heartbeat_ms),
+            ("fleet.reap_interval_ms", f.reap_interval_ms),
+            ("fleet.activation_poll_ms", f.activation_poll_ms),
+            ("fleet.call_timeout_ms", f.call_timeout_ms),
+        ] {
+            if v == 0 {
+                return err(format!("{what} must be positive"));
+            }
+        }
+        if f.dead_after_ms <= f.heartbeat_ms {
+            return err(format!(
+                "fleet.dead_after_ms ({}) must exceed heartbeat_ms ({}), or live instances look dead",
+                f.dead_after_ms, f.heartbeat_ms
+            ));
+        }
+        if f.activation_poll_ms >= f.activation_timeout_ms.min(f.stuck_activating_ms) {
+            return err(
+                "fleet.activation_poll_ms must be below activation_timeout_ms and stuck_activating_ms (the row is heartbeated once a poll)"
+                    .into(),
+            );
+        }
+        if f.org_cap == 0 || f.global_cap == 0 {
+            return err("fleet caps must be positive".into());
+        }
+        let drifted = l.renew_deadline_ms as u128 + l.renew_deadline_ms as u128 * l.max_drift_ppm as u128 / 1_000_000;
+        // The slowest leader-gated loop to stop: the reconciler finishes its
+        // sweep; the janitor stops within a pod and a secret delete.
+        let stop = (self.reconciler.effects_per_sweep as u128
+            * (self.reconciler.step_ms as u128 + l.rpc_timeout_ms as u128))
+            .max(2 * f.call_timeout_ms as u128);
+        let needed = drifted + stop + l.max_pause_ms as u128;
+        if needed >= l.ttl_ms as u128 {
+            return err(format!(
+                "renew deadline {}ms (+drift {}ppm) + loop stop {}ms + pause {}ms = {}ms must stay below the TTL {}ms",
+                l.renew_deadline_ms, l.max_drift_ppm, stop, l.max_pause_ms, needed, l.ttl_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn rejected(c: &ReplicaConfig) -> String {
+        match c.validate() {
+            Err(e) => {
+                let shown = e.to_string();
+                assert!(shown.starts_with("invalid configuration: "), "{shown}");
+                e.0
+            }
+            Ok(()) => panic!("accepted: {c:#?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(ReplicaConfig::default().validate(), Ok(()));
+        assert!(!ReplicaConfig::default().mutants.iter().any(|_| true), "no mutant on by default");
+    }
+
+    #[test]
+    fn empty_name_is_rejected() {
+        let mut c = ReplicaConfig::default();
+        c.lease.name.clear();
+        assert_eq!(rejected(&c), "lease name is empty");
+    }
+
+    #[test]
+    fn zero_values_are_rejected() {
+        type Set = fn(&mut ReplicaConfig);
+        let cases: [(&str, Set); 6] = [
+            ("ttl_ms", |c| c.lease.ttl_ms = 0),
+            ("renew_interval_ms", |c| c.lease.renew_interval_ms = 0),
+            ("renew_deadline_ms", |c| c.lease.renew_deadline_ms = 0),
+            ("retry_period_ms", |c| c.lease.retry_period_ms = 0),
+            ("rpc_timeout_ms", |c| c.lease.rpc_timeout_ms = 0),
+            ("reconciler.interval_ms", |c| c.reconciler.interval_ms = 0),
+        ];
+        for (what, set) in cases {
+            let mut c = ReplicaConfig::default();
+            set(&mut c);
+            assert_eq!(rejected(&c), format!("{what} must be positive"));
+        }
+    }
+
+    #[test]
+    fn renew_interval_must_be_below_deadline() {
+        let mut c = ReplicaConfig::default();
+        c.lease.renew_interval_ms = c.lease.renew_deadline_ms;
+        assert_eq!(rejected(&c), "renew_interval_ms (10000) must be below renew_deadline_ms (10000)");
+        c.lease.renew_interval_ms = 12_000;
+        assert_eq!(rejected(&c), "renew_interval_ms (12000) must be below renew_deadline_ms (10000)");
+        c.lease.renew_interval_ms = 9_999;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    /// Defaults: 10000 + 1% drift (100) + loop stop 3 x (250 + 1000) + pause
+    /// 1000 = 14850 ms, so a TTL of 14850 is rejected and 14851 accepted.
+    #[test]
+    fn ttl_must_exceed_deadline_drift_loop_stop_and_pause() {
+        let mut c = ReplicaConfig::default();
+        c.lease.ttl_ms = 14_850;
+        assert_eq!(
+            rejected(&c),
+            "renew deadline 10000ms (+drift 10000ppm) + loop stop 3750ms + pause 1000ms = 14850ms must stay below the TTL 14850ms"
+        );
+        c.lease.ttl_ms = 14_851;
+        assert_eq!(c.validate(), Ok(()));
+
+        // Each term counts: with 149 ms of slack left at the default TTL,
+        // eating it through any one of them is rejected.
+        type Set = fn(&mut ReplicaConfig);
+        let cases: [(&str, Set); 5] = [
+            ("deadline", |c| c.lease.renew_deadline_ms += 149), // +1 ms of drift too
+            ("drift", |c| c.lease.max_drift_ppm += 15_000),
+            ("pause", |c| c.lease.max_pause_ms += 150),
+            ("sweep steps", |c| c.reconciler.step_ms += 50),
+            ("effects per sweep", |c| c.reconciler.effects_per_sweep += 1),
+        ];
+        for (term, set) in cases {
+            let mut c = ReplicaConfig::default();
+            set(&mut c);
+            let msg = rejected(&c);
+            assert!(msg.contains("must stay below the TTL 15000ms"), "{term}: {msg}");
+        }
+        let mut c = ReplicaConfig::default();
+        c.lease.max_pause_ms += 149;
+        assert_eq!(c.validate(), Ok(()), "one ms of slack left");
+        // A slower RPC lengthens the loop stop too.
+        c.lease.rpc_timeout_ms += 1;
+        assert!(rejected(&c).contains("loop stop 3753ms"));
+    }
+
+    /// Values read from a config file can be absurd; validate must reject
+    /// them, not overflow. (Before the fix, u64 arithmetic panicked in debug
+    /// and wrapped in release, where a pause of ~1.8e19 ms or an rpc timeout
+    /// of ~6.1e18 ms came out *below* the TTL and was accepted.)
+    #[test]
+    fn absurd_values_are_rejected_without_overflow() {
+        type Set = fn(&mut ReplicaConfig);
+        let cases: [(&str, Set); 4] = [
+            ("drift", |c| c.lease.max_drift_ppm = u64::MAX),
+            ("step", |c| c.reconciler.step_ms = u64::MAX / 2),
+            ("pause", |c| c.lease.max_pause_ms = u64::MAX - 13_000),
+            ("rpc timeout", |c| c.lease.rpc_timeout_ms = u64::MAX / 3),
+        ];
+        let mut bad = Vec::new();
+        for (what, set) in cases {
+            let mut c = ReplicaConfig::default();
+            set(&mut c);
+            match std::panic::catch_unwind(|| c.validate()) {
+                Ok(Err(_)) => {}
+                Ok(Ok(())) => bad.push(format!("{what}: accepted")),
+                Err(_) => bad.push(format!("{what}: panicked")),
+            }
+        }
+        assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[test]
+    fn ms_is_milliseconds() {
+        assert_eq!(ms(1_500), Duration::from_millis(1_500));
+    }
+}

@@ -1,0 +1,173 @@
+//! One control-plane process: its lease coordinator and leader-gated work.
+
+use crate::clock::Clock;
+use crate::cluster::Cluster;
+use crate::config::{ConfigError, ReplicaConfig};
+use crate::ids::InstanceId;
+use crate::lease::{AllOf, LeaseCoordinator, LeaderWork};
+use crate::mutants::{Mutant, Mutants};
+use crate::observe::{CoreEvent, Observer};
+use crate::reconciler::Reconciler;
+use crate::registry::heartbeat_loop;
+use crate::store::Store;
+use crate::worker::{Janitor, Pool, Reapers, Sessions};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A running replica. Dropping it without [`Replica::shutdown`] is a crash:
+/// the coordinator is aborted and nothing is released (its leader-gated
+/// loops see their cancel channel close and exit).
+pub struct Replica {
+    instance: InstanceId,
+    mutants: Mutants,
+    obs: Arc<dyn Observer>,
+    shutdown_tx: watch::Sender<bool>,
+    /// `None` once shut down.
+    coordinator: Option<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    is_leader: Arc<AtomicBool>,
+    sessions: Arc<dyn Sessions>,
+    drain: Option<Box<dyn FnOnce() -> crate::worker::pool::BoxFuture<'static, ()> + Send>>,
+    janitor_last_ok: Arc<AtomicU64>,
+    fallback_last_ok: Arc<AtomicU64>,
+}
+
+/// The replica's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    pub is_leader: bool,
+    /// Store time of the last janitor / fallback pass in which nothing
+    /// failed (0: never).
+    pub janitor_last_reap: u64,
+    pub fallback_last_reap: u64,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(c) = self.coordinator.take() {
+            c.abort();
+        }
+        for t in self.background.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Replica {
+    /// Start a replica as a fresh `instance` (mint a new one per process
+    /// start). Spawns its tasks on the current runtime.
+    pub fn start<S: Store, C: Clock, K: Cluster>(
+        instance: InstanceId,
+        config: ReplicaConfig,
+        store: Arc<S>,
+        clock: Arc<C>,
+        cluster: Arc<K>,
+        obs: Arc<dyn Observer>,
+    ) -> Result<Replica, ConfigError> {
+        config.validate()?;
+        obs.observe(CoreEvent::Started { instance });
+        let pool = Arc::new(Pool::new(
+            instance,
+            config.fleet.clone(),
+            config.mutants.clone(),
+            store.clone(),
+            clock.clone(),
+            cluster.clone(),
+            obs.clone(),
+        ));
+        let reapers = Arc::new(Reapers {
+            me: instance,
+            cfg: config.fleet.clone(),
+            lease_name: config.lease.name.clone(),
+            mutants: config.mutants.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            cluster,
+            obs: obs.clone(),
+            pool: pool.clone(),
+            janitor_last_ok: Arc::new(AtomicU64::new(0)),
+            fallback_last_ok: Arc::new(AtomicU64::new(0)),
+        });
+        let reconciler = Reconciler {
+            instance,
+            lease_name: config.lease.name.clone(),
+            cfg: config.reconciler.clone(),
+            rpc_timeout_ms: config.lease.rpc_timeout_ms,
+            store: store.clone(),
+            clock: clock.clone(),
+            obs: obs.clone(),
+        };
+        let work: Vec<Arc<dyn LeaderWork>> = vec![Arc::new(reconciler), Arc::new(Janitor(reapers.clone()))];
+        let coordinator = LeaseCoordinator::new(
+            instance,
+            config.lease.clone(),
+            config.mutants.clone(),
+            store.clone(),
+            clock.clone(),
+            Arc::new(AllOf(work)),
+            obs.clone(),
+        );
+        let is_leader = coordinator.is_leader_metric();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let background = vec![
+            tokio::spawn(heartbeat_loop(instance, config.fleet.clone(), store, clock, obs.clone(), shutdown_rx.clone())),
+            tokio::spawn(reapers.clone().upkeep_loop(shutdown_rx.clone())),
+        ];
+        let coordinator = tokio::spawn(coordinator.run(shutdown_rx));
+        let drain_pool = pool.clone();
+        Ok(Replica {
+            instance,
+            mutants: config.mutants,
+            obs,
+            shutdown_tx,
+            coordinator: Some(coordinator),
+            background,
+            is_leader,
+            sessions: pool,
+            drain: Some(Box::new(move || Box::pin(async move { drain_pool.shutdown().await }))),
+            janitor_last_ok: reapers.janitor_last_ok.clone(),
+            fallback_last_ok: reapers.fallback_last_ok.clone(),
+        })
+    }
+
+    pub fn instance(&self) -> InstanceId {
+        self.instance
+    }
+
+    /// The "is leader" metric.
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::SeqCst)
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            is_leader: self.is_leader(),
+            janitor_last_reap: self.janitor_last_ok.load(Ordering::SeqCst),
+            fallback_last_reap: self.fallback_last_ok.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Client sessions, served by this replica's worker pool.
+    pub fn sessions(&self) -> Arc<dyn Sessions> {
+        self.sessions.clone()
+    }
+
+    /// Graceful shutdown: stop leader-gated work, release the lease, and only
+    /// then return (after which the process may exit).
+    pub async fn shutdown(mut self) {
+        self.obs.observe(CoreEvent::ShutdownBegan);
+        let _ = self.shutdown_tx.send(true);
+        let coordinator = self.coordinator.take();
+        if let (false, Some(c)) = (self.mutants.on(Mutant::ShutdownNoWait), coordinator) {
+            let _ = c.await;
+        }
+        // Leader work has stopped: retire our idle workers before exiting.
+        if let Some(drain) = self.drain.take() {
+            drain().await;
+        }
+        // With the mutant, the caller exits while the coordinator is still
+        // stopping: its release dies with the process.
+        self.obs.observe(CoreEvent::ShutdownDone);
+    }
+}

@@ -1,0 +1,158 @@
+//! The synchronous backend trait every store implementation provides.
+
+use super::fleet_records::*;
+use super::records::*;
+use crate::worker::WorkerState;
+use crate::clock::Millis;
+use crate::ids::InstanceId;
+
+/// A store implementation. Each CAS is atomic (one SQL statement or one
+/// transaction for SQLite). `now` is the store's own time.
+///
+/// CAS rules (the conformance suite in `store/conformance.rs` pins them):
+/// - acquire succeeds iff the version matches and the lease is free or
+///   expired at `now`; it sets the holder, `epoch + 1`, `expires_at = now + ttl`;
+///   a first acquire creates the record with epoch 1.
+/// - renew succeeds iff the version matches and the caller is the holder; it
+///   keeps the epoch and sets `expires_at = now + ttl`.
+/// - release succeeds iff the version matches and the caller is the holder; it
+///   clears the holder and keeps the epoch.
+/// - every applied write bumps `version` by exactly one.
+/// - a fenced effect commits iff the caller holds the lease at that epoch and
+///   it has not expired at `now`; a [`LeaseFence`] on a fleet write holds
+///   under the same condition.
+pub trait StoreBackend: Send {
+    fn read_lease(&mut self, name: &str) -> Result<Option<LeaseRecord>, StoreError>;
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: InstanceId,
+        expected_version: Option<u64>,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<CasResult, StoreError>;
+    fn renew_lease(
+        &mut self,
+        name: &str,
+        holder: InstanceId,
+        expected_version: u64,
+        ttl_ms: u64,
+        now: Millis,
+    ) -> Result<CasResult, StoreError>;
+    fn release_lease(
+        &mut self,
+        name: &str,
+        holder: InstanceId,
+        expected_version: u64,
+        now: Millis,
+    ) -> Result<CasResult, StoreError>;
+    fn fenced_effect(
+        &mut self,
+        name: &str,
+        holder: InstanceId,
+        epoch: u64,
+        effect: &str,
+        now: Millis,
+    ) -> Result<EffectResult, StoreError>;
+    /// Every committed effect, in commit order.
+    fn effects(&mut self) -> Result<Vec<EffectRow>, StoreError>;
+
+    // --- the worker fleet (rules pinned by the conformance suite) ---
+
+    /// Insert or refresh an instance: `started_at` on first sight, and
+    /// `heartbeat_at = now`.
+    fn register_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError>;
+    /// `heartbeat_at = now` (registers an unknown instance).
+    fn heartbeat_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError>;
+    /// All instances, by id.
+    fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError>;
+    /// Reserve a slot for `worker` iff it holds none and fewer than `org_cap`
+    /// slots belong to `org` and fewer than `global_cap` exist (checked in
+    /// that order: Exists, OrgCap, GlobalCap).
+    fn reserve_slot(
+        &mut self,
+        worker: &str,
+        org: &str,
+        org_cap: u32,
+        global_cap: u32,
+        now: Millis,
+    ) -> Result<SlotResult, StoreError>;
+    /// Free `worker`'s slot: Fenced if the fence fails, NotFound if none.
+    fn free_slot(&mut self, worker: &str, fence: Option<&LeaseFence>, now: Millis) -> Result<SlotResult, StoreError>;
+    /// All slots, by worker id.
+    fn list_slots(&mut self) -> Result<Vec<SlotRecord>, StoreError>;
+    /// Insert `worker` as given but with `created_at = updated_at =
+    /// idle_since = now` and `version = 1`; Exists if the id is taken.
+    fn insert_worker(&mut self, worker: &WorkerRecord, now: Millis) -> Result<WorkerCas, StoreError>;
+    /// Checks in order: NoWorker, Fenced, StaleOwner (owner or epoch), WrongState
+    /// (`state != from`), BadTransition (`!from.can_become(to)`). Applied:
+    /// `state = to`, `session`, `updated_at = now`, `idle_since = now` when
+    /// entering hot_idle from another state, `version + 1`.
+    #[allow(clippy::too_many_arguments)]
+    fn update_worker(
+        &mut self,
+        id: &str,
+        owner: InstanceId,
+        epoch: u64,
+        from: WorkerState,
+        to: WorkerState,
+        session: Option<u64>,
+        fence: Option<&LeaseFence>,
+        now: Millis,
+    ) -> Result<WorkerCas, StoreError>;
+    /// Checks in order: NoWorker, Fenced, StaleOwner, WrongState (terminal).
+    /// Applied: `owner = new_owner`, `owner_epoch + 1`, `updated_at = now`,
+    /// `version + 1`; the state is unchanged.
+    fn claim_worker(
+        &mut self,
+        id: &str,
+        owner: InstanceId,
+        epoch: u64,
+        new_owner: InstanceId,
+        fence: Option<&LeaseFence>,
+        now: Millis,
+    ) -> Result<WorkerCas, StoreError>;
+    /// All workers, by id.
+    fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// Dispatch a request to the typed operation.
+    fn apply(&mut self, req: &StoreRequest, now: Millis) -> Result<StoreReply, StoreError> {
+        Ok(match req {
+            StoreRequest::ReadLease { name } => StoreReply::Lease(self.read_lease(name)?),
+            StoreRequest::AcquireLease { name, holder, expected_version, ttl_ms } => {
+                StoreReply::Cas(self.acquire_lease(name, *holder, *expected_version, *ttl_ms, now)?)
+            }
+            StoreRequest::RenewLease { name, holder, expected_version, ttl_ms } => {
+                StoreReply::Cas(self.renew_lease(name, *holder, *expected_version, *ttl_ms, now)?)
+            }
+            StoreRequest::ReleaseLease { name, holder, expected_version } => {
+                StoreReply::Cas(self.release_lease(name, *holder, *expected_version, now)?)
+            }
+            StoreRequest::FencedEffect { name, holder, epoch, effect } => {
+                StoreReply::Effect(self.fenced_effect(name, *holder, *epoch, effect, now)?)
+            }
+            StoreRequest::RegisterInstance { id } => {
+                self.register_instance(*id, now)?;
+                StoreReply::Done
+            }
+            StoreRequest::HeartbeatInstance { id } => {
+                self.heartbeat_instance(*id, now)?;
+                StoreReply::Done
+            }
+            StoreRequest::ListInstances => StoreReply::Instances { now, list: self.list_instances()? },
+            StoreRequest::ReserveSlot { worker, org, org_cap, global_cap } => {
+                StoreReply::Slot(self.reserve_slot(worker, org, *org_cap, *global_cap, now)?)
+            }
+            StoreRequest::FreeSlot { worker, fence } => StoreReply::Slot(self.free_slot(worker, fence.as_ref(), now)?),
+            StoreRequest::ListSlots => StoreReply::Slots { now, list: self.list_slots()? },
+            StoreRequest::InsertWorker { worker } => StoreReply::Worker(self.insert_worker(worker, now)?),
+            StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence } => StoreReply::Worker(
+                self.update_worker(id, *owner, *epoch, *from, *to, *session, fence.as_ref(), now)?,
+            ),
+            StoreRequest::ClaimWorker { id, owner, epoch, new_owner, fence } => {
+                StoreReply::Worker(self.claim_worker(id, *owner, *epoch, *new_owner, fence.as_ref(), now)?)
+            }
+            StoreRequest::ListWorkers => StoreReply::Workers { now, list: self.list_workers()? },
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Records of the worker fleet: workers, instances and capacity slots, and
+//! the requests and replies that change them.
+
+use crate::clock::Millis;
+use crate::ids::InstanceId;
+use crate::worker::WorkerState;
+use serde::{Deserialize, Serialize};
+
+/// One worker (a pod plus its secret). Every change is a CAS on
+/// `(id, owner, owner_epoch)`; taking ownership bumps `owner_epoch`, so a
+/// stale owner's write is rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub org: String,
+    pub state: WorkerState,
+    pub owner: InstanceId,
+    pub owner_epoch: u64,
+    pub pod: String,
+    pub secret: String,
+    /// The client session the worker serves, if any.
+    pub session: Option<u64>,
+    pub created_at: Millis,
+    /// Last write (a heartbeat during a long activation bumps it).
+    pub updated_at: Millis,
+    /// When it last became hot-idle.
+    pub idle_since: Millis,
+    /// +1 on every applied write.
+    pub version: u64,
+}
+
+/// A registered process incarnation and its last heartbeat (store time).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub id: InstanceId,
+    pub started_at: Millis,
+    pub heartbeat_at: Millis,
+}
+
+/// A capacity slot held by one worker from spawn until it is retired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    pub worker: String,
+    pub org: String,
+    pub reserved_at: Millis,
+}
+
+/// Leader-gated writes carry the lease epoch that authorised them; the
+/// store applies them only while `holder` holds the lease at `epoch`,
+/// unexpired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseFence {
+    pub lease: String,
+    pub holder: InstanceId,
+    pub epoch: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerReject {
+    NoWorker,
+    /// Insert of an id that exists.
+    Exists,
+    /// `(owner, owner_epoch)` is not the current one.
+    StaleOwner,
+    /// The worker is not in the expected `from` state.
+    WrongState,
+    /// `from → to` is not a lifecycle step.
+    BadTransition,
+    /// The lease fence does not hold.
+    Fenced,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerCas {
+    Applied(WorkerRecord),
+    Rejected { reason: WorkerReject, current: Option<WorkerRecord> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlotResult {
+    Reserved,
+    /// The org already holds `org_cap` slots.
+    OrgCap,
+    /// The fleet already holds `global_cap` slots.
+    GlobalCap,
+    /// This worker already holds a slot.
+    Exists,
+    Freed,
+    NotFound,
+    Fenced,
+}

@@ -1,0 +1,203 @@
+//! Records, requests and replies of the store.
+
+use super::fleet_records::*;
+use crate::clock::Millis;
+use crate::ids::InstanceId;
+use crate::worker::WorkerState;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The durable lease record. `version` changes on every write (the CAS key);
+/// `epoch` changes on every acquisition (the fencing token); `expires_at` is
+/// in the store's time domain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub name: String,
+    pub holder: Option<InstanceId>,
+    pub epoch: u64,
+    pub expires_at: Millis,
+    pub version: u64,
+}
+
+impl LeaseRecord {
+    /// Free for the taking at store time `now`: released, or expired.
+    pub fn is_free_at(&self, now: Millis) -> bool {
+        self.holder.is_none() || self.expires_at <= now
+    }
+}
+
+/// One committed leader-gated effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectRow {
+    pub seq: u64,
+    pub lease: String,
+    pub holder: InstanceId,
+    pub epoch: u64,
+    pub effect: String,
+    pub at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreRequest {
+    ReadLease { name: String },
+    /// Take the lease if it is free or expired and its version is still
+    /// `expected_version` (`None`: no record exists yet).
+    AcquireLease { name: String, holder: InstanceId, expected_version: Option<u64>, ttl_ms: u64 },
+    /// Extend the lease; only its holder, only at `expected_version`.
+    RenewLease { name: String, holder: InstanceId, expected_version: u64, ttl_ms: u64 },
+    /// Give the lease up; only its holder, only at `expected_version`.
+    ReleaseLease { name: String, holder: InstanceId, expected_version: u64 },
+    /// Commit a leader-gated effect iff `(holder, epoch)` still holds the
+    /// lease, unexpired, at commit time.
+    FencedEffect { name: String, holder: InstanceId, epoch: u64, effect: String },
+
+    /// Register a fresh instance (heartbeat = now).
+    RegisterInstance { id: InstanceId },
+    /// Stamp an instance's heartbeat with the store's now.
+    HeartbeatInstance { id: InstanceId },
+    ListInstances,
+    /// Take a capacity slot for `worker` unless the org or the fleet is at
+    /// its cap.
+    ReserveSlot { worker: String, org: String, org_cap: u32, global_cap: u32 },
+    FreeSlot { worker: String, fence: Option<LeaseFence> },
+    ListSlots,
+    /// Create a worker row (the store stamps its times; version 1).
+    InsertWorker { worker: WorkerRecord },
+    /// CAS a worker from `from` to `to` as `(owner, epoch)`, binding it to
+    /// `session` (or none). `from == to` is a heartbeat.
+    UpdateWorker {
+        id: String,
+        owner: InstanceId,
+        epoch: u64,
+        from: WorkerState,
+        to: WorkerState,
+        session: Option<u64>,
+        fence: Option<LeaseFence>,
+    },
+    /// Take ownership: CAS on `(owner, epoch)`, sets `new_owner` and bumps
+    /// the epoch; the state is unchanged.
+    ClaimWorker { id: String, owner: InstanceId, epoch: u64, new_owner: InstanceId, fence: Option<LeaseFence> },
+    ListWorkers,
+}
+
+impl StoreRequest {
+    /// Short name of the operation, for traces and errors.
+    pub fn op(&self) -> &'static str {
+        match self {
+            StoreRequest::ReadLease { .. } => "read_lease",
+            StoreRequest::AcquireLease { .. } => "acquire_lease",
+            StoreRequest::RenewLease { .. } => "renew_lease",
+            StoreRequest::ReleaseLease { .. } => "release_lease",
+            StoreRequest::FencedEffect { .. } => "fenced_effect",
+            StoreRequest::RegisterInstance { .. } => "register_instance",
+            StoreRequest::HeartbeatInstance { .. } => "heartbeat_instance",
+            StoreRequest::ListInstances => "list_instances",
+            StoreRequest::ReserveSlot { .. } => "reserve_slot",
+            StoreRequest::FreeSlot { .. } => "free_slot",
+            StoreRequest::ListSlots => "list_slots",
+            StoreRequest::InsertWorker { .. } => "insert_worker",
+            StoreRequest::UpdateWorker { .. } => "update_worker",
+            StoreRequest::ClaimWorker { .. } => "claim_worker",
+            StoreRequest::ListWorkers => "list_workers",
+        }
+    }
+
+    /// The lease fence a leader-gated write carries, if any.
+    pub fn fence(&self) -> Option<&LeaseFence> {
+        match self {
+            StoreRequest::FreeSlot { fence, .. }
+            | StoreRequest::UpdateWorker { fence, .. }
+            | StoreRequest::ClaimWorker { fence, .. } => fence.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the request can change durable state.
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            StoreRequest::ReadLease { .. }
+                | StoreRequest::ListInstances
+                | StoreRequest::ListSlots
+                | StoreRequest::ListWorkers
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreReply {
+    Lease(Option<LeaseRecord>),
+    Cas(CasResult),
+    Effect(EffectResult),
+    Done,
+    /// Lists carry the store's `now`, so callers judge ages in store time.
+    Instances { now: Millis, list: Vec<InstanceRecord> },
+    Slot(SlotResult),
+    Slots { now: Millis, list: Vec<SlotRecord> },
+    Worker(WorkerCas),
+    Workers { now: Millis, list: Vec<WorkerRecord> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CasResult {
+    Applied(LeaseRecord),
+    Rejected { reason: Reject, current: Option<LeaseRecord> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reject {
+    /// The record's version is not the one the caller read.
+    StaleVersion,
+    /// Someone else holds an unexpired lease.
+    HeldByOther,
+    /// Renew or release by an instance that does not hold the lease.
+    NotHolder,
+    /// Renew or release of a lease that was never created.
+    NoRecord,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EffectResult {
+    Applied { seq: u64 },
+    Rejected { reason: FenceReject },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FenceReject {
+    NoLease,
+    NotHolder,
+    StaleEpoch,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreError {
+    /// No answer in time (network, timeout, lost reply): the request may or
+    /// may not have committed.
+    Unavailable(String),
+    /// The write failed before commit: nothing changed.
+    Failed(String),
+    /// The backend itself failed (e.g. an SQLite error).
+    Backend(String),
+    /// A reply of the wrong shape for the request.
+    Protocol(String),
+}
+
+impl StoreError {
+    pub(crate) fn protocol(op: &str, got: &StoreReply) -> Self {
+        StoreError::Protocol(format!("{op}: unexpected reply {got:?}"))
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::Failed(m) => write!(f, "store write failed before commit: {m}"),
+            StoreError::Backend(m) => write!(f, "store backend error: {m}"),
+            StoreError::Protocol(m) => write!(f, "store protocol error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}

@@ -1,0 +1,12 @@
+//! Workers: the lifecycle state machine, the per-replica pool, and the
+//! reapers that keep idle workers from leaking.
+
+pub mod pool;
+pub mod reaper;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use pool::{Pool, PoolError, Sessions};
+pub use reaper::{Janitor, Reapers};
+pub use state::WorkerState;

@@ -1,0 +1,702 @@
+//! The worker pool of one replica: serves client sessions with a reusable
+//! hot-idle worker or a new spawn, parks workers hot-idle when sessions end,
+//! refreshes its workers' credentials, and retires them on shutdown.
+//!
+//! Rules (DESIGN.md part 3): every transition is a CAS on `(worker, owner,
+//! owner_epoch)`; the durable write comes first and the in-memory state
+//! changes only after it succeeded; a failed write leaves the worker as it
+//! was. A spawn reserves a capacity slot, freed at once if the spawn fails;
+//! the secret is created before the pod; a long activation heartbeats its
+//! row.
+
+use super::WorkerState;
+use crate::clock::{timeout, Clock};
+use crate::cluster::{Cluster, ClusterExt, Labels, PodPhase};
+use crate::config::{ms, FleetConfig};
+use crate::ids::InstanceId;
+use crate::mutants::{Mutant, Mutants};
+use crate::observe::{CoreEvent, Observer};
+use crate::store::{LeaseFence, SlotResult, Store, StoreError, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Why a client request got no worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// The org or the fleet is at its capacity cap.
+    AtCapacity(String),
+    /// The spawn failed (store, cluster, pod failure, activation timeout).
+    SpawnFailed(String),
+    /// The store could not be reached or refused.
+    Store(String),
+    /// Release of a session this replica does not serve.
+    UnknownSession(u64),
+    ShuttingDown,
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::AtCapacity(m) => write!(f, "at capacity: {m}"),
+            PoolError::SpawnFailed(m) => write!(f, "spawn failed: {m}"),
+            PoolError::Store(m) => write!(f, "store: {m}"),
+            PoolError::UnknownSession(s) => write!(f, "unknown session {s}"),
+            PoolError::ShuttingDown => write!(f, "shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// What this replica believes about a worker it owns.
+#[derive(Clone, Debug)]
+struct Owned {
+    org: String,
+    state: WorkerState,
+    epoch: u64,
+    session: Option<u64>,
+    pod: String,
+    secret: String,
+    /// A self-claim (epoch refresh) whose outcome is unknown: if the store
+    /// shows us one epoch ahead, that claim landed.
+    refresh_pending: bool,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Owned>>;
+
+/// The labels of this deployment's objects.
+pub fn deployment_selector(deployment: &str) -> Labels {
+    [("app".to_string(), "haywire".to_string()), ("haywire/deployment".to_string(), deployment.to_string())]
+        .into_iter()
+        .collect()
+}
+
+/// Label on a secret naming the pod it belongs to.
+pub const SECRET_POD_LABEL: &str = "haywire/worker-pod";
+
+pub struct Pool<S, C, K> {
+    me: InstanceId,
+    cfg: FleetConfig,
+    mutants: Mutants,
+    store: Arc<S>,
+    clock: Arc<C>,
+    cluster: Arc<K>,
+    obs: Arc<dyn Observer>,
+    /// Each worker behind its own lock: operations on one worker (and its
+    /// epoch) are serialised; the map lock is never held across an await.
+    workers: Mutex<BTreeMap<String, Slot>>,
+    /// Which worker serves which session.
+    sessions: Mutex<BTreeMap<u64, String>>,
+    /// Slots whose free failed or whose reserve had an unknown outcome:
+    /// upkeep frees them (freeing is idempotent).
+    pending_frees: Mutex<BTreeSet<String>>,
+    next_worker: AtomicU64,
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+/// Outcome of one store call made by the pool.
+enum Call<T> {
+    Ok(T),
+    /// Not ours any more (or never was): the reason.
+    Rejected(WorkerReject),
+    /// Still ours, but in this state, from which the step is impossible
+    /// (memory now says so too).
+    Moved(WorkerState),
+    /// Unknown outcome.
+    Err(String),
+}
+
+impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
+    pub fn new(
+        me: InstanceId,
+        cfg: FleetConfig,
+        mutants: Mutants,
+        store: Arc<S>,
+        clock: Arc<C>,
+        cluster: Arc<K>,
+        obs: Arc<dyn Observer>,
+    ) -> Self {
+        Pool {
+            me,
+            cfg,
+            mutants,
+            store,
+            clock,
+            cluster,
+            obs,
+            workers: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::new(BTreeMap::new()),
+            pending_frees: Mutex::new(BTreeSet::new()),
+            next_worker: AtomicU64::new(1),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot(&self) -> Vec<(String, Slot)> {
+        self.map().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn forget(&self, id: &str) {
+        self.map().remove(id);
+    }
+
+    /// Whether this pool holds `id` in memory.
+    pub fn owns(&self, id: &str) -> bool {
+        self.map().contains_key(id)
+    }
+
+    /// Free `id`'s slot; if that fails, remember to retry.
+    async fn free_slot(&self, id: &str) {
+        let req = StoreRequest::FreeSlot { worker: id.to_string(), fence: None };
+        let freed = matches!(self.store_call(req).await, Ok(StoreReply::Slot(SlotResult::Freed | SlotResult::NotFound)));
+        let mut pending = self.pending_frees.lock().unwrap_or_else(|p| p.into_inner());
+        if freed {
+            pending.remove(id);
+        } else {
+            pending.insert(id.to_string());
+        }
+    }
+
+    fn bind(&self, session: u64, id: &str) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(session, id.to_string());
+    }
+
+    fn unbind(&self, session: u64) -> Option<String> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&session)
+    }
+
+    async fn bounded<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, String> {
+        match timeout(&*self.clock, ms(self.cfg.call_timeout_ms), f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("store call timed out".into()),
+        }
+    }
+
+    async fn store_call(&self, req: StoreRequest) -> Result<StoreReply, String> {
+        self.bounded(self.store.call(req)).await
+    }
+
+    /// CAS one of this pool's workers to `to`. When the store shows the
+    /// worker still ours but elsewhere than memory thinks (an earlier write
+    /// or refresh of ours committed but its reply was lost), memory is
+    /// brought in line and the step retried from where the row really is.
+    async fn transition(&self, id: &str, w: &mut Owned, to: WorkerState, session: Option<u64>) -> Call<WorkerRecord> {
+        let mut last_err = format!("{id}: the store kept moving");
+        for _ in 0..3 {
+            let req = StoreRequest::UpdateWorker {
+                id: id.to_string(),
+                owner: self.me,
+                epoch: w.epoch,
+                from: w.state,
+                to,
+                session,
+                fence: None,
+            };
+            let (reason, current) = match self.store_call(req).await {
+                Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => return Call::Ok(rec),
+                Ok(StoreReply::Worker(WorkerCas::Rejected { reason, current })) => (reason, current),
+                Ok(other) => return Call::Err(format!("unexpected reply {other:?}")),
+                // Unknown outcome: asking again is safe, the retry sees a
+                // landed write as ours.
+                Err(e) => {
+                    last_err = e;
+                    continue;
+                }
+            };
+            let Some(c) = current.filter(|c| c.owner == self.me) else { return Call::Rejected(reason) };
+            match reason {
+                // Our own refresh landed unseen: that epoch is ours.
+                WorkerReject::StaleOwner if w.refresh_pending && c.owner_epoch == w.epoch + 1 => {
+                    w.epoch = c.owner_epoch;
+                    w.refresh_pending = false;
+                }
+                // Same owner and epoch, another state: a write of ours landed.
+                WorkerReject::WrongState if c.owner_epoch == w.epoch => {
+                    w.state = c.state;
+                    if c.state == to && c.session == session {
+                        return Call::Ok(c);
+                    }
+                    if !c.state.can_become(to) {
+                        return Call::Moved(c.state);
+                    }
+                }
+                _ => return Call::Rejected(reason),
+            }
+        }
+        Call::Err(last_err)
+    }
+
+    /// Serve `session` for `org`: reuse an idle worker of ours, or spawn one.
+    pub async fn acquire(&self, org: &str, session: u64) -> Result<String, PoolError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(PoolError::ShuttingDown);
+        }
+        for (id, slot) in self.snapshot() {
+            // A worker busy elsewhere (spawning, parking) is not reusable
+            // now; never wait on it.
+            let Ok(mut w) = slot.try_lock() else { continue };
+            let reusable = w.org == org && w.session.is_none() && matches!(w.state, WorkerState::HotIdle | WorkerState::Hot);
+            if !reusable {
+                continue;
+            }
+            match self.transition(&id, &mut w, WorkerState::Hot, Some(session)).await {
+                Call::Ok(rec) => {
+                    w.state = WorkerState::Hot;
+                    w.session = Some(session);
+                    w.epoch = rec.owner_epoch;
+                    self.bind(session, &id);
+                    return Ok(id);
+                }
+                // Taken from us (reaped, or its owner epoch moved on): not ours.
+                Call::Rejected(_) => {
+                    drop(w);
+                    self.forget(&id);
+                }
+                Call::Moved(_) => {}
+                // Unknown outcome: it may be bound to this session now, which
+                // the client will never release. Treat it as hot with no
+                // session; upkeep parks it either way.
+                Call::Err(e) => {
+                    w.state = WorkerState::Hot;
+                    return Err(PoolError::Store(e));
+                }
+            }
+        }
+        self.spawn(org, session).await
+    }
+
+    async fn spawn(&self, org: &str, session: u64) -> Result<String, PoolError> {
+        let n = self.next_worker.fetch_add(1, Ordering::SeqCst);
+        let id = format!("w{}.{n}", self.me.0);
+        let reserve = StoreRequest::ReserveSlot {
+            worker: id.clone(),
+            org: org.to_string(),
+            org_cap: self.cfg.org_cap,
+            global_cap: self.cfg.global_cap,
+        };
+        match self.store_call(reserve).await {
+            Ok(StoreReply::Slot(SlotResult::Reserved)) => {}
+            Ok(StoreReply::Slot(SlotResult::OrgCap)) => return Err(PoolError::AtCapacity(format!("org {org}"))),
+            Ok(StoreReply::Slot(SlotResult::GlobalCap)) => return Err(PoolError::AtCapacity("fleet".into())),
+            Ok(other) => return Err(PoolError::Store(format!("reserve slot: unexpected reply {other:?}"))),
+            // Unknown outcome: a slot may exist with no row; upkeep frees it.
+            Err(e) => {
+                self.pending_frees.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+                return Err(PoolError::Store(e));
+            }
+        }
+        let owned = Owned {
+            org: org.to_string(),
+            state: WorkerState::Spawning,
+            epoch: 1,
+            session: Some(session),
+            pod: format!("pod-{id}"),
+            secret: format!("secret-{id}"),
+            refresh_pending: false,
+        };
+        let row = WorkerRecord {
+            id: id.clone(),
+            org: org.to_string(),
+            state: WorkerState::Spawning,
+            owner: self.me,
+            owner_epoch: 1,
+            pod: owned.pod.clone(),
+            secret: owned.secret.clone(),
+            session: Some(session),
+            created_at: 0,
+            updated_at: 0,
+            idle_since: 0,
+            version: 0,
+        };
+        let slot: Slot = Arc::new(tokio::sync::Mutex::new(owned));
+        let mut w = slot.clone().lock_owned().await;
+        self.map().insert(id.clone(), slot);
+        match self.store_call(StoreRequest::InsertWorker { worker: row }).await {
+            Ok(StoreReply::Worker(WorkerCas::Applied(_))) => {}
+            other => {
+                let why = format!("insert worker: {other:?}");
+                return Err(self.fail_spawn(&id, &mut w, why, false).await);
+            }
+        }
+        let mut labels = deployment_selector(&self.cfg.deployment);
+        labels.insert("haywire/worker".into(), id.clone());
+        labels.insert("haywire/instance".into(), self.me.to_string());
+        let mut secret_labels = labels.clone();
+        secret_labels.insert(SECRET_POD_LABEL.into(), w.pod.clone());
+        let call = ms(self.cfg.call_timeout_ms);
+        if let Err(e) = flatten(timeout(&*self.clock, call, self.cluster.create_secret(&w.secret, secret_labels)).await) {
+            return Err(self.fail_spawn(&id, &mut w, format!("create secret: {e}"), true).await);
+        }
+        if let Err(e) = flatten(timeout(&*self.clock, call, self.cluster.create_pod(&w.pod, labels)).await) {
+            return Err(self.fail_spawn(&id, &mut w, format!("create pod: {e}"), true).await);
+        }
+        match self.transition(&id, &mut w, WorkerState::Activating, Some(session)).await {
+            Call::Ok(_) => w.state = WorkerState::Activating,
+            Call::Rejected(r) => return Err(self.fail_spawn(&id, &mut w, format!("to activating: {r:?}"), true).await),
+            Call::Moved(st) => return Err(self.fail_spawn(&id, &mut w, format!("to activating: row is {st}"), true).await),
+            Call::Err(e) => return Err(self.fail_spawn(&id, &mut w, format!("to activating: {e}"), true).await),
+        }
+        if let Err(why) = self.activate(&id, &mut w, session).await {
+            return Err(self.fail_spawn(&id, &mut w, why, true).await);
+        }
+        match self.transition(&id, &mut w, WorkerState::Hot, Some(session)).await {
+            Call::Ok(_) => {
+                w.state = WorkerState::Hot;
+                self.bind(session, &id);
+                Ok(id)
+            }
+            _ if self.mutants.on(Mutant::ActivateSplit) => {
+                // The bug: memory says hot, the row still says activating.
+                w.state = WorkerState::Hot;
+                self.bind(session, &id);
+                Ok(id)
+            }
+            Call::Rejected(r) => Err(self.fail_spawn(&id, &mut w, format!("to hot: {r:?}"), true).await),
+            Call::Moved(st) => Err(self.fail_spawn(&id, &mut w, format!("to hot: row is {st}"), true).await),
+            Call::Err(e) => Err(self.fail_spawn(&id, &mut w, format!("to hot: {e}"), true).await),
+        }
+    }
+
+    /// Wait for the pod to run, heartbeating the row so that it is not
+    /// reaped as stuck while the activation is alive.
+    async fn activate(&self, id: &str, w: &mut Owned, session: u64) -> Result<(), String> {
+        let give_up = self.clock.now().saturating_add(self.cfg.activation_timeout_ms);
+        let call = ms(self.cfg.call_timeout_ms);
+        loop {
+            match flatten(timeout(&*self.clock, call, self.cluster.get_pod(&w.pod)).await) {
+                Ok(Some(p)) if p.phase == PodPhase::Running => return Ok(()),
+                Ok(Some(p)) if p.phase == PodPhase::Failed => return Err("pod failed during activation".into()),
+                Ok(None) => return Err("pod vanished during activation".into()),
+                // Pending, or the API did not answer: keep waiting.
+                _ => {}
+            }
+            if self.clock.now() >= give_up {
+                return Err("activation timed out".into());
+            }
+            if !self.mutants.on(Mutant::ReaperKillsLiveActivation) {
+                // A heartbeat is a same-state CAS; it bumps updated_at.
+                match self.transition(id, w, WorkerState::Activating, Some(session)).await {
+                    Call::Rejected(r) => return Err(format!("activation heartbeat rejected: {r:?}")),
+                    Call::Moved(st) => return Err(format!("activation heartbeat: row is {st}")),
+                    _ => {}
+                }
+            }
+            self.clock.sleep(ms(self.cfg.activation_poll_ms)).await;
+        }
+    }
+
+    /// Undo a failed spawn: retire the row (if still ours), delete pod and
+    /// secret, and free the slot at once.
+    async fn fail_spawn(&self, id: &str, w: &mut Owned, reason: String, row_exists: bool) -> PoolError {
+        w.session = None;
+        self.obs.observe(CoreEvent::SpawnFailed { worker: id.to_string(), reason: reason.clone() });
+        if row_exists {
+            self.retire_row(id, w).await;
+        } else {
+            w.state = WorkerState::Retired;
+        }
+        self.finish_failed(id, w).await;
+        PoolError::SpawnFailed(reason)
+    }
+
+    /// After a failed spawn: delete the pod and secret and free the slot at
+    /// once, if the row is retired; a row the store would not retire yet
+    /// keeps its slot (so caps hold) and upkeep tries again.
+    async fn finish_failed(&self, id: &str, w: &mut Owned) {
+        let call = ms(self.cfg.call_timeout_ms);
+        let _ = timeout(&*self.clock, call, self.cluster.delete_pod(&w.pod)).await;
+        let _ = timeout(&*self.clock, call, self.cluster.delete_secret(&w.secret)).await;
+        if !w.state.is_terminal() {
+            return;
+        }
+        if !self.mutants.on(Mutant::SlotLeakOnSpawnFailure) {
+            self.free_slot(id).await;
+        }
+        self.forget(id);
+    }
+
+    /// Retire our row from wherever it really is (a write whose reply was
+    /// lost may have moved it on): hot ones drain first. Best effort.
+    async fn retire_row(&self, id: &str, w: &mut Owned) {
+        for _ in 0..4 {
+            let to = match w.state {
+                WorkerState::Hot | WorkerState::HotIdle => WorkerState::Draining,
+                s if s.is_terminal() => return,
+                _ => WorkerState::Retired,
+            };
+            let req = StoreRequest::UpdateWorker {
+                id: id.to_string(),
+                owner: self.me,
+                epoch: w.epoch,
+                from: w.state,
+                to,
+                session: None,
+                fence: None,
+            };
+            match self.store_call(req).await {
+                Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => w.state = rec.state,
+                Ok(StoreReply::Worker(WorkerCas::Rejected { current: Some(c), .. }))
+                    if c.owner == self.me && c.owner_epoch == w.epoch =>
+                {
+                    w.state = c.state;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// The session ended: park its worker hot-idle (durable write first; if
+    /// it fails the worker stays hot, and reusable, until a later park).
+    pub async fn release(&self, session: u64) -> Result<(), PoolError> {
+        let Some(id) = self.unbind(session) else { return Err(PoolError::UnknownSession(session)) };
+        let Some(slot) = self.map().get(&id).cloned() else { return Ok(()) };
+        let mut w = slot.lock().await;
+        if w.session != Some(session) {
+            return Ok(());
+        }
+        if self.mutants.on(Mutant::MutateBeforePersist) {
+            // The bug: memory first; a failed write strands the worker.
+            w.state = WorkerState::HotIdle;
+            w.session = None;
+            let mut durable = Owned { state: WorkerState::Hot, ..w.clone() };
+            if let Call::Rejected(WorkerReject::StaleOwner) = self.transition(&id, &mut durable, WorkerState::HotIdle, None).await {
+                drop(w);
+                self.forget(&id);
+            }
+            return Ok(());
+        }
+        w.session = None;
+        if w.state == WorkerState::Hot {
+            self.park(&id, &mut w).await;
+        }
+        Ok(())
+    }
+
+    async fn park(&self, id: &str, w: &mut Owned) {
+        match self.transition(id, w, WorkerState::HotIdle, None).await {
+            Call::Ok(_) => w.state = WorkerState::HotIdle,
+            Call::Rejected(_) => self.forget(id),
+            // Stays hot and reusable (or already moved on); upkeep looks again.
+            Call::Moved(_) | Call::Err(_) => {}
+        }
+    }
+
+    /// Periodic upkeep: park hot workers whose session ended while the
+    /// store was failing, and refresh every worker's credentials (which
+    /// takes a new owner epoch, the fencing token of 004).
+    pub async fn maintain(&self) {
+        let pending: Vec<String> = self.pending_frees.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        for id in pending {
+            self.free_slot(&id).await;
+        }
+        for (id, slot) in self.snapshot() {
+            if self.mutants.on(Mutant::TornEpochRead) {
+                self.refresh_torn(&id, &slot).await;
+                continue;
+            }
+            // Busy workers (spawning, serving a call) are left for next time.
+            let Ok(mut w) = slot.try_lock() else { continue };
+            if w.state == WorkerState::Hot && w.session.is_none() {
+                self.park(&id, &mut w).await;
+            }
+            // A drain whose last steps failed: finish it.
+            if w.state == WorkerState::Draining {
+                let _ = self.drain_own(&id, &mut w).await;
+                continue;
+            }
+            // A failed spawn whose row would not retire: try again.
+            if matches!(w.state, WorkerState::Spawning | WorkerState::Activating) {
+                self.retire_row(&id, &mut w).await;
+                self.finish_failed(&id, &mut w).await;
+                continue;
+            }
+            if matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) {
+                // Epoch bump and in-memory update under the worker's lock:
+                // no reader sees the old epoch after the store moved on.
+                w.refresh_pending = true;
+                if let Some(epoch) = self.claim_self(&id, &w).await {
+                    w.epoch = epoch;
+                    w.refresh_pending = false;
+                }
+            }
+        }
+    }
+
+    /// Take a fresh owner epoch for a worker we own. `None` if it failed
+    /// (a rejection means it is not ours any more).
+    async fn claim_self(&self, id: &str, w: &Owned) -> Option<u64> {
+        let req = StoreRequest::ClaimWorker { id: id.to_string(), owner: self.me, epoch: w.epoch, new_owner: self.me, fence: None };
+        match self.store_call(req).await {
+            Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => Some(rec.owner_epoch),
+            // An earlier refresh of ours landed unseen: that is our epoch.
+            Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner, current: Some(c) }))
+                if w.refresh_pending && c.owner == self.me && c.owner_epoch == w.epoch + 1 =>
+            {
+                Some(c.owner_epoch)
+            }
+            Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner | WorkerReject::NoWorker, .. })) => {
+                self.forget(id);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The torn refresh (mutant): the durable bump and the in-memory update
+    /// are separate steps with a store round trip between them.
+    async fn refresh_torn(&self, id: &str, slot: &Slot) {
+        let w = slot.lock().await.clone();
+        if !matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) {
+            return;
+        }
+        let Some(epoch) = self.claim_self(id, &w).await else { return };
+        // Read back the row before updating memory: meanwhile other paths
+        // read and use the old epoch.
+        let _ = self.store_call(StoreRequest::ListWorkers).await;
+        let mut w = slot.lock().await;
+        w.epoch = epoch;
+        w.refresh_pending = false;
+    }
+
+    /// Retire this replica's own hot-idle workers past the TTL (keeping the
+    /// floor), newest kept. Used by the fallback reaper. `now` is store time.
+    pub async fn retire_expired_idle(&self, rows: &[WorkerRecord], now: u64) -> Result<(), String> {
+        let mut idle: Vec<&WorkerRecord> =
+            rows.iter().filter(|r| r.owner == self.me && r.state == WorkerState::HotIdle).collect();
+        idle.sort_by_key(|r| std::cmp::Reverse((r.idle_since, r.id.clone())));
+        let mut errors = Vec::new();
+        for r in idle.into_iter().skip(self.cfg.min_hot_idle as usize) {
+            if r.idle_since.saturating_add(self.cfg.hot_idle_ttl_ms) > now {
+                continue;
+            }
+            let Some(slot) = self.map().get(&r.id).cloned() else { continue };
+            let Ok(mut w) = slot.try_lock() else { continue };
+            if w.state != WorkerState::HotIdle || w.session.is_some() {
+                continue; // reused since the list was taken
+            }
+            if let Err(e) = self.drain_own(&r.id, &mut w).await {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Retire one of our hot-idle workers now (the janitor's call for its
+    /// own replica's workers: claiming our own would fence our pool out).
+    /// Skipped if it is busy or no longer idle.
+    pub async fn retire_idle(&self, id: &str) -> Result<(), String> {
+        let Some(slot) = self.map().get(id).cloned() else { return Ok(()) };
+        let Ok(mut w) = slot.try_lock() else { return Ok(()) };
+        if w.state != WorkerState::HotIdle || w.session.is_some() {
+            return Ok(());
+        }
+        self.drain_own(id, &mut w).await
+    }
+
+    /// hot_idle → draining → (pod and secret deleted) → retired, slot
+    /// freed; resumes a drain that stopped half way.
+    async fn drain_own(&self, id: &str, w: &mut Owned) -> Result<(), String> {
+        if w.state != WorkerState::Draining {
+            match self.transition(id, w, WorkerState::Draining, None).await {
+                Call::Ok(_) => w.state = WorkerState::Draining,
+                Call::Rejected(r) => {
+                    self.forget(id);
+                    return Err(format!("{id} to draining: {r:?}"));
+                }
+                Call::Moved(st) => return Err(format!("{id} to draining: row is {st}")),
+                Call::Err(e) => return Err(format!("{id} to draining: {e}")),
+            }
+        }
+        // A pod or secret that will not go is left to the janitor's orphan
+        // pass: the row is retired either way.
+        let _ = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, &w.pod, &w.secret).await;
+        match self.transition(id, w, WorkerState::Retired, None).await {
+            Call::Ok(_) => w.state = WorkerState::Retired,
+            Call::Rejected(r) => return Err(format!("{id} to retired: {r:?}")),
+            Call::Moved(st) => return Err(format!("{id} to retired: row is {st}")),
+            Call::Err(e) => return Err(format!("{id} to retired: {e}")),
+        }
+        self.forget(id);
+        self.free_slot(id).await;
+        Ok(())
+    }
+
+    /// Graceful shutdown: serve no more sessions and retire our idle
+    /// workers. Workers still serving sessions are left to the reapers once
+    /// this instance is gone.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for (id, slot) in self.snapshot() {
+            let Ok(mut w) = slot.try_lock() else { continue };
+            if w.state == WorkerState::HotIdle && w.session.is_none() {
+                let _ = self.drain_own(&id, &mut w).await;
+            }
+        }
+    }
+
+    /// The workers this replica believes it owns (id, state, epoch, session).
+    pub fn owned(&self) -> Vec<(String, WorkerState, u64, Option<u64>)> {
+        self.snapshot()
+            .into_iter()
+            .filter_map(|(id, slot)| slot.try_lock().ok().map(|w| (id, w.state, w.epoch, w.session)))
+            .collect()
+    }
+
+    pub fn instance(&self) -> InstanceId {
+        self.me
+    }
+
+    pub fn fence_for(&self, lease: &str, epoch: u64) -> LeaseFence {
+        LeaseFence { lease: lease.to_string(), holder: self.me, epoch }
+    }
+}
+
+fn flatten<T, E: fmt::Display>(r: Result<Result<T, E>, crate::clock::Elapsed>) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Delete a worker's pod, then its secret (missing ones are fine).
+pub async fn delete_objects<K: Cluster, C: Clock>(
+    cluster: &K,
+    clock: &C,
+    call_timeout_ms: u64,
+    pod: &str,
+    secret: &str,
+) -> Result<(), String> {
+    let call = ms(call_timeout_ms);
+    flatten(timeout(clock, call, cluster.delete_pod(pod)).await).map_err(|e| format!("delete pod {pod}: {e}"))?;
+    flatten(timeout(clock, call, cluster.delete_secret(secret)).await).map_err(|e| format!("delete secret {secret}: {e}"))
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What clients see of a replica: sessions served by its pool.
+pub trait Sessions: Send + Sync {
+    fn acquire(&self, org: String, session: u64) -> BoxFuture<'_, Result<String, PoolError>>;
+    fn release(&self, session: u64) -> BoxFuture<'_, Result<(), PoolError>>;
+}
+
+impl<S: Store, C: Clock, K: Cluster> Sessions for Pool<S, C, K> {
+    fn acquire(&self, org: String, session: u64) -> BoxFuture<'_, Result<String, PoolError>> {
+        Box::pin(async move { Pool::acquire(self, &org, session).await })
+    }
+    fn release(&self, session: u64) -> BoxFuture<'_, Result<(), PoolError>> {
+        Box::pin(Pool::release(self, session))
+    }
+}

@@ -1,0 +1,398 @@
+//! The reapers (DESIGN.md part 4).
+//!
+//! - The leader-gated janitor: retires hot-idle workers past their TTL
+//!   (above the floor), workers of dead instances and stuck spawning or
+//!   activating rows; deletes this deployment's pods and secrets that no
+//!   live row owns; frees leaked slots. Its writes carry the lease epoch.
+//!   One failing pass does not stop the others.
+//! - The fallback reaper on every replica: its own expired hot-idle workers
+//!   and the workers of dead instances, so reaping never depends on a
+//!   leader existing.
+//!
+//! Both stamp "last successful reap" only after a pass in which nothing
+//! failed.
+
+use super::pool::{delete_objects, deployment_selector, Pool, SECRET_POD_LABEL};
+use super::WorkerState;
+use crate::clock::{timeout, Clock, Millis};
+use crate::cluster::{Cluster, ClusterExt};
+use crate::config::{ms, FleetConfig};
+use crate::ids::InstanceId;
+use crate::lease::{stop_requested, BoxLoop, LeaderWork};
+use crate::mutants::{Mutant, Mutants};
+use crate::observe::{CoreEvent, Observer};
+use crate::registry::live_instances;
+use crate::store::{
+    InstanceRecord, LeaseFence, SlotRecord, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How a taken-over worker ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum End {
+    /// Expired hot-idle: drain, then retire.
+    Idle,
+    /// Its owner died: lost.
+    OwnerDead,
+    /// A stuck spawning or activating row: retired.
+    Stuck,
+}
+
+pub struct Reapers<S, C, K> {
+    pub me: InstanceId,
+    pub cfg: FleetConfig,
+    pub lease_name: String,
+    pub mutants: Mutants,
+    pub store: Arc<S>,
+    pub clock: Arc<C>,
+    pub cluster: Arc<K>,
+    pub obs: Arc<dyn Observer>,
+    pub pool: Arc<Pool<S, C, K>>,
+    /// Store time of the last janitor / fallback pass that fully succeeded
+    /// (0: never).
+    pub janitor_last_ok: Arc<AtomicU64>,
+    pub fallback_last_ok: Arc<AtomicU64>,
+}
+
+/// What one pass sees: the store's lists, at the store's `now`.
+struct View {
+    now: Millis,
+    workers: Vec<WorkerRecord>,
+    live: BTreeSet<InstanceId>,
+    slots: Vec<SlotRecord>,
+}
+
+type PassResult = Result<(), String>;
+
+/// Cancellation seen between store and cluster calls: a janitor stops
+/// within one call of losing the lease (the fallback reaper has no gate).
+pub struct Gate(Option<watch::Receiver<bool>>);
+
+impl Gate {
+    pub fn none() -> Self {
+        Gate(None)
+    }
+    fn open(&self) -> PassResult {
+        match &self.0 {
+            Some(rx) if *rx.borrow() || rx.has_changed().is_err() => Err("cancelled".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
+    async fn list(&self, g: &Gate, req: StoreRequest) -> Result<StoreReply, String> {
+        g.open()?;
+        match timeout(&*self.clock, ms(self.cfg.call_timeout_ms), self.store.call(req)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("store call timed out".into()),
+        }
+    }
+
+    async fn view(&self, g: &Gate) -> Result<View, String> {
+        let (now, workers) = match self.list(g, StoreRequest::ListWorkers).await? {
+            StoreReply::Workers { now, list } => (now, list),
+            other => return Err(format!("list workers: unexpected reply {other:?}")),
+        };
+        let instances: Vec<InstanceRecord> = match self.list(g, StoreRequest::ListInstances).await? {
+            StoreReply::Instances { list, .. } => list,
+            other => return Err(format!("list instances: unexpected reply {other:?}")),
+        };
+        let slots = match self.list(g, StoreRequest::ListSlots).await? {
+            StoreReply::Slots { list, .. } => list,
+            other => return Err(format!("list slots: unexpected reply {other:?}")),
+        };
+        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), slots })
+    }
+
+    /// A worker whose owner is gone: not live, and quiet for the dead
+    /// threshold (so a row of an instance that has not registered yet is
+    /// left alone).
+    fn orphaned(&self, v: &View, w: &WorkerRecord) -> bool {
+        !w.state.is_terminal()
+            && !v.live.contains(&w.owner)
+            && w.updated_at.saturating_add(self.cfg.dead_after_ms) <= v.now
+    }
+
+    /// Take `w` over (a claim bumps its owner epoch, fencing the old owner
+    /// out) and end it. A worker someone else took first is not an error.
+    async fn take_and_end(&self, g: &Gate, w: &WorkerRecord, end: End, fence: Option<&LeaseFence>) -> PassResult {
+        let claim = StoreRequest::ClaimWorker {
+            id: w.id.clone(),
+            owner: w.owner,
+            epoch: w.owner_epoch,
+            new_owner: self.me,
+            fence: fence.cloned(),
+        };
+        let mine = match self.list(g, claim).await? {
+            StoreReply::Worker(WorkerCas::Applied(rec)) => rec,
+            StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner | WorkerReject::WrongState, .. }) => {
+                return Ok(());
+            }
+            other => return Err(format!("claim {}: {other:?}", w.id)),
+        };
+        let step = |from: WorkerState, to: WorkerState| StoreRequest::UpdateWorker {
+            id: mine.id.clone(),
+            owner: self.me,
+            epoch: mine.owner_epoch,
+            from,
+            to,
+            session: None,
+            fence: fence.cloned(),
+        };
+        let mut state = mine.state;
+        let path: &[WorkerState] = match (end, mine.state) {
+            (End::OwnerDead, _) => &[WorkerState::Lost],
+            // A drain someone left half done: finish it.
+            (_, WorkerState::Draining) => &[],
+            (End::Idle, _) => &[WorkerState::Draining],
+            (End::Stuck, _) => &[WorkerState::Retired],
+        };
+        for &to in path {
+            match self.list(g, step(state, to)).await? {
+                StoreReply::Worker(WorkerCas::Applied(_)) => state = to,
+                other => return Err(format!("{} {state}->{to}: {other:?}", w.id)),
+            }
+        }
+        g.open()?;
+        // A pod or secret that will not go is left to the orphan pass: the
+        // row is retired either way, so it never strands in draining.
+        let deleted = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, &w.pod, &w.secret).await;
+        if state == WorkerState::Draining {
+            match self.list(g, step(state, WorkerState::Retired)).await? {
+                StoreReply::Worker(WorkerCas::Applied(_)) => {}
+                other => return Err(format!("{} draining->retired: {other:?}", w.id)),
+            }
+        }
+        self.list(g, StoreRequest::FreeSlot { worker: w.id.clone(), fence: fence.cloned() }).await?;
+        deleted
+    }
+
+    /// Run `f` over `items`, collecting errors so one failure does not stop
+    /// the rest.
+    async fn each<'a, T, F, Fut>(&self, items: impl IntoIterator<Item = &'a T>, f: F) -> PassResult
+    where
+        T: 'a,
+        F: Fn(&'a T) -> Fut,
+        Fut: std::future::Future<Output = PassResult>,
+    {
+        let mut errors = Vec::new();
+        for item in items {
+            if let Err(e) = f(item).await {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    // --- janitor passes ---
+
+    async fn reap_idle(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
+        let mut idle: Vec<&WorkerRecord> = v.workers.iter().filter(|w| w.state == WorkerState::HotIdle).collect();
+        idle.sort_by_key(|w| std::cmp::Reverse((w.idle_since, w.id.clone())));
+        let expired: Vec<&WorkerRecord> = idle
+            .into_iter()
+            .skip(self.cfg.min_hot_idle as usize)
+            .filter(|w| w.idle_since.saturating_add(self.cfg.hot_idle_ttl_ms) <= v.now)
+            .collect();
+        self.each(expired, |w| async move {
+            if w.owner == self.me {
+                g.open()?;
+                self.pool.retire_idle(&w.id).await
+            } else {
+                self.take_and_end(g, w, End::Idle, Some(fence)).await
+            }
+        })
+        .await
+    }
+
+    async fn reap_dead_owners(&self, g: &Gate, v: &View, fence: Option<&LeaseFence>) -> PassResult {
+        let orphans: Vec<&WorkerRecord> = v.workers.iter().filter(|w| self.orphaned(v, w)).collect();
+        self.each(orphans, |w| self.take_and_end(g, w, End::OwnerDead, fence)).await
+    }
+
+    async fn reap_stuck(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
+        let stuck: Vec<&WorkerRecord> = v
+            .workers
+            .iter()
+            .filter(|w| match w.state {
+                WorkerState::Spawning => w.updated_at.saturating_add(self.cfg.stale_spawn_ms) <= v.now,
+                WorkerState::Activating => w.updated_at.saturating_add(self.cfg.stuck_activating_ms) <= v.now,
+                // A drain takes a few calls; one quiet for two reap
+                // intervals was left half done (our own pool resumes its own).
+                WorkerState::Draining => {
+                    w.updated_at.saturating_add(2 * self.cfg.reap_interval_ms) <= v.now && !self.pool.owns(&w.id)
+                }
+                _ => false,
+            })
+            .collect();
+        self.each(stuck, |w| self.take_and_end(g, w, End::Stuck, Some(fence))).await
+    }
+
+    /// Pods and secrets of this deployment that no live row owns, older than
+    /// the minimum age.
+    async fn reap_orphan_objects(&self, g: &Gate, v: &View) -> PassResult {
+        let call = ms(self.cfg.call_timeout_ms);
+        let selector = deployment_selector(&self.cfg.deployment);
+        let live_rows: Vec<&WorkerRecord> = v.workers.iter().filter(|w| !w.state.is_terminal()).collect();
+        let live_pods: BTreeSet<&str> = live_rows.iter().map(|w| w.pod.as_str()).collect();
+        let live_secrets: BTreeSet<&str> = live_rows.iter().map(|w| w.secret.as_str()).collect();
+        g.open()?;
+        let (cnow, pods) = flat(timeout(&*self.clock, call, self.cluster.list_pods(selector.clone())).await)?;
+        let old = |created: Millis| created.saturating_add(self.cfg.orphan_min_age_ms) <= cnow;
+        let mut errors = Vec::new();
+        for p in pods.iter().filter(|p| !live_pods.contains(p.name.as_str()) && old(p.created_at)) {
+            g.open()?;
+            if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_pod(&p.name)).await) {
+                errors.push(format!("delete pod {}: {e}", p.name));
+            }
+        }
+        if !self.mutants.on(Mutant::NoSecretReaper) {
+            let existing: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+            let (_, secrets) = flat(timeout(&*self.clock, call, self.cluster.list_secrets(selector)).await)?;
+            for s in secrets {
+                let pod = s.labels.get(SECRET_POD_LABEL).map(String::as_str).unwrap_or("");
+                let keep = pod.is_empty()
+                    || live_secrets.contains(s.name.as_str())
+                    || (existing.contains(pod) && live_pods.contains(pod))
+                    || !old(s.created_at);
+                if !keep {
+                    g.open()?;
+                    if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_secret(&s.name)).await) {
+                        errors.push(format!("delete secret {}: {e}", s.name));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Leaked slots: a retired or lost worker's slot whose free failed
+    /// (any such worker with `mine` = None, only our own otherwise), and
+    /// the slow sweep of slots with no row older than the stale-spawn age.
+    async fn reap_slots(&self, g: &Gate, v: &View, fence: Option<&LeaseFence>, mine: Option<InstanceId>) -> PassResult {
+        let rows: BTreeMap<&str, &WorkerRecord> = v.workers.iter().map(|w| (w.id.as_str(), w)).collect();
+        let leaked: Vec<&SlotRecord> = v
+            .slots
+            .iter()
+            .filter(|s| match rows.get(s.worker.as_str()) {
+                Some(w) => w.state.is_terminal() && mine.is_none_or(|me| w.owner == me),
+                None => mine.is_none() && s.reserved_at.saturating_add(self.cfg.stale_spawn_ms) <= v.now,
+            })
+            .collect();
+        self.each(leaked, |s| async move {
+            let free = StoreRequest::FreeSlot { worker: s.worker.clone(), fence: fence.cloned() };
+            self.list(g, free).await.map(|_| ())
+        })
+        .await
+    }
+
+    fn failed(&self, reaper: &'static str, pass: &'static str, r: PassResult) -> bool {
+        match r {
+            Ok(()) => false,
+            Err(error) => {
+                self.obs.observe(CoreEvent::ReapFailed { reaper, pass, error });
+                true
+            }
+        }
+    }
+
+    /// One janitor pass as the holder of `epoch`; stops early once `g`
+    /// closes.
+    pub async fn janitor_pass(&self, g: &Gate, epoch: u64) {
+        let fence = LeaseFence { lease: self.lease_name.clone(), holder: self.me, epoch };
+        let v = match self.view(g).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.failed("janitor", "list", Err(e));
+                return;
+            }
+        };
+        let mut bad = false;
+        bad |= self.failed("janitor", "idle", self.reap_idle(g, &v, &fence).await);
+        bad |= self.failed("janitor", "dead-owners", self.reap_dead_owners(g, &v, Some(&fence)).await);
+        bad |= self.failed("janitor", "stuck", self.reap_stuck(g, &v, &fence).await);
+        bad |= self.failed("janitor", "orphan-objects", self.reap_orphan_objects(g, &v).await);
+        bad |= self.failed("janitor", "slots", self.reap_slots(g, &v, Some(&fence), None).await);
+        if !bad {
+            self.janitor_last_ok.store(v.now, Ordering::SeqCst);
+        }
+    }
+
+    /// One fallback pass: own expired idle workers, and orphans.
+    pub async fn fallback_pass(&self) {
+        let g = &Gate::none();
+        let v = match self.view(g).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.failed("fallback", "list", Err(e));
+                return;
+            }
+        };
+        let mut bad = self.failed("fallback", "own-idle", self.pool.retire_expired_idle(&v.workers, v.now).await);
+        if !self.mutants.on(Mutant::OrphansNotReapedByFallback) {
+            bad |= self.failed("fallback", "dead-owners", self.reap_dead_owners(g, &v, None).await);
+        }
+        bad |= self.failed("fallback", "own-slots", self.reap_slots(g, &v, None, Some(self.me)).await);
+        if !bad {
+            self.fallback_last_ok.store(v.now, Ordering::SeqCst);
+        }
+    }
+
+    /// Every replica, every reap interval: pool upkeep, then the fallback
+    /// reaper.
+    pub async fn upkeep_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop_requested(&mut stop) => return,
+                _ = self.clock.sleep(ms(self.cfg.reap_interval_ms)) => {}
+            }
+            self.pool.maintain().await;
+            if self.cfg.fallback_reaper && !self.mutants.on(Mutant::NoFallbackReaper) {
+                self.fallback_pass().await;
+            }
+        }
+    }
+}
+
+fn flat<T, E: std::fmt::Display>(r: Result<Result<T, E>, crate::clock::Elapsed>) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// The janitor as leader-gated work.
+pub struct Janitor<S, C, K>(pub Arc<Reapers<S, C, K>>);
+
+impl<S: Store, C: Clock, K: Cluster> LeaderWork for Janitor<S, C, K> {
+    fn loops(&self, epoch: u64, mut cancel: watch::Receiver<bool>) -> Vec<(&'static str, BoxLoop)> {
+        let r = self.0.clone();
+        let gate = Gate(Some(cancel.clone()));
+        let run = async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop_requested(&mut cancel) => return,
+                    _ = r.clock.sleep(ms(r.cfg.reap_interval_ms)) => {}
+                }
+                r.janitor_pass(&gate, epoch).await;
+            }
+        };
+        vec![("janitor", Box::pin(run))]
+    }
+}

@@ -1,0 +1,1345 @@
+//! Acceptance tests of the worker pool, the reapers and the instance
+//! registry, ported from field reports 002 (idle workers never retired,
+//! stranded hot workers, leaked slots, reapers dark without a leader, live
+//! activations reaped) and 004 (torn epoch reads, leaked secrets).
+//!
+//! They run on madsim's simulated runtime: virtual time, so an hour of idle
+//! TTL costs microseconds. Test doubles:
+//! - one [`SystemClock`] shared by every party (store, cluster, pools,
+//!   reapers), so row timestamps, pod ages and `now` are comparable;
+//! - [`FaultyStore`]: a client's view of one shared in-process store with
+//!   rules that fail chosen requests before commit, or commit them and hold
+//!   the reply back (a slow reply: the window of a race); it logs every call;
+//! - a [`LocalCluster`] over a [`MemCluster`], shaped with `with()` (pod start
+//!   delays, failed pods, pre-created objects with chosen labels and ages);
+//! - [`RecordingObserver`]: every [`CoreEvent`] with its time.
+//!
+//! Each mutant case runs the same scenario as its correct-code case with one
+//! [`Mutant`] switched on, to show the test is what catches the bug.
+
+use super::pool::{deployment_selector, SECRET_POD_LABEL};
+use super::{Pool, PoolError, Reapers, WorkerState};
+use crate::clock::{sleep_until, Clock, Millis, SystemClock};
+use crate::cluster::{ClusterRequest, Labels, LocalCluster, MemCluster};
+use crate::config::{FleetConfig, ReplicaConfig};
+use crate::ids::InstanceId;
+use crate::mutants::{Mutant, Mutants};
+use crate::observe::{CoreEvent, Observer};
+use crate::registry::{heartbeat_loop, is_dead, live_instances};
+use crate::replica::Replica;
+use crate::store::{
+    CasResult, InstanceRecord, LocalStore, MemStore, Store, StoreBackend, StoreError, StoreExt, StoreReply,
+    StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
+};
+use crate::worker::reaper::Gate;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+type Inner = LocalStore<MemStore, SystemClock>;
+type Kube = LocalCluster<SystemClock>;
+type TPool = Pool<FaultyStore, SystemClock, Kube>;
+type TReapers = Reapers<FaultyStore, SystemClock, Kube>;
+
+const A: InstanceId = InstanceId(1);
+const B: InstanceId = InstanceId(2);
+/// A janitor on another replica.
+const J: InstanceId = InstanceId(9);
+const LEASE: &str = "reconciler";
+const DAY: u64 = 86_400_000;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The field-report settings: a 1-minute idle TTL, no floor unless a test
+/// sets one.
+fn cfg() -> FleetConfig {
+    FleetConfig { min_hot_idle: 0, ..FleetConfig::default() }
+}
+
+// ---------------------------------------------------------------------------
+// FaultyStore
+
+type Matcher = Box<dyn Fn(&StoreRequest) -> bool + Send + Sync>;
+
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    /// Refused before commit (`StoreError::Failed`).
+    Fail,
+    /// Committed at once; the reply arrives this many ms later.
+    SlowReply(u64),
+}
+
+struct Rule {
+    matches: Matcher,
+    action: Action,
+    /// How many more matching calls it applies to (`None`: all).
+    left: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    at: Millis,
+    req: StoreRequest,
+    /// `None`: refused before reaching the backend.
+    reply: Option<Result<StoreReply, StoreError>>,
+}
+
+/// One client's view of the shared store.
+#[derive(Clone)]
+struct FaultyStore {
+    inner: Arc<Inner>,
+    clock: SystemClock,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl FaultyStore {
+    fn new(inner: Arc<Inner>, clock: SystemClock) -> Self {
+        FaultyStore { inner, clock, rules: Default::default(), calls: Default::default() }
+    }
+
+    fn rule(&self, left: Option<u32>, action: Action, matches: impl Fn(&StoreRequest) -> bool + Send + Sync + 'static) {
+        lock(&self.rules).push(Rule { matches: Box::new(matches), action, left });
+    }
+
+    /// Fail the next `n` matching calls.
+    fn fail_next(&self, n: u32, matches: impl Fn(&StoreRequest) -> bool + Send + Sync + 'static) {
+        self.rule(Some(n), Action::Fail, matches);
+    }
+
+    /// Fail every matching call until healed.
+    fn fail_all(&self, matches: impl Fn(&StoreRequest) -> bool + Send + Sync + 'static) {
+        self.rule(None, Action::Fail, matches);
+    }
+
+    fn slow_replies(&self, ms: u64, matches: impl Fn(&StoreRequest) -> bool + Send + Sync + 'static) {
+        self.rule(None, Action::SlowReply(ms), matches);
+    }
+
+    fn heal(&self) {
+        lock(&self.rules).clear();
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        lock(&self.calls).clone()
+    }
+
+    fn decide(&self, req: &StoreRequest) -> Option<Action> {
+        let mut rules = lock(&self.rules);
+        for r in rules.iter_mut() {
+            if r.left == Some(0) || !(r.matches)(req) {
+                continue;
+            }
+            if let Some(n) = r.left.as_mut() {
+                *n -= 1;
+            }
+            return Some(r.action);
+        }
+        None
+    }
+}
+
+impl Store for FaultyStore {
+    async fn call(&self, req: StoreRequest) -> Result<StoreReply, StoreError> {
+        let at = self.clock.now();
+        match self.decide(&req) {
+            Some(Action::Fail) => {
+                lock(&self.calls).push(Call { at, req, reply: None });
+                Err(StoreError::Failed("injected failure".into()))
+            }
+            Some(Action::SlowReply(ms)) => {
+                let out = self.inner.call(req.clone()).await;
+                lock(&self.calls).push(Call { at, req, reply: Some(out.clone()) });
+                self.clock.sleep(Duration::from_millis(ms)).await;
+                out
+            }
+            None => {
+                let out = self.inner.call(req.clone()).await;
+                lock(&self.calls).push(Call { at, req, reply: Some(out.clone()) });
+                out
+            }
+        }
+    }
+}
+
+fn is_park(r: &StoreRequest) -> bool {
+    matches!(r, StoreRequest::UpdateWorker { to: WorkerState::HotIdle, .. })
+}
+fn is_to_hot_from_activating(r: &StoreRequest) -> bool {
+    matches!(r, StoreRequest::UpdateWorker { from: WorkerState::Activating, to: WorkerState::Hot, .. })
+}
+fn is_op(op: &'static str) -> impl Fn(&StoreRequest) -> bool + Send + Sync + 'static {
+    move |r| r.op() == op
+}
+
+// ---------------------------------------------------------------------------
+// Observer
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<(Millis, InstanceId, CoreEvent)>>>);
+
+impl Log {
+    fn events(&self, who: InstanceId) -> Vec<CoreEvent> {
+        lock(&self.0).iter().filter(|(_, w, _)| *w == who).map(|(_, _, e)| e.clone()).collect()
+    }
+    fn spawn_failures(&self, who: InstanceId) -> Vec<String> {
+        self.events(who)
+            .into_iter()
+            .filter_map(|e| match e {
+                CoreEvent::SpawnFailed { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+    fn reap_failures(&self, who: InstanceId) -> Vec<(&'static str, &'static str, String)> {
+        self.events(who)
+            .into_iter()
+            .filter_map(|e| match e {
+                CoreEvent::ReapFailed { reaper, pass, error } => Some((reaper, pass, error)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct RecordingObserver {
+    who: InstanceId,
+    clock: SystemClock,
+    log: Log,
+}
+
+impl Observer for RecordingObserver {
+    fn observe(&self, ev: CoreEvent) {
+        lock(&self.log.0).push((self.clock.now(), self.who, ev));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The test world
+
+struct World {
+    clock: SystemClock,
+    inner: Arc<Inner>,
+    /// The default client (pools and reapers built by `pool`/`reapers`).
+    store: Arc<FaultyStore>,
+    cluster: Arc<Kube>,
+    log: Log,
+}
+
+impl World {
+    fn new() -> Self {
+        let clock = SystemClock::new();
+        let inner = Arc::new(LocalStore::new(MemStore::new(), clock.clone()));
+        let store = Arc::new(FaultyStore::new(inner.clone(), clock.clone()));
+        let cluster = Arc::new(LocalCluster::new(MemCluster::new(), clock.clone()));
+        World { clock, inner, store, cluster, log: Log::default() }
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Sleep until simulated time `t` (ms since the test began).
+    async fn at(&self, t: Millis) {
+        sleep_until(&self.clock, t).await;
+    }
+
+    async fn sleep(&self, ms: u64) {
+        self.clock.sleep(Duration::from_millis(ms)).await;
+    }
+
+    fn observer(&self, who: InstanceId) -> Arc<dyn Observer> {
+        Arc::new(RecordingObserver { who, clock: self.clock.clone(), log: self.log.clone() })
+    }
+
+    /// Another client of the same store, with its own faults and log.
+    fn client(&self) -> Arc<FaultyStore> {
+        Arc::new(FaultyStore::new(self.inner.clone(), self.clock.clone()))
+    }
+
+    fn pool(&self, me: InstanceId, cfg: &FleetConfig, mutants: Mutants) -> Arc<TPool> {
+        self.pool_on(me, self.store.clone(), cfg, mutants)
+    }
+
+    fn pool_on(&self, me: InstanceId, store: Arc<FaultyStore>, cfg: &FleetConfig, mutants: Mutants) -> Arc<TPool> {
+        Arc::new(Pool::new(
+            me,
+            cfg.clone(),
+            mutants,
+            store,
+            Arc::new(self.clock.clone()),
+            self.cluster.clone(),
+            self.observer(me),
+        ))
+    }
+
+    /// The reapers of `pool`'s replica (same store client as the pool).
+    fn reapers(&self, pool: &Arc<TPool>, store: Arc<FaultyStore>, cfg: &FleetConfig, mutants: Mutants) -> Arc<TReapers> {
+        let me = pool.instance();
+        Arc::new(Reapers {
+            me,
+            cfg: cfg.clone(),
+            lease_name: LEASE.into(),
+            mutants,
+            store,
+            clock: Arc::new(self.clock.clone()),
+            cluster: self.cluster.clone(),
+            obs: self.observer(me),
+            pool: pool.clone(),
+            janitor_last_ok: Arc::new(AtomicU64::new(0)),
+            fallback_last_ok: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Make `who` the lease holder (a day-long TTL), so its janitor's fenced
+    /// writes hold; returns the epoch.
+    async fn hold_lease(&self, who: InstanceId) -> u64 {
+        match self.inner.acquire_lease(LEASE, who, None, DAY).await.unwrap() {
+            CasResult::Applied(rec) => rec.epoch,
+            other => panic!("lease not acquired: {other:?}"),
+        }
+    }
+
+    /// A heartbeat of `who` now (registers it).
+    async fn beat(&self, who: InstanceId) {
+        assert_eq!(self.inner.call(StoreRequest::HeartbeatInstance { id: who }).await.unwrap(), StoreReply::Done);
+    }
+
+    /// Run `who`'s heartbeat loop until the returned sender says stop.
+    fn heartbeats(&self, who: InstanceId, cfg: &FleetConfig) -> watch::Sender<bool> {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(heartbeat_loop(who, cfg.clone(), self.inner.clone(), Arc::new(self.clock.clone()), self.observer(who), rx));
+        tx
+    }
+
+    fn rows(&self) -> Vec<WorkerRecord> {
+        self.inner.with_backend(|b| b.list_workers()).unwrap()
+    }
+
+    #[track_caller]
+    fn row(&self, id: &str) -> WorkerRecord {
+        self.rows().into_iter().find(|r| r.id == id).unwrap_or_else(|| panic!("no row {id}: {:#?}", self.rows()))
+    }
+
+    fn slots(&self) -> Vec<String> {
+        self.inner.with_backend(|b| b.list_slots()).unwrap().into_iter().map(|s| s.worker).collect()
+    }
+
+    fn instances(&self) -> Vec<InstanceRecord> {
+        self.inner.with_backend(|b| b.list_instances()).unwrap()
+    }
+
+    fn pods(&self) -> Vec<String> {
+        let now = self.now();
+        self.cluster.with(|c| c.pods(now)).into_iter().map(|p| p.name).collect()
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.cluster.with(|c| c.secrets()).into_iter().map(|s| s.name).collect()
+    }
+
+    fn has_pod(&self, name: &str) -> bool {
+        self.pods().iter().any(|p| p == name)
+    }
+
+    fn has_secret(&self, name: &str) -> bool {
+        self.secrets().iter().any(|s| s == name)
+    }
+
+    /// Create a secret of `deployment` for `pod`, timestamped now.
+    fn create_secret(&self, name: &str, deployment: &str, pod: &str) {
+        let mut labels = deployment_selector(deployment);
+        labels.insert(SECRET_POD_LABEL.into(), pod.into());
+        let now = self.now();
+        self.cluster.with(|c| c.apply(&ClusterRequest::CreateSecret { name: name.into(), labels }, now)).unwrap();
+    }
+
+    fn create_pod(&self, name: &str, labels: Labels) {
+        let now = self.now();
+        self.cluster.with(|c| c.apply(&ClusterRequest::CreatePod { name: name.into(), labels }, now)).unwrap();
+    }
+}
+
+/// What the pool believes about `id`: (state, epoch, session).
+fn owned(pool: &TPool, id: &str) -> Option<(WorkerState, u64, Option<u64>)> {
+    pool.owned().into_iter().find(|(w, ..)| w == id).map(|(_, s, e, sess)| (s, e, sess))
+}
+
+/// Every owner epoch the store reported for `id` in an applied write, with
+/// the time of the call, in call order.
+fn epochs_seen(store: &FaultyStore, id: &str) -> Vec<(Millis, u64)> {
+    store
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c.reply {
+            Some(Ok(StoreReply::Worker(WorkerCas::Applied(r)))) if r.id == id => Some((c.at, r.owner_epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A worker that served one session and was parked hot-idle at once.
+async fn idle_worker(pool: &TPool, org: &str, session: u64) -> String {
+    let id = pool.acquire(org, session).await.expect("acquire");
+    pool.release(session).await.expect("release");
+    assert_eq!(owned(pool, &id).map(|o| o.0), Some(WorkerState::HotIdle));
+    id
+}
+
+#[track_caller]
+fn assert_gone(w: &World, id: &str, state: WorkerState) {
+    let r = w.row(id);
+    assert_eq!(r.state, state, "{r:?}");
+    assert!(!w.has_pod(&r.pod), "pod {} left: {:?}", r.pod, w.pods());
+    assert!(!w.has_secret(&r.secret), "secret {} left: {:?}", r.secret, w.secrets());
+    assert!(!w.slots().contains(&r.id), "slot of {id} still held: {:?}", w.slots());
+}
+
+// ---------------------------------------------------------------------------
+// 1. An idle worker past the 1-minute TTL is actually retired (002)
+
+/// One worker served one session at t=0 and sits hot-idle.
+async fn one_idle_worker(w: &World) -> (Arc<TPool>, Arc<TReapers>, String) {
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    let r = w.row(&id);
+    assert_eq!((r.state, r.session, r.owner, r.owner_epoch), (WorkerState::HotIdle, None, A, 1));
+    assert!(w.has_pod(&r.pod) && w.has_secret(&r.secret));
+    assert_eq!(w.slots(), vec![id.clone()]);
+    (pool, reapers, id)
+}
+
+#[madsim::test]
+async fn janitor_retires_a_worker_idle_past_the_ttl() {
+    let w = World::new();
+    let (pool, reapers, id) = one_idle_worker(&w).await;
+    let epoch = w.hold_lease(A).await;
+
+    // Before the TTL: kept.
+    w.at(50_000).await;
+    w.beat(A).await;
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    assert_eq!(w.row(&id).state, WorkerState::HotIdle);
+
+    // Past TTL + one reap interval: retired, pod and secret deleted, slot freed.
+    w.at(cfg().hot_idle_ttl_ms + cfg().reap_interval_ms + 1).await;
+    w.beat(A).await;
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+    assert_eq!(reapers.janitor_last_ok.load(std::sync::atomic::Ordering::SeqCst), w.now());
+
+    // The pool no longer reuses it: a new session gets a new worker.
+    let next = pool.acquire("org", 2).await.unwrap();
+    assert_ne!(next, id);
+}
+
+#[madsim::test]
+async fn fallback_reaper_retires_a_worker_idle_past_the_ttl() {
+    let w = World::new();
+    let (pool, reapers, id) = one_idle_worker(&w).await;
+
+    w.at(50_000).await;
+    w.beat(A).await;
+    reapers.fallback_pass().await;
+    assert_eq!(w.row(&id).state, WorkerState::HotIdle);
+
+    w.at(cfg().hot_idle_ttl_ms + cfg().reap_interval_ms + 1).await;
+    w.beat(A).await;
+    reapers.fallback_pass().await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    let r = w.row(&id);
+    assert_eq!((r.owner, r.owner_epoch), (A, 1), "the owner retires its own worker, no claim");
+    assert!(owned(&pool, &id).is_none(), "the pool forgot it");
+    assert!(pool.owned().is_empty());
+    assert_eq!(reapers.fallback_last_ok.load(std::sync::atomic::Ordering::SeqCst), w.now());
+}
+
+// ---------------------------------------------------------------------------
+// 2. A failed hot→hot_idle write leaves the worker hot and reusable (002)
+
+#[madsim::test]
+async fn failed_park_leaves_the_worker_hot_and_reusable() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let id = pool.acquire("org", 1).await.unwrap();
+    w.store.fail_next(2, is_park);
+
+    pool.release(1).await.unwrap();
+    assert_eq!(w.row(&id).state, WorkerState::Hot, "the park write failed: durable hot");
+    assert_eq!(owned(&pool, &id), Some((WorkerState::Hot, 1, None)), "memory agrees: hot, no session");
+
+    // The next session of the org reuses it: no spawn, no new slot.
+    let again = pool.acquire("org", 2).await.unwrap();
+    assert_eq!(again, id);
+    assert_eq!(w.slots(), vec![id.clone()]);
+    assert_eq!(w.rows().len(), 1);
+    assert_eq!(w.row(&id).session, Some(2));
+
+    // Its park fails too; then the store heals and maintenance parks it.
+    pool.release(2).await.unwrap();
+    assert_eq!(w.row(&id).state, WorkerState::Hot);
+    assert_eq!(w.store.calls().iter().filter(|c| is_park(&c.req) && c.reply.is_none()).count(), 2);
+    pool.maintain().await;
+    let r = w.row(&id);
+    assert_eq!((r.state, r.session), (WorkerState::HotIdle, None));
+    assert_eq!(owned(&pool, &id), Some((WorkerState::HotIdle, r.owner_epoch, None)));
+}
+
+#[madsim::test]
+async fn mutant_mutate_before_persist_strands_the_worker() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::only(Mutant::MutateBeforePersist));
+    let id = pool.acquire("org", 1).await.unwrap();
+    w.store.fail_next(1, is_park);
+
+    pool.release(1).await.unwrap();
+    // Split: durable hot, memory hot_idle.
+    assert_eq!(w.row(&id).state, WorkerState::Hot);
+    assert_eq!(owned(&pool, &id).map(|o| o.0), Some(WorkerState::HotIdle));
+
+    // Reuse is refused by the store (wrong state): a new worker is spawned.
+    let again = pool.acquire("org", 2).await.unwrap();
+    assert_ne!(again, id, "the stranded worker was not reused");
+    assert_eq!(w.slots().len(), 2);
+    pool.maintain().await;
+    assert_eq!(w.row(&id).state, WorkerState::Hot, "stranded: durable hot for good");
+    assert!(owned(&pool, &id).is_none());
+}
+
+// ---------------------------------------------------------------------------
+// 3. A failed spawn frees its slot on the spot (002)
+
+async fn spawn_fails_on_existing_pod(mutants: Mutants) -> World {
+    let w = World::new();
+    let pool = w.pool(A, &cfg(), mutants);
+    // Worker ids are `w<instance>.<n>`: the first spawn's pod name is taken.
+    w.create_pod("pod-w1.1", Labels::new());
+    let err = pool.acquire("org", 1).await.unwrap_err();
+    assert!(matches!(&err, PoolError::SpawnFailed(m) if m.contains("create pod") && m.contains("already exists")), "{err:?}");
+    let r = w.row("w1.1");
+    assert_eq!(r.state, WorkerState::Retired);
+    assert!(!w.has_secret(&r.secret), "secret deleted: {:?}", w.secrets());
+    assert!(pool.owned().is_empty());
+    assert_eq!(w.log.spawn_failures(A).len(), 1);
+    w
+}
+
+#[madsim::test]
+async fn failed_spawn_frees_its_slot_at_once() {
+    let w = spawn_fails_on_existing_pod(Mutants::none()).await;
+    assert!(w.slots().is_empty(), "slot freed right after the failure: {:?}", w.slots());
+}
+
+#[madsim::test]
+async fn mutant_slot_leak_on_spawn_failure_keeps_the_slot() {
+    let w = spawn_fails_on_existing_pod(Mutants::only(Mutant::SlotLeakOnSpawnFailure)).await;
+    assert_eq!(w.slots(), vec!["w1.1".to_string()], "the slot leaks until the slow sweep");
+}
+
+/// A failed row insert: the slot is freed and nothing is created in the
+/// cluster; the next spawn (store healed) succeeds.
+#[madsim::test]
+async fn failed_row_insert_frees_the_slot_and_creates_nothing() {
+    let w = World::new();
+    let c = FleetConfig { org_cap: 1, ..cfg() };
+    let pool = w.pool(A, &c, Mutants::none());
+    w.store.fail_all(is_op("insert_worker"));
+    for s in 1..=3 {
+        let err = pool.acquire("org", s).await.unwrap_err();
+        assert!(matches!(&err, PoolError::SpawnFailed(m) if m.contains("insert worker")), "{err:?}");
+        assert!(w.slots().is_empty(), "org_cap 1 would refuse the next spawn if the slot leaked");
+    }
+    assert!(w.rows().is_empty() && w.pods().is_empty() && w.secrets().is_empty());
+    w.store.heal();
+    assert_eq!(pool.acquire("org", 4).await.unwrap(), "w1.4");
+}
+
+/// A pod that fails while activating: spawn fails, row retired, objects and
+/// slot gone.
+#[madsim::test]
+async fn pod_failing_during_activation_cleans_up() {
+    let w = World::new();
+    let pool = w.pool(A, &cfg(), Mutants::none());
+    w.cluster.with(|c| c.set_next_start_ms(10_000));
+    let p = pool.clone();
+    let acq = tokio::spawn(async move { p.acquire("org", 1).await });
+    w.at(2_500).await;
+    assert_eq!(w.row("w1.1").state, WorkerState::Activating);
+    assert!(w.cluster.with(|c| c.fail_pod("pod-w1.1")));
+    let err = acq.await.unwrap().unwrap_err();
+    assert_eq!(err, PoolError::SpawnFailed("pod failed during activation".into()));
+    assert_gone(&w, "w1.1", WorkerState::Retired);
+    assert!(pool.owned().is_empty());
+}
+
+/// A pod that never starts: activation gives up at the timeout, cleans up.
+#[madsim::test]
+async fn activation_timeout_cleans_up() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    w.cluster.with(|k| k.set_next_start_ms(c.activation_timeout_ms * 2));
+    let err = pool.acquire("org", 1).await.unwrap_err();
+    assert_eq!(err, PoolError::SpawnFailed("activation timed out".into()));
+    let t = w.now();
+    assert!((c.activation_timeout_ms..c.activation_timeout_ms + c.activation_poll_ms + 100).contains(&t), "gave up at {t}");
+    assert_gone(&w, "w1.1", WorkerState::Retired);
+}
+
+/// The activation's hot write fails: the spawn fails cleanly (no split).
+/// With ActivateSplit the pool serves a session on a row still activating.
+#[madsim::test]
+async fn failed_hot_write_after_activation_fails_the_spawn_cleanly() {
+    for (mutants, split) in [(Mutants::none(), false), (Mutants::only(Mutant::ActivateSplit), true)] {
+        let w = World::new();
+        let pool = w.pool(A, &cfg(), mutants);
+        w.store.fail_next(1, is_to_hot_from_activating);
+        let out = pool.acquire("org", 1).await;
+        if split {
+            assert_eq!(out, Ok("w1.1".to_string()));
+            assert_eq!(owned(&pool, "w1.1").map(|o| o.0), Some(WorkerState::Hot));
+            assert_eq!(w.row("w1.1").state, WorkerState::Activating, "the split: durable activating");
+        } else {
+            assert!(matches!(&out, Err(PoolError::SpawnFailed(m)) if m.contains("to hot")), "{out:?}");
+            assert_gone(&w, "w1.1", WorkerState::Retired);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. The fallback reaper keeps the floor, and does nothing when disabled
+
+/// Three workers of `pool` parked at 0 s, 1 s and 2 s.
+async fn three_idle_workers(w: &World, pool: &TPool) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in 1..=3u64 {
+        out.push(pool.acquire("org", s).await.unwrap());
+    }
+    for s in 1..=3u64 {
+        w.at((s - 1) * 1_000).await;
+        pool.release(s).await.unwrap();
+    }
+    let idle: Vec<Millis> = out.iter().map(|id| w.row(id).idle_since).collect();
+    assert!(idle[0] < idle[1] && idle[1] < idle[2], "{idle:?}");
+    out
+}
+
+#[madsim::test]
+async fn fallback_reaper_keeps_the_newest_idle_worker_as_the_floor() {
+    let w = World::new();
+    let c = FleetConfig { min_hot_idle: 1, ..cfg() };
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let ids = three_idle_workers(&w, &pool).await;
+    w.at(90_000).await;
+    w.beat(A).await;
+    reapers.fallback_pass().await;
+    assert_gone(&w, &ids[0], WorkerState::Retired);
+    assert_gone(&w, &ids[1], WorkerState::Retired);
+    let newest = w.row(&ids[2]);
+    assert_eq!(newest.state, WorkerState::HotIdle, "the floor keeps the newest");
+    assert!(w.has_pod(&newest.pod));
+    assert_eq!(w.slots(), vec![ids[2].clone()]);
+    // A second pass changes nothing.
+    reapers.fallback_pass().await;
+    assert_eq!(w.row(&ids[2]).state, WorkerState::HotIdle);
+}
+
+#[madsim::test]
+async fn janitor_keeps_the_newest_idle_worker_as_the_floor() {
+    let w = World::new();
+    let c = FleetConfig { min_hot_idle: 1, ..cfg() };
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(A).await;
+    let ids = three_idle_workers(&w, &pool).await;
+    w.at(90_000).await;
+    w.beat(A).await;
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    assert_gone(&w, &ids[0], WorkerState::Retired);
+    assert_gone(&w, &ids[1], WorkerState::Retired);
+    assert_eq!(w.row(&ids[2]).state, WorkerState::HotIdle);
+}
+
+/// Run the upkeep loop (heartbeats on) for ten reap intervals over two idle
+/// workers; returns the states of their rows.
+async fn upkeep_for_a_while(c: FleetConfig, mutants: Mutants) -> Vec<WorkerState> {
+    let w = World::new();
+    let pool = w.pool(A, &c, mutants.clone());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, mutants);
+    let beats = w.heartbeats(A, &c);
+    let ids = vec![idle_worker(&pool, "org", 1).await, pool.acquire("org", 2).await.unwrap()];
+    pool.release(2).await.unwrap();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let upkeep = tokio::spawn(reapers.clone().upkeep_loop(stop_rx));
+    w.at(10 * c.reap_interval_ms + 500).await;
+    stop_tx.send(true).unwrap();
+    upkeep.await.unwrap();
+    beats.send(true).unwrap();
+    // Upkeep ran: maintenance refreshed the epochs of the workers it kept.
+    let states: Vec<WorkerState> = ids.iter().map(|id| w.row(id).state).collect();
+    for id in &ids {
+        let r = w.row(id);
+        if r.state == WorkerState::HotIdle {
+            assert!(r.owner_epoch >= 10, "maintain ran every interval: {r:?}");
+        }
+    }
+    states
+}
+
+#[madsim::test]
+async fn upkeep_loop_runs_the_fallback_reaper() {
+    assert_eq!(upkeep_for_a_while(cfg(), Mutants::none()).await, vec![WorkerState::Retired; 2]);
+}
+
+#[madsim::test]
+async fn upkeep_loop_without_fallback_reaper_retires_nothing() {
+    let c = FleetConfig { fallback_reaper: false, ..cfg() };
+    assert_eq!(upkeep_for_a_while(c, Mutants::none()).await, vec![WorkerState::HotIdle; 2]);
+}
+
+#[madsim::test]
+async fn mutant_no_fallback_reaper_retires_nothing() {
+    assert_eq!(upkeep_for_a_while(cfg(), Mutants::only(Mutant::NoFallbackReaper)).await, vec![WorkerState::HotIdle; 2]);
+}
+
+// ---------------------------------------------------------------------------
+// 5. The secret reaper (janitor, orphan objects) (004)
+
+struct Objects {
+    live_worker: WorkerRecord,
+}
+
+/// A janitor pass at 40 s over: A's live hot worker (its own secret, plus a
+/// rotated secret for the same pod), an orphan secret and an orphan pod (old,
+/// nothing owns them), a young secret, one with an empty pod label, B's
+/// spawning worker's secret (old, pod not created yet), and another
+/// deployment's old secret and pod.
+async fn secret_reaper_world(mutants: Mutants) -> (World, Objects) {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, mutants);
+    let epoch = w.hold_lease(A).await;
+
+    let id = pool.acquire("org", 1).await.unwrap();
+    let live = w.row(&id);
+    w.create_secret("secret-rotated", &c.deployment, &live.pod);
+    w.create_secret("secret-orphan", &c.deployment, "pod-crashed");
+    w.create_pod("pod-orphan", deployment_selector(&c.deployment));
+    w.create_secret("secret-unlabelled", &c.deployment, "");
+    w.create_secret("secret-other-deploy", "other", "pod-gone");
+    w.create_pod("pod-other-deploy", deployment_selector("other"));
+    // B is alive and mid-spawn: its row and secret exist, its pod not yet.
+    let b_row = WorkerRecord {
+        id: "w2.1".into(),
+        org: "org".into(),
+        state: WorkerState::Spawning,
+        owner: B,
+        owner_epoch: 1,
+        pod: "pod-w2.1".into(),
+        secret: "secret-w2.1".into(),
+        session: Some(7),
+        created_at: 0,
+        updated_at: 0,
+        idle_since: 0,
+        version: 0,
+    };
+    assert!(matches!(
+        w.inner.call(StoreRequest::InsertWorker { worker: b_row }).await.unwrap(),
+        StoreReply::Worker(WorkerCas::Applied(_))
+    ));
+    w.create_secret("secret-w2.1", &c.deployment, "pod-w2.1");
+
+    w.at(40_000).await;
+    w.create_secret("secret-young", &c.deployment, "pod-never");
+    w.beat(A).await;
+    w.beat(B).await;
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+    (w, Objects { live_worker: live })
+}
+
+#[madsim::test]
+async fn secret_reaper_deletes_only_orphan_secrets() {
+    let (w, o) = secret_reaper_world(Mutants::none()).await;
+    assert!(!w.has_secret("secret-orphan"), "the orphan secret is deleted: {:?}", w.secrets());
+    assert!(!w.has_pod("pod-orphan"), "the orphan pod is deleted");
+    for kept in [o.live_worker.secret.as_str(), "secret-rotated", "secret-young", "secret-unlabelled", "secret-w2.1", "secret-other-deploy"] {
+        assert!(w.has_secret(kept), "{kept} must be kept: {:?}", w.secrets());
+    }
+    assert!(w.has_pod(&o.live_worker.pod) && w.has_pod("pod-other-deploy"));
+    assert_eq!(w.row(&o.live_worker.id).state, WorkerState::Hot);
+    assert_eq!(w.row("w2.1").state, WorkerState::Spawning, "B's spawn is left alone");
+}
+
+#[madsim::test]
+async fn mutant_no_secret_reaper_leaks_the_orphan_secret() {
+    let (w, _) = secret_reaper_world(Mutants::only(Mutant::NoSecretReaper)).await;
+    assert!(w.has_secret("secret-orphan"), "leaked forever");
+    assert!(!w.has_pod("pod-orphan"), "orphan pods are still reaped");
+}
+
+// ---------------------------------------------------------------------------
+// 6. Workers of a dead instance are reaped by the fallback reaper (002)
+
+/// A (one busy worker, one idle) stops heartbeating at 0; B heartbeats and
+/// runs its fallback pass at 45 s. Returns the world, A's pool and ids
+/// (busy, idle), and B's idle worker.
+async fn dead_instance_world(b_mutants: Mutants) -> (World, Arc<TPool>, [String; 2], String) {
+    let w = World::new();
+    let c = FleetConfig { hot_idle_ttl_ms: DAY, ..cfg() };
+    let pool_a = w.pool(A, &c, Mutants::none());
+    let pool_b = w.pool_on(B, w.client(), &c, Mutants::none());
+    let reapers_b = w.reapers(&pool_b, w.client(), &c, b_mutants);
+    w.beat(A).await;
+    let beats_b = w.heartbeats(B, &c);
+    let busy = pool_a.acquire("org", 1).await.unwrap();
+    let idle = idle_worker(&pool_a, "org", 2).await;
+    let b_idle = idle_worker(&pool_b, "org", 3).await;
+    assert_eq!(w.slots().len(), 3);
+
+    w.at(c.dead_after_ms + 15_000).await;
+    let live = live_instances(&w.instances(), w.now(), c.dead_after_ms);
+    assert_eq!(live.into_iter().collect::<Vec<_>>(), vec![B]);
+    reapers_b.fallback_pass().await;
+    beats_b.send(true).unwrap();
+    (w, pool_a, [busy, idle], b_idle)
+}
+
+#[madsim::test]
+async fn fallback_reaper_reaps_workers_of_a_dead_instance() {
+    let (w, pool_a, a_ids, b_idle) = dead_instance_world(Mutants::none()).await;
+    for id in &a_ids {
+        assert_gone(&w, id, WorkerState::Lost);
+        let r = w.row(id);
+        assert_eq!((r.owner, r.owner_epoch), (B, 2), "claimed by B before ending it");
+    }
+    let b = w.row(&b_idle);
+    assert_eq!(b.state, WorkerState::HotIdle);
+    assert!(w.has_pod(&b.pod));
+    assert_eq!(w.slots(), vec![b_idle.clone()]);
+
+    // A was only partitioned (a zombie): its late writes are fenced out and
+    // nothing is resurrected.
+    pool_a.release(1).await.unwrap();
+    assert!(pool_a.acquire("org", 4).await.is_ok());
+    for id in &a_ids {
+        assert_eq!(w.row(id).state, WorkerState::Lost);
+        assert!(owned(&pool_a, id).is_none(), "the zombie forgot {id}");
+    }
+}
+
+#[madsim::test]
+async fn mutant_orphans_not_reaped_by_fallback_leaves_them() {
+    let (w, _, [busy, idle], _) = dead_instance_world(Mutants::only(Mutant::OrphansNotReapedByFallback)).await;
+    assert_eq!(w.row(&busy).state, WorkerState::Hot);
+    assert_eq!(w.row(&idle).state, WorkerState::HotIdle);
+    assert!(w.has_pod(&w.row(&busy).pod) && w.has_pod(&w.row(&idle).pod));
+    assert_eq!(w.slots().len(), 3, "slots of a dead instance leak");
+}
+
+// ---------------------------------------------------------------------------
+// 7. A long activation heartbeats its row and is not reaped (002)
+
+/// The pool waits up to 10 minutes for a pod; the janitor calls an
+/// activating row stuck once it has not been written for 5 minutes.
+fn activation_cfg() -> FleetConfig {
+    FleetConfig { activation_timeout_ms: 600_000, stuck_activating_ms: 300_000, ..cfg() }
+}
+
+/// A worker whose pod takes `start_delay` ms to start, under the janitor
+/// (same replica, lease held) passing every reap interval. Returns the
+/// largest staleness of the activating row (`now - updated_at`) any pass
+/// saw, and the result of the acquire.
+async fn long_activation(start_delay: Millis, mutants: Mutants) -> (World, Millis, Result<String, PoolError>) {
+    let w = World::new();
+    let c = activation_cfg();
+    let pool = w.pool(A, &c, mutants.clone());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, mutants);
+    let epoch = w.hold_lease(A).await;
+    let beats = w.heartbeats(A, &c);
+    w.cluster.with(|k| k.set_next_start_ms(start_delay));
+    let p = pool.clone();
+    let acq = tokio::spawn(async move { p.acquire("org", 1).await });
+
+    let mut stalest = 0;
+    while w.now() + c.reap_interval_ms < start_delay {
+        w.sleep(c.reap_interval_ms).await;
+        let before = w.row("w1.1");
+        reapers.janitor_pass(&Gate::none(), epoch).await;
+        if before.state == WorkerState::Activating {
+            stalest = stalest.max(w.now() - before.updated_at);
+        }
+        if w.row("w1.1").state != WorkerState::Activating {
+            break;
+        }
+    }
+    let out = acq.await.unwrap();
+    beats.send(true).unwrap();
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+    (w, stalest, out)
+}
+
+/// A 3-minute activation (below both limits): the row is heartbeated every
+/// poll, stays activating under the janitor's passes, and ends hot.
+#[madsim::test]
+async fn long_activation_heartbeats_its_row_and_ends_hot() {
+    let c = activation_cfg();
+    let (w, stalest, out) = long_activation(180_000, Mutants::none()).await;
+    assert!(stalest <= c.activation_poll_ms + 10, "the row is heartbeated every poll: stalest {stalest} ms");
+    assert_eq!(out, Ok("w1.1".to_string()));
+    let r = w.row("w1.1");
+    assert_eq!((r.state, r.session, r.owner_epoch), (WorkerState::Hot, Some(1), 1), "never claimed by the janitor");
+    assert!(w.now() >= 180_000);
+}
+
+/// The same 3 minutes with the mutant: the row is never written while the
+/// pod starts, so it ages with the activation (it survives only because 3
+/// minutes is below the stuck threshold).
+#[madsim::test]
+async fn mutant_reaper_kills_live_activation_does_not_refresh_the_row() {
+    let (w, stalest, out) = long_activation(180_000, Mutants::only(Mutant::ReaperKillsLiveActivation)).await;
+    assert!(stalest >= 160_000, "no heartbeat: the row ages with the activation ({stalest} ms)");
+    assert_eq!(out, Ok("w1.1".to_string()));
+    assert_eq!(w.row("w1.1").state, WorkerState::Hot);
+}
+
+/// A 6-minute activation: longer than the janitor's stuck threshold (5 min),
+/// within the pool's activation timeout (10 min). Heartbeated, it is never
+/// taken for stuck and ends hot.
+#[madsim::test]
+async fn activation_longer_than_the_stuck_threshold_is_not_reaped() {
+    let c = activation_cfg();
+    let (w, stalest, out) = long_activation(360_000, Mutants::none()).await;
+    assert!(stalest <= c.activation_poll_ms + 10, "stalest {stalest}");
+    assert_eq!(out, Ok("w1.1".to_string()));
+    let r = w.row("w1.1");
+    assert_eq!((r.state, r.owner_epoch), (WorkerState::Hot, 1));
+    assert!(w.has_pod(&r.pod) && w.has_secret(&r.secret));
+}
+
+/// With the mutant the same 6-minute activation is reaped as stuck at 5
+/// minutes, mid-activation: the client's spawn fails.
+#[madsim::test]
+async fn mutant_reaper_kills_live_activation_is_reaped_mid_activation() {
+    let c = activation_cfg();
+    let (w, _, out) = long_activation(360_000, Mutants::only(Mutant::ReaperKillsLiveActivation)).await;
+    assert_eq!(out, Err(PoolError::SpawnFailed("pod vanished during activation".into())));
+    assert_gone(&w, "w1.1", WorkerState::Retired);
+    let t = w.now();
+    assert!((c.stuck_activating_ms..c.stuck_activating_ms + c.reap_interval_ms + 2_000).contains(&t), "killed at {t}");
+}
+
+// ---------------------------------------------------------------------------
+// 8. Fencing: a stale owner's write is rejected (004)
+
+#[madsim::test]
+async fn janitor_claim_fences_out_the_original_owner() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let idle = idle_worker(&pool, "org", 1).await;
+    // The janitor on another replica; its claim is slow to answer, so the
+    // pool acts while the janitor is mid-take.
+    let jstore = w.client();
+    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
+    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(J).await;
+    jstore.slow_replies(500, is_op("claim_worker"));
+
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    w.beat(J).await;
+    let jan = janitor.clone();
+    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
+    w.sleep(100).await;
+    let r = w.row(&idle);
+    assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::HotIdle, J, 2), "claimed, not yet drained");
+
+    // The original owner's reuse is rejected as stale: it spawns instead.
+    let next = pool.acquire("org", 2).await.unwrap();
+    assert_ne!(next, idle);
+    assert!(owned(&pool, &idle).is_none());
+    // So is any other write at the old epoch.
+    let stale = StoreRequest::UpdateWorker {
+        id: idle.clone(),
+        owner: A,
+        epoch: 1,
+        from: WorkerState::HotIdle,
+        to: WorkerState::Hot,
+        session: Some(3),
+        fence: None,
+    };
+    match w.store.call(stale).await.unwrap() {
+        StoreReply::Worker(WorkerCas::Rejected { reason, .. }) => assert_eq!(reason, WorkerReject::StaleOwner),
+        other => panic!("stale write applied: {other:?}"),
+    }
+
+    pass.await.unwrap();
+    assert_gone(&w, &idle, WorkerState::Retired);
+    assert_eq!(w.row(&next).state, WorkerState::Hot);
+    // Owner epochs only grow, across both clients' writes in time order.
+    let mut seen: Vec<(Millis, u64)> = epochs_seen(&w.store, &idle);
+    seen.extend(epochs_seen(&jstore, &idle));
+    seen.sort_by_key(|(at, _)| *at);
+    assert!(seen.windows(2).all(|p| p[0].1 <= p[1].1), "{seen:?}");
+    assert_eq!(seen.first().map(|s| s.1), Some(1));
+    assert_eq!(seen.last().map(|s| s.1), Some(2));
+}
+
+// ---------------------------------------------------------------------------
+// 9. Capacity
+
+#[madsim::test]
+async fn org_and_global_caps_are_enforced() {
+    let w = World::new();
+    let c = FleetConfig { org_cap: 2, global_cap: 3, ..cfg() };
+    let pool = w.pool(A, &c, Mutants::none());
+    let a1 = pool.acquire("a", 1).await.unwrap();
+    pool.acquire("a", 2).await.unwrap();
+    assert_eq!(pool.acquire("a", 3).await, Err(PoolError::AtCapacity("org a".into())));
+    pool.acquire("b", 4).await.unwrap();
+    assert_eq!(pool.acquire("c", 5).await, Err(PoolError::AtCapacity("fleet".into())));
+    assert_eq!(w.slots().len(), 3);
+    assert_eq!(w.rows().len(), 3, "a refused spawn leaves no row");
+    // A parked worker keeps its slot, and serves the org's next session.
+    pool.release(1).await.unwrap();
+    assert_eq!(pool.acquire("a", 6).await, Ok(a1));
+    assert_eq!(pool.acquire("b", 7).await, Err(PoolError::AtCapacity("fleet".into())));
+    assert_eq!(pool.release(99).await, Err(PoolError::UnknownSession(99)));
+}
+
+// ---------------------------------------------------------------------------
+// 10. torn-epoch-read (004)
+
+/// `maintain()` refreshes the epoch of a busy worker; its claim's reply is
+/// slow (committed at once, answered 400 ms later). The session ends at
+/// 200 ms, inside that window. Returns the world, the pool and the worker.
+async fn release_during_maintain(mutants: Mutants) -> (World, Arc<TPool>, String) {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, mutants);
+    let id = pool.acquire("org", 1).await.unwrap();
+    w.store.slow_replies(400, is_op("claim_worker"));
+    let p = pool.clone();
+    let maintain = tokio::spawn(async move { p.maintain().await });
+    w.sleep(200).await;
+    assert_eq!(w.row(&id).owner_epoch, 2, "the claim has committed");
+    pool.release(1).await.unwrap();
+    maintain.await.unwrap();
+    w.store.heal();
+    (w, pool, id)
+}
+
+#[madsim::test]
+async fn release_during_maintain_parks_with_the_fresh_epoch() {
+    let (w, pool, id) = release_during_maintain(Mutants::none()).await;
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner_epoch, r.session), (WorkerState::HotIdle, 2, None));
+    assert_eq!(owned(&pool, &id), Some((WorkerState::HotIdle, 2, None)));
+    assert!(w.store.calls().iter().all(|c| !matches!(
+        c.reply,
+        Some(Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner, .. })))
+    )));
+    assert_eq!(pool.acquire("org", 2).await, Ok(id));
+}
+
+#[madsim::test]
+async fn mutant_torn_epoch_read_strands_the_worker() {
+    let (w, pool, id) = release_during_maintain(Mutants::only(Mutant::TornEpochRead)).await;
+    // The park used the old epoch, was rejected as stale, and the pool
+    // dropped a worker that is still its own.
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner, r.owner_epoch, r.session), (WorkerState::Hot, A, 2, Some(1)));
+    assert!(owned(&pool, &id).is_none());
+    assert_ne!(pool.acquire("org", 2).await.unwrap(), id, "never reused");
+    // And never reaped: a hot worker of a live instance.
+    let c = cfg();
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::only(Mutant::TornEpochRead));
+    let epoch = w.hold_lease(A).await;
+    w.at(c.hot_idle_ttl_ms * 2).await;
+    w.beat(A).await;
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    reapers.fallback_pass().await;
+    assert_eq!(w.row(&id).state, WorkerState::Hot);
+    assert!(w.slots().contains(&id), "its slot leaks");
+}
+
+// ---------------------------------------------------------------------------
+// 11. The replica: sessions and reap metrics
+
+#[madsim::test]
+async fn replica_serves_sessions_and_stamps_reaps_only_after_success() {
+    let w = World::new();
+    let config = ReplicaConfig::default();
+    let fleet = config.fleet.clone();
+    let store_a = w.client();
+    let store_b = w.client();
+    let cluster = Arc::new(LocalCluster::new(MemCluster::new(), w.clock.clone()));
+    let a = Replica::start(A, config.clone(), store_a.clone(), Arc::new(w.clock.clone()), cluster.clone(), w.observer(A)).unwrap();
+    w.sleep(100).await;
+    let b = Replica::start(B, config, store_b.clone(), Arc::new(w.clock.clone()), cluster.clone(), w.observer(B)).unwrap();
+    store_a.fail_all(is_op("list_workers"));
+    store_b.fail_all(is_op("list_workers"));
+
+    let sessions = a.sessions();
+    let id = sessions.acquire("org".into(), 1).await.unwrap();
+    assert_eq!(w.row(&id).state, WorkerState::Hot);
+    sessions.release(1).await.unwrap();
+    assert_eq!(w.row(&id).state, WorkerState::HotIdle);
+    assert!(cluster.with(|k| k.pods(0)).iter().any(|p| p.name == w.row(&id).pod));
+
+    // Three reap intervals of failing lists: nothing stamped.
+    w.at(3 * fleet.reap_interval_ms + 500).await;
+    assert!(a.is_leader() && !b.is_leader());
+    for r in [&a, &b] {
+        let m = r.metrics();
+        assert_eq!((m.janitor_last_reap, m.fallback_last_reap), (0, 0), "{m:?}");
+    }
+    assert!(w.log.reap_failures(A).iter().any(|f| f.0 == "janitor" && f.1 == "list"));
+    assert!(w.log.reap_failures(A).iter().any(|f| f.0 == "fallback" && f.1 == "list"));
+    assert!(w.log.reap_failures(B).iter().all(|f| f.0 == "fallback"), "B runs no janitor");
+
+    // Healed: the next passes stamp their store time.
+    let healed = w.now();
+    store_a.heal();
+    store_b.heal();
+    w.at(healed + fleet.reap_interval_ms + 500).await;
+    let (ma, mb) = (a.metrics(), b.metrics());
+    assert!(ma.is_leader);
+    assert!(ma.janitor_last_reap > healed && ma.fallback_last_reap > healed, "{ma:?}");
+    assert!(mb.fallback_last_reap > healed, "{mb:?}");
+    assert_eq!(mb.janitor_last_reap, 0, "only the leader runs the janitor");
+
+    // Still within its TTL the idle worker stays; graceful shutdown retires it.
+    assert_eq!(w.row(&id).state, WorkerState::HotIdle);
+    a.shutdown().await;
+    assert_eq!(w.row(&id).state, WorkerState::Retired);
+    assert_eq!(sessions.acquire("org".into(), 2).await, Err(PoolError::ShuttingDown));
+    b.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// 12. The registry
+
+#[madsim::test]
+async fn heartbeat_loop_registers_then_beats_every_interval() {
+    let w = World::new();
+    let c = cfg();
+    let store = w.client();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(heartbeat_loop(A, c.clone(), store.clone(), Arc::new(w.clock.clone()), w.observer(A), rx));
+    w.at(50_000).await;
+    let calls: Vec<(Millis, &'static str)> = store.calls().iter().map(|c| (c.at, c.req.op())).collect();
+    let ops: Vec<&str> = calls.iter().map(|c| c.1).collect();
+    assert_eq!(ops, ["register_instance", "heartbeat_instance", "heartbeat_instance", "heartbeat_instance"]);
+    for (i, (at, _)) in calls.iter().enumerate() {
+        let want = i as u64 * c.heartbeat_ms;
+        assert!((want..=want + 5).contains(at), "beat {i} at {at}: {calls:?}");
+    }
+    let rec = w.instances().into_iter().find(|r| r.id == A).unwrap();
+    assert!(rec.started_at <= 5 && rec.heartbeat_at >= 45_000, "{rec:?}");
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    w.at(100_000).await;
+    assert_eq!(store.calls().len(), 4, "no beat after stop");
+    assert!(w.log.events(A).is_empty());
+}
+
+#[madsim::test]
+async fn heartbeat_loop_retries_registration_until_it_lands() {
+    let w = World::new();
+    let c = cfg();
+    let store = w.client();
+    store.fail_next(3, is_op("register_instance"));
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(heartbeat_loop(A, c.clone(), store.clone(), Arc::new(w.clock.clone()), w.observer(A), rx));
+    w.at(20_000).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    let calls: Vec<(Millis, &'static str, bool)> =
+        store.calls().iter().map(|c| (c.at, c.req.op(), c.reply.is_some())).collect();
+    let ops: Vec<(&str, bool)> = calls.iter().map(|c| (c.1, c.2)).collect();
+    assert_eq!(
+        ops,
+        [
+            ("register_instance", false),
+            ("register_instance", false),
+            ("register_instance", false),
+            ("register_instance", true),
+            ("heartbeat_instance", true)
+        ],
+        "{calls:?}"
+    );
+    // Retried every second until registered, then every heartbeat interval.
+    assert!((3_000..=3_020).contains(&calls[3].0) && (18_000..=18_030).contains(&calls[4].0), "{calls:?}");
+    let failed = w.log.events(A).into_iter().filter(|e| matches!(e, CoreEvent::HeartbeatFailed { .. })).count();
+    assert_eq!(failed, 3);
+}
+
+#[test]
+fn is_dead_and_live_instances_use_the_threshold() {
+    let rec = |id, heartbeat_at| InstanceRecord { id: InstanceId(id), started_at: 0, heartbeat_at };
+    let dead_after = 30_000;
+    assert!(!is_dead(&rec(1, 100), 30_099, dead_after));
+    assert!(is_dead(&rec(1, 100), 30_100, dead_after), "dead exactly at heartbeat + threshold");
+    assert!(!is_dead(&rec(1, 100), 0, dead_after), "a heartbeat from the future is not dead");
+    // Saturating: near the end of time a heartbeat cannot overflow.
+    assert!(is_dead(&rec(1, u64::MAX - 5), u64::MAX, dead_after));
+    let list = [rec(1, 0), rec(2, 10_000), rec(3, 20_000)];
+    let ids = |now| live_instances(&list, now, dead_after).into_iter().map(|i| i.0).collect::<Vec<_>>();
+    assert_eq!(ids(29_999), [1, 2, 3]);
+    assert_eq!(ids(30_000), [2, 3]);
+    assert_eq!(ids(45_000), [3]);
+    assert_eq!(ids(50_000), Vec::<u64>::new());
+    assert!(live_instances(&[], 5, dead_after).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown
+
+#[madsim::test]
+async fn pool_shutdown_retires_idle_workers_and_keeps_busy_ones() {
+    let w = World::new();
+    let pool = w.pool(A, &cfg(), Mutants::none());
+    let idle = idle_worker(&pool, "org", 1).await;
+    let busy = pool.acquire("other-org", 2).await.unwrap();
+    pool.shutdown().await;
+    assert_gone(&w, &idle, WorkerState::Retired);
+    let r = w.row(&busy);
+    assert_eq!(r.state, WorkerState::Hot, "a busy worker is left to the reapers");
+    assert!(w.has_pod(&r.pod));
+    assert_eq!(pool.acquire("org", 3).await, Err(PoolError::ShuttingDown));
+}
+
+// ---------------------------------------------------------------------------
+// Partial failures and races of the reapers
+
+/// The janitor lists an idle worker as expired; before it claims it, the
+/// owner reuses it for a new session (a reuse does not bump the owner
+/// epoch). The janitor must not drain a worker that is serving a session.
+#[madsim::test]
+async fn janitor_does_not_retire_a_worker_reused_after_its_list() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    let jstore = w.client();
+    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
+    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(J).await;
+    // The janitor's view is slow to complete: the worker list is taken, the
+    // slot list's reply arrives 500 ms later.
+    jstore.slow_replies(500, is_op("list_slots"));
+
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    w.beat(J).await;
+    let jan = janitor.clone();
+    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
+    w.sleep(100).await;
+    assert_eq!(pool.acquire("org", 2).await, Ok(id.clone()), "reused before the janitor's claim");
+    pass.await.unwrap();
+
+    let r = w.row(&id);
+    assert_eq!((r.state, r.session), (WorkerState::Hot, Some(2)), "the session's worker was reaped: {r:?}");
+    assert!(w.has_pod(&r.pod), "the session's pod was deleted");
+}
+
+/// A dead instance's busy worker: the reaper claims it, then its write to
+/// lost fails. The claim made a live instance its owner; later passes must
+/// still finish the job.
+#[madsim::test]
+async fn a_dead_owners_worker_is_reaped_after_a_failed_lost_write() {
+    let w = World::new();
+    let c = FleetConfig { hot_idle_ttl_ms: DAY, ..cfg() };
+    let pool_a = w.pool(A, &c, Mutants::none());
+    let bstore = w.client();
+    let pool_b = w.pool_on(B, bstore.clone(), &c, Mutants::none());
+    let reapers_b = w.reapers(&pool_b, bstore.clone(), &c, Mutants::none());
+    w.beat(A).await;
+    let beats_b = w.heartbeats(B, &c);
+    let busy = pool_a.acquire("org", 1).await.unwrap();
+    bstore.fail_next(1, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Lost, .. }));
+
+    w.at(c.dead_after_ms + 15_000).await;
+    reapers_b.fallback_pass().await;
+    assert_eq!(w.log.reap_failures(B).len(), 1, "{:?}", w.log.reap_failures(B));
+    // The store has healed; the fallback reaper keeps running, and so does a
+    // janitor.
+    let jstore = w.client();
+    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
+    let janitor = w.reapers(&jpool, jstore, &c, Mutants::none());
+    let epoch = w.hold_lease(J).await;
+    for _ in 0..30 {
+        w.sleep(c.reap_interval_ms).await;
+        w.beat(J).await;
+        reapers_b.fallback_pass().await;
+        janitor.janitor_pass(&Gate::none(), epoch).await;
+    }
+    beats_b.send(true).unwrap();
+    let r = w.row(&busy);
+    assert!(r.state.is_terminal(), "stranded after a failed reap: {r:?}; slots {:?}", w.slots());
+    assert_gone(&w, &busy, r.state);
+}
+
+/// A janitor on another replica drains an expired idle worker (claiming it)
+/// and deletes its objects, then its write to retired fails. With the store
+/// healed, the fleet's upkeep (janitor passes, both replicas' maintenance
+/// and fallback passes) must finish it: retired, slot freed — not leave it
+/// draining under a claim nobody resumes.
+#[madsim::test]
+async fn janitor_finishes_a_drain_whose_retire_write_failed() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    let jstore = w.client();
+    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
+    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(J).await;
+    jstore.fail_next(1, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Retired, .. }));
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    for _ in 0..30 {
+        w.beat(A).await;
+        w.beat(J).await;
+        janitor.janitor_pass(&Gate::none(), epoch).await;
+        for (p, r) in [(&pool, &reapers), (&jpool, &janitor)] {
+            p.maintain().await;
+            r.fallback_pass().await;
+        }
+        w.sleep(c.reap_interval_ms).await;
+    }
+    assert_eq!(w.log.reap_failures(J).len(), 1, "{:?}", w.log.reap_failures(J));
+    assert_gone(&w, &id, WorkerState::Retired);
+}
+
+/// Same for the fallback reaper retiring its own expired idle worker.
+#[madsim::test]
+async fn fallback_finishes_a_drain_whose_retire_write_failed() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    w.store.fail_next(1, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Retired, .. }));
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    for _ in 0..30 {
+        w.beat(A).await;
+        pool.maintain().await;
+        reapers.fallback_pass().await;
+        w.sleep(c.reap_interval_ms).await;
+    }
+    assert_eq!(w.log.reap_failures(A).len(), 1, "{:?}", w.log.reap_failures(A));
+    assert_gone(&w, &id, WorkerState::Retired);
+}
