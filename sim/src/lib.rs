@@ -1,0 +1,34 @@
+//! haywire-sim: the simulated world haywire runs core in.
+//!
+//! A madsim world of N replica nodes and a store node on a simulated
+//! network ([`replica_node`], [`store_node`]), per-replica clocks with skew
+//! and drift ([`clock`]), a fault injector following a seeded plan
+//! ([`faults`], [`injector`]), the invariant oracle ([`oracle`]) and the
+//! runner ([`runner::run`]). Everything a run touches lives in its
+//! [`world::World`]; the same seed gives the same trace, byte for byte.
+
+pub mod client_node;
+pub mod clock;
+pub mod cluster_node;
+pub mod faults;
+pub mod injector;
+pub mod options;
+pub mod oracle;
+pub mod remote_cluster;
+pub mod remote_store;
+pub mod replica_node;
+pub mod report;
+pub mod rpc;
+pub mod runner;
+pub mod scenario;
+pub mod shrink;
+pub mod store_node;
+pub mod sweep;
+pub mod world;
+
+pub use faults::{Fault, FaultPlan, PlannedFault, Target};
+pub use options::{ClockSpec, FaultRates, RunOptions, StoreKind, Workload};
+pub use oracle::Violation;
+pub use report::replay_command;
+pub use runner::{expand, run, run_with_plan, Outcome, RunConfig, Stats};
+pub use scenario::Scenario;

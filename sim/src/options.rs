@@ -1,0 +1,185 @@
+//! The options record a seed expands into: everything that shapes one run.
+//!
+//! Replay prints it first and the trace header stores it, so a reader knows
+//! what world a seed made without reading code.
+
+use haywire_core::ReplicaConfig;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which backend the store node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded SQLite store (in memory), the production backend.
+    Sqlite,
+    /// The in-memory reference model.
+    Memory,
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "memory" => Ok(StoreKind::Memory),
+            _ => Err(format!("unknown store '{s}' (known: sqlite, memory)")),
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Memory => "memory",
+        })
+    }
+}
+
+/// One replica machine's clock: a fixed offset and a rate error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockSpec {
+    pub skew_ms: i64,
+    /// Parts per million: +10_000 runs 1% fast.
+    pub drift_ppm: i64,
+}
+
+/// Per-seed fault mix (swarm testing): how often each fault kind fires in
+/// the fault phase and how bad it gets. A rate of 0 switches a kind off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultRates {
+    /// Expected events per simulated minute, per kind.
+    pub crash_per_min: f64,
+    pub shutdown_per_min: f64,
+    pub partition_per_min: f64,
+    pub store_slow_per_min: f64,
+    pub store_fault_per_min: f64,
+    pub stall_per_min: f64,
+    pub pause_per_min: f64,
+    /// Rolling deploys in the fault phase.
+    pub rolling_deploys: u32,
+    /// Fraction of crash/shutdown/partition/pause faults aimed at the
+    /// current leader rather than a random replica.
+    pub leader_bias: f64,
+    /// Range of fault durations (partition, slow store, store faults, stall).
+    pub duration_ms: (u64, u64),
+    /// Range of process downtime after a crash or shutdown.
+    pub downtime_ms: (u64, u64),
+    /// Longest pause drawn; above the replicas' configured bound, S2 is not
+    /// required (S1 still is).
+    pub max_pause_ms: u64,
+    /// Percentages while store faults are on.
+    pub store_fail_pct: u32,
+    pub store_lost_reply_pct: u32,
+    /// Extra latency of a slow store.
+    pub store_slow_ms: (u64, u64),
+
+    // --- cluster and fleet faults ---
+    /// Windows in which pod creation fails `pod_fail_pct` of the time.
+    #[serde(default)]
+    pub pod_fail_per_min: f64,
+    #[serde(default)]
+    pub pod_fail_pct: u32,
+    /// A running pod dies.
+    #[serde(default)]
+    pub pod_death_per_min: f64,
+    /// Windows in which the cluster API answers `cluster_slow_ms` late.
+    #[serde(default)]
+    pub cluster_slow_per_min: f64,
+    #[serde(default)]
+    pub cluster_slow_ms: (u64, u64),
+    /// A replica crashes right after creating a secret, before its pod.
+    #[serde(default)]
+    pub crash_after_secret_per_min: f64,
+    /// A replica crashes while a worker of its is activating.
+    #[serde(default)]
+    pub crash_in_activation_per_min: f64,
+    /// Scale events: a replica leaves for good, or a spare one joins.
+    #[serde(default)]
+    pub scale_per_min: f64,
+}
+
+/// Clients opening and closing sessions across replicas.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Client nodes; each runs one session at a time.
+    pub clients: usize,
+    /// Mean think time between a client's sessions.
+    pub think_ms: u64,
+    /// Range of session lengths.
+    pub session_ms: (u64, u64),
+    /// Sessions are spread over this many orgs.
+    pub orgs: u32,
+    /// How long a client waits for a worker before giving up.
+    pub patience_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub replicas: usize,
+    pub store: StoreKind,
+    /// Length of the fault phase, then of the quiet period (all healed).
+    pub fault_phase_ms: u64,
+    pub quiet_ms: u64,
+    /// One-way network latency range.
+    pub latency_ms: (u64, u64),
+    /// How long a graceful shutdown may take before the process is killed.
+    pub shutdown_grace_ms: u64,
+    pub clocks: Vec<ClockSpec>,
+    pub faults: FaultRates,
+    /// The configuration every replica runs (lease timings, mutants).
+    pub replica: ReplicaConfig,
+    /// Replicas running at the start (the rest are spares for scale-up).
+    #[serde(default)]
+    pub initial_replicas: usize,
+    #[serde(default)]
+    pub workload: Workload,
+    /// Range of pod start times (activation waits for the pod to run).
+    #[serde(default)]
+    pub pod_start_ms: (u64, u64),
+}
+
+impl RunOptions {
+    /// Whether the world stays inside the bounds the replicas are configured
+    /// for (pauses and drift). Outside them S2 is not promised; S1 is.
+    pub fn within_bounds(&self) -> bool {
+        let l = &self.replica.lease;
+        let drift_ok = self.clocks.iter().all(|c| c.drift_ppm.unsigned_abs() <= l.max_drift_ppm);
+        drift_ok && self.faults.max_pause_ms <= l.max_pause_ms
+    }
+
+    /// Reject options that cannot run (bad input from a scenario or user).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replicas == 0 || self.replicas > 64 {
+            return Err(format!("replicas must be 1..=64, got {}", self.replicas));
+        }
+        if self.clocks.len() != self.replicas {
+            return Err(format!("{} clock specs for {} replicas", self.clocks.len(), self.replicas));
+        }
+        if self.clocks.iter().any(|c| c.drift_ppm <= -500_000 || c.drift_ppm >= 500_000) {
+            return Err("clock drift must stay within ±50%".into());
+        }
+        if self.latency_ms.0 > self.latency_ms.1 || self.latency_ms.1 == 0 {
+            return Err(format!("bad latency range {:?}", self.latency_ms));
+        }
+        if self.initial_replicas == 0 || self.initial_replicas > self.replicas {
+            return Err(format!("initial_replicas must be 1..={}, got {}", self.replicas, self.initial_replicas));
+        }
+        let w = &self.workload;
+        if w.clients > 64 {
+            return Err(format!("at most 64 clients, got {}", w.clients));
+        }
+        if w.clients > 0 && (w.orgs == 0 || w.session_ms.0 > w.session_ms.1 || w.patience_ms == 0) {
+            return Err(format!("bad workload {w:?}"));
+        }
+        if self.pod_start_ms.0 > self.pod_start_ms.1 {
+            return Err(format!("bad pod start range {:?}", self.pod_start_ms));
+        }
+        if self.fault_phase_ms == 0 {
+            return Err("fault phase must be positive".into());
+        }
+        self.replica.validate().map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,116 @@
+//! A replica machine: a madsim node whose every (re)start runs a fresh core
+//! `Replica` as a new instance, on its own skewed clock, talking to the
+//! store node over the simulated network.
+
+use crate::clock::SimClock;
+use crate::remote_cluster::RemoteCluster;
+use crate::remote_store::RemoteStore;
+use crate::rpc::{self, Caller, SESSION_PORT, SESSION_TAG};
+use crate::world::World;
+use haywire_core::lease::stop_requested;
+use haywire_core::{CoreEvent, InstanceId, Observer, Replica, ReplicaConfig};
+use haywire_traces::EventKind;
+use madsim::net::Endpoint;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Turns core's observations into trace events.
+pub struct TraceObserver {
+    world: Arc<World>,
+    node: String,
+    inst: u64,
+}
+
+impl Observer for TraceObserver {
+    fn observe(&self, e: CoreEvent) {
+        let kind = match e {
+            CoreEvent::Started { .. } => EventKind::Started,
+            CoreEvent::LeaseAcquired { epoch } => EventKind::LeaseAcquired { epoch },
+            CoreEvent::LeaseRenewed { epoch } => EventKind::LeaseRenewed { epoch },
+            CoreEvent::SteppedDown { epoch, reason } => EventKind::SteppedDown { epoch, reason },
+            CoreEvent::LeaseReleased { epoch } => EventKind::LeaseReleased { epoch },
+            CoreEvent::ReleaseFailed { epoch, reason } => EventKind::ReleaseFailed { epoch, reason },
+            CoreEvent::LoopStarted { name, epoch } => EventKind::LoopStarted { name: name.into(), epoch },
+            CoreEvent::LoopStopped { name, epoch } => EventKind::LoopStopped { name: name.into(), epoch },
+            CoreEvent::LeaderWorkStopped { epoch } => EventKind::LeaderWorkStopped { epoch },
+            CoreEvent::EffectApplied { epoch, seq } => EventKind::EffectApplied { epoch, seq },
+            CoreEvent::EffectRejected { epoch, reason } => EventKind::EffectRejected { epoch, reason },
+            CoreEvent::EffectUnknown { epoch, error } => EventKind::EffectUnknown { epoch, error },
+            CoreEvent::ShutdownBegan => EventKind::ShutdownBegan,
+            CoreEvent::ShutdownDone => EventKind::ShutdownDone,
+            CoreEvent::HeartbeatFailed { error } => EventKind::HeartbeatFailed { error },
+            CoreEvent::SpawnFailed { worker, reason } => EventKind::SpawnFailed { worker, reason },
+            CoreEvent::ReapFailed { reaper, pass, error } => {
+                EventKind::ReapFailed { reaper: reaper.into(), pass: pass.into(), error }
+            }
+        };
+        self.world.record(&self.node, Some(self.inst), kind);
+    }
+}
+
+/// A client's request to a replica.
+pub enum SessionRequest {
+    Acquire { org: String, session: u64 },
+    Release { session: u64 },
+}
+
+/// The worker id, or why not.
+pub type SessionReply = Result<String, String>;
+
+/// The process's main: start as a new instance, serve client sessions, run
+/// until asked to shut down, shut down gracefully, then exit (killing
+/// whatever still runs). A replica not (or no longer) part of the
+/// deployment does nothing.
+pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
+    if !world.lock().slots[slot].enabled {
+        return;
+    }
+    let inst = world.mint_instance(slot);
+    let (name, clock_spec, origin, store_addr, cluster_addr) = {
+        let g = world.lock();
+        (g.slots[slot].name.clone(), g.slots[slot].clock, g.origin, g.store_addr, g.cluster_addr)
+    };
+    let ep = match Endpoint::bind("0.0.0.0:0").await {
+        Ok(ep) => ep,
+        Err(e) => panic!("replica {name} cannot bind a socket: {e}"),
+    };
+    let caller = Arc::new(Caller::new(ep, inst, slot, inst));
+    let store = Arc::new(RemoteStore::new(caller.clone(), store_addr));
+    let cluster = Arc::new(RemoteCluster::new(caller, cluster_addr));
+    let clock = Arc::new(SimClock::new(origin, clock_spec));
+    let obs = Arc::new(TraceObserver { world: world.clone(), node: name.clone(), inst });
+    let (tx, mut rx) = watch::channel(false);
+    world.lock().slots[slot].shutdown = Some(tx);
+    // Options are validated before the run, so this cannot fail here.
+    let replica = match Replica::start(InstanceId(inst), config, store, clock, cluster, obs) {
+        Ok(r) => r,
+        Err(e) => panic!("replica config rejected after validation: {e}"),
+    };
+    let sessions = replica.sessions();
+    let server = match Endpoint::bind(("0.0.0.0", SESSION_PORT)).await {
+        Ok(ep) => ep,
+        Err(e) => panic!("replica {name} cannot bind its session port: {e}"),
+    };
+    madsim::task::spawn(rpc::serve(server, SESSION_TAG, move |_, _, req: SessionRequest| {
+        let sessions = sessions.clone();
+        async move {
+            let reply: SessionReply = match req {
+                SessionRequest::Acquire { org, session } => sessions.acquire(org, session).await.map_err(|e| e.to_string()),
+                SessionRequest::Release { session } => {
+                    sessions.release(session).await.map(|_| String::new()).map_err(|e| e.to_string())
+                }
+            };
+            Some(reply)
+        }
+    }));
+    stop_requested(&mut rx).await;
+    replica.shutdown().await;
+    // Process exit: nothing of this incarnation runs past this point.
+    {
+        let mut g = world.lock();
+        g.slots[slot].exited = true;
+        g.slots[slot].shutdown = None;
+    }
+    world.record("sim", None, EventKind::Exited { target: name, graceful: true });
+    madsim::runtime::Handle::current().kill(madsim::plugin::node());
+}

@@ -1,0 +1,289 @@
+//! Running one seed of one scenario: `run(scenario, seed, config) -> Outcome`.
+
+use crate::faults::FaultPlan;
+use crate::injector::Injector;
+use crate::oracle::{FleetParams, Oracle, OracleParams, Violation};
+use crate::options::{RunOptions, StoreKind};
+use crate::replica_node;
+use crate::scenario::Scenario;
+use crate::store_node;
+use crate::{client_node, cluster_node};
+use crate::world::World;
+use haywire_core::store::{MemStore, SqliteStore, StoreBackend};
+use haywire_core::Mutant;
+use haywire_traces::{Event, EventKind, Trace, TraceHeader, FORMAT};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// How a run is set up beyond its seed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunConfig {
+    /// Put one field-report bug back into core.
+    pub mutant: Option<Mutant>,
+    /// Override the scenario's store backend.
+    pub store: Option<StoreKind>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Stats {
+    /// Idle worker-time beyond TTL + one reap interval (ms), over the run
+    /// and after the quiet period settled (the latter must be 0).
+    pub idle_overdue_ms: u64,
+    pub idle_overdue_quiet_ms: u64,
+    pub sessions: u64,
+    pub workers: u64,
+    pub events: u64,
+    pub sim_ms: u64,
+    pub acquisitions: u64,
+    pub effects: u64,
+    pub faults: u64,
+}
+
+pub struct Outcome {
+    pub scenario: String,
+    pub seed: u64,
+    pub mutant: Option<Mutant>,
+    pub options: RunOptions,
+    pub plan: FaultPlan,
+    pub trace: Trace,
+    pub violation: Option<Violation>,
+    pub stats: Stats,
+    /// Where a replaced plan came from, for the replay command (set by the
+    /// caller that read it).
+    pub plan_file: Option<String>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.violation.is_none()
+    }
+}
+
+/// Expand a seed into the options record and fault plan it stands for.
+pub fn expand(scenario: &dyn Scenario, seed: u64, cfg: &RunConfig) -> Result<(RunOptions, FaultPlan), String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut opts = scenario.options(&mut rng);
+    if let Some(m) = cfg.mutant {
+        opts.replica.mutants = haywire_core::Mutants::only(m);
+    }
+    if let Some(s) = cfg.store {
+        opts.store = s;
+    }
+    opts.validate().map_err(|e| format!("scenario {} seed {seed}: {e}", scenario.name()))?;
+    let plan = scenario.plan(&opts, &mut rng).sorted();
+    Ok((opts, plan))
+}
+
+/// The oracle's timing bounds for a world: retry and RPC bounds stretched by
+/// the slowest clock in it, plus slack for network latency.
+pub fn oracle_params(opts: &RunOptions) -> OracleParams {
+    let l = &opts.replica.lease;
+    let slowest = opts.clocks.iter().map(|c| c.drift_ppm).min().unwrap_or(0).min(0);
+    let real = |local_ms: u64| -> u64 { local_ms * 1_000_000 / (1_000_000 - slowest.unsigned_abs()) * 1000 };
+    let slack_us = 1_000_000 + 4 * opts.latency_ms.1 * 1000;
+    let sweep = opts.replica.reconciler.max_sweep_ms(l.rpc_timeout_ms);
+    let f = &opts.replica.fleet;
+    OracleParams {
+        takeover_us: real(l.retry_period_ms + 2 * l.rpc_timeout_ms) + slack_us,
+        contend_us: real(l.retry_period_ms + l.release_timeout_ms + sweep + 2 * l.rpc_timeout_ms) + slack_us,
+        enforce_s2: opts.within_bounds(),
+        fleet: FleetParams {
+            org_cap: f.org_cap,
+            global_cap: f.global_cap,
+            ttl_us: f.hot_idle_ttl_ms * 1000,
+            reap_us: real(f.reap_interval_ms),
+            dead_after_us: real(f.dead_after_ms + f.heartbeat_ms),
+            stale_spawn_us: f.stale_spawn_ms * 1000,
+            min_hot_idle: f.min_hot_idle,
+            slack_us: 2_000_000 + 8 * f.call_timeout_ms * 1000,
+        },
+    }
+}
+
+fn backend(kind: StoreKind) -> Result<Box<dyn StoreBackend>, String> {
+    Ok(match kind {
+        StoreKind::Memory => Box::new(MemStore::new()),
+        StoreKind::Sqlite => Box::new(SqliteStore::open_in_memory().map_err(|e| e.to_string())?),
+    })
+}
+
+/// Run one seed. `Err` only for a world that cannot be built (bad options,
+/// store that will not open); a broken invariant is an `Ok` outcome with a
+/// violation.
+pub fn run(scenario: &dyn Scenario, seed: u64, cfg: &RunConfig) -> Result<Outcome, String> {
+    run_with_plan(scenario, seed, cfg, None)
+}
+
+/// Run one seed with its fault plan replaced by `plan` (a shrunk or edited
+/// one); the rest of the world is still the seed's.
+pub fn run_with_plan(
+    scenario: &dyn Scenario,
+    seed: u64,
+    cfg: &RunConfig,
+    plan: Option<FaultPlan>,
+) -> Result<Outcome, String> {
+    let (opts, drawn) = expand(scenario, seed, cfg)?;
+    let custom = plan.is_some();
+    let plan = plan.map(FaultPlan::sorted).unwrap_or(drawn);
+    warm_up_sqlite();
+    // Each run gets a thread of its own: std's HashMap keys are per thread
+    // and seeded once, and madsim can make them deterministic only on a
+    // thread that has built no HashMap yet. Nothing may build one before the
+    // runtime (the SQLite backend does, so it is opened after).
+    let (events, violation, overdue) = std::thread::scope(|s| {
+        s.spawn(|| simulate_seed(seed, &opts, &plan))
+            .join()
+            .map_err(|p| format!("scenario {} seed {seed} panicked: {}", scenario.name(), panic_message(&p)))
+    })??;
+    let options_json = serde_json::to_value(&opts).map_err(|e| e.to_string())?;
+    let trace = Trace {
+        header: TraceHeader {
+            haywire_trace: FORMAT,
+            scenario: scenario.name().to_string(),
+            seed,
+            mutant: cfg.mutant.map(|m| m.name().to_string()),
+            options: options_json,
+            plan: if custom { Some(serde_json::to_value(&plan).map_err(|e| e.to_string())?) } else { None },
+        },
+        events,
+    };
+    let mut stats = stats(&trace, plan.faults.len());
+    (stats.idle_overdue_ms, stats.idle_overdue_quiet_ms) = (overdue.0 / 1000, overdue.1 / 1000);
+    Ok(Outcome { scenario: scenario.name().to_string(), seed, mutant: cfg.mutant, options: opts, plan, trace, violation, stats, plan_file: None })
+}
+
+/// SQLite initialises process-wide state the first time it is used, and
+/// doing that inside a simulation perturbs it: the first seed run in a
+/// process would differ from the same seed run later (so a fresh `replay`
+/// would not reproduce a sweep). Do it once, outside any simulation, going
+/// through every kind of operation.
+fn warm_up_sqlite() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let Ok(mut b) = SqliteStore::open_in_memory() else { return };
+        let (a, b_) = (haywire_core::InstanceId(1), haywire_core::InstanceId(2));
+        let _ = b.read_lease("warm");
+        let _ = b.acquire_lease("warm", a, None, 10, 0);
+        let _ = b.acquire_lease("warm", b_, Some(1), 10, 1);
+        let _ = b.renew_lease("warm", a, 1, 10, 2);
+        let _ = b.renew_lease("warm", b_, 2, 10, 3);
+        let _ = b.fenced_effect("warm", a, 1, "e", 4);
+        let _ = b.fenced_effect("warm", b_, 1, "e", 5);
+        let _ = b.release_lease("warm", b_, 2, 6);
+        let _ = b.release_lease("warm", a, 2, 7);
+        let _ = b.effects();
+    });
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+/// One seed on the current (fresh) thread: the events and any violation.
+type Simulated = (Vec<Event>, Option<Violation>, (u64, u64));
+
+fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Simulated, String> {
+    let mut config = madsim::Config::default();
+    let (lo, hi) = opts.latency_ms;
+    config.net.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi.max(lo + 1));
+    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, config);
+    let backend = backend(opts.store)?;
+    let params = oracle_params(opts);
+    let world_opts = opts.clone();
+    let world_plan = plan.clone();
+    Ok(rt.block_on(async move {
+        let oracle = Oracle::new(params, world_opts.replicas);
+        let world = World::new(&world_opts, seed, backend, oracle);
+        simulate(world.clone(), &world_opts, world_plan).await;
+        let mut g = world.lock();
+        let overdue = g.oracle.idle_overdue_us();
+        (std::mem::take(&mut g.events), g.violation.take(), overdue)
+    }))
+}
+
+/// The simulation itself, inside madsim.
+async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPlan) {
+    let handle = madsim::runtime::Handle::current();
+    let w = world.clone();
+    let store = handle
+        .create_node()
+        .name("store")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        .init(move || store_node::serve(w.clone()))
+        .build();
+    world.lock().store_node = Some(store.id());
+    let w = world.clone();
+    let cluster = handle
+        .create_node()
+        .name("cluster")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)))
+        .init(move || cluster_node::serve(w.clone()))
+        .build();
+    world.lock().cluster_node = Some(cluster.id());
+    for i in 0..opts.replicas {
+        let w = world.clone();
+        let config = opts.replica.clone();
+        let name = world.lock().slots[i].name.clone();
+        let node = handle
+            .create_node()
+            .name(name)
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, (i + 1) as u8)))
+            .init(move || replica_node::process(w.clone(), i, config.clone()))
+            .build();
+        world.lock().slots[i].node = Some(node.id());
+    }
+
+    for c in 0..opts.workload.clients {
+        let w = world.clone();
+        handle
+            .create_node()
+            .name(format!("c{}", c + 1))
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, (c + 1) as u8)))
+            .init(move || client_node::run(w.clone(), c))
+            .build();
+    }
+
+    let w = world.clone();
+    let ticker = madsim::task::spawn(async move {
+        loop {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            w.tick();
+        }
+    });
+    let injector = Injector::new(world.clone(), opts).run(plan);
+    let fault_phase = Duration::from_millis(opts.fault_phase_ms);
+    let quiet = Duration::from_millis(opts.quiet_ms);
+    // The quiet period starts when the fault phase is over *and* every
+    // fault has healed (a slow shutdown can outlast the phase).
+    let phases = async {
+        tokio::join!(madsim::time::sleep(fault_phase), injector);
+        world.lock().quiet = true;
+        world.record("sim", None, EventKind::QuietPeriod);
+        madsim::time::sleep(quiet).await;
+    };
+    tokio::select! {
+        biased;
+        _ = world.violated.notified() => {}
+        _ = phases => world.finish(),
+    }
+    ticker.abort();
+    let n = world.lock().events.len() as u64;
+    world.record("sim", None, EventKind::RunEnd { events: n });
+}
+
+fn stats(trace: &Trace, faults: usize) -> Stats {
+    let mut s = Stats { events: trace.events.len() as u64, faults: faults as u64, ..Default::default() };
+    s.sim_ms = trace.events.last().map(|e| e.t / 1000).unwrap_or(0);
+    for e in &trace.events {
+        match e.kind {
+            EventKind::LeaseAcquired { .. } => s.acquisitions += 1,
+            EventKind::EffectWrite { applied: true, .. } => s.effects += 1,
+            EventKind::SessionRequested { .. } => s.sessions += 1,
+            EventKind::WorkerWrite { applied: true, ref op, .. } if op == "insert" => s.workers += 1,
+            _ => {}
+        }
+    }
+    s
+}

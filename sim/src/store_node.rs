@@ -1,0 +1,167 @@
+//! The store as its own node, reached over the simulated network, with the
+//! store fault layer madsim does not have: fail before commit, commit with
+//! the reply lost, stall, and per-replica slowness.
+
+use crate::world::World;
+use haywire_core::store::{StoreError, StoreReply, StoreRequest};
+use haywire_core::InstanceId;
+use haywire_traces::{EventKind, LeaseState, WorkerState};
+use crate::rpc::{self, STORE_TAG};
+use madsim::net::Endpoint;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Reply = Result<StoreReply, StoreError>;
+
+/// The store node's main task.
+pub async fn serve(world: Arc<World>) {
+    let addr = world.lock().store_addr;
+    let ep = match Endpoint::bind(addr).await {
+        Ok(ep) => ep,
+        Err(e) => panic!("store node cannot bind {addr}: {e}"),
+    };
+    rpc::serve(ep, STORE_TAG, move |from, replica, req: StoreRequest| {
+        let world = world.clone();
+        async move { handle(&world, (InstanceId(from), replica), req).await }
+    })
+    .await
+}
+
+/// Apply one request through the fault layer. `None`: the reply is lost.
+async fn handle(world: &World, (from, replica): (InstanceId, usize), req: StoreRequest) -> Option<Reply> {
+    let slow = world.lock().store_faults.slow_ms.get(replica).copied().unwrap_or(0);
+    if slow > 0 {
+        madsim::time::sleep(Duration::from_millis(slow)).await;
+    }
+    loop {
+        let until = world.lock().store_faults.stall_until;
+        match until {
+            Some(until) if until > madsim::time::Instant::now() => madsim::time::sleep_until(until).await,
+            _ => break,
+        }
+    }
+    let (fail, lost) = world.roll_store_faults(req.is_write());
+    if fail {
+        world.record("store", None, EventKind::StoreFailed { from: from.0, op: req.op().to_string() });
+        return Some(Err(StoreError::Failed("injected failure before commit".into())));
+    }
+    let result = {
+        let mut g = world.lock();
+        let now_ms = g.origin.elapsed().as_millis() as u64;
+        g.backend.apply(&req, now_ms)
+    };
+    if let Some(event) = describe(from, &req, &result, lost) {
+        world.record("store", None, event);
+    }
+    if lost {
+        None
+    } else {
+        Some(result)
+    }
+}
+
+fn lease_state(r: &haywire_core::store::LeaseRecord) -> LeaseState {
+    LeaseState { holder: r.holder.map(|h| h.0), epoch: r.epoch, expires_at_ms: r.expires_at, version: r.version }
+}
+
+fn worker_state(w: &haywire_core::store::WorkerRecord) -> WorkerState {
+    WorkerState {
+        state: w.state.name().to_string(),
+        org: w.org.clone(),
+        owner: w.owner.0,
+        epoch: w.owner_epoch,
+        session: w.session,
+    }
+}
+
+/// The trace event for what the store did with a request (`None` for
+/// reads that change nothing and would only add noise: lists, heartbeats).
+fn describe(from: InstanceId, req: &StoreRequest, result: &Reply, reply_lost: bool) -> Option<EventKind> {
+    use haywire_core::store::WorkerCas;
+    let from = from.0;
+    let fence = req.fence().map(|f| f.epoch);
+    Some(match (req, result) {
+        (StoreRequest::ListInstances | StoreRequest::ListSlots | StoreRequest::ListWorkers, Ok(_))
+        | (StoreRequest::HeartbeatInstance { .. }, Ok(_)) => return None,
+        (StoreRequest::RegisterInstance { .. }, Ok(_)) => EventKind::InstanceRegistered { from },
+        (StoreRequest::ReserveSlot { worker, org, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
+            from,
+            op: "reserve".into(),
+            worker: worker.clone(),
+            org: Some(org.clone()),
+            result: format!("{r:?}"),
+            fence,
+            reply_lost,
+        },
+        (StoreRequest::FreeSlot { worker, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
+            from,
+            op: "free".into(),
+            worker: worker.clone(),
+            org: None,
+            result: format!("{r:?}"),
+            fence,
+            reply_lost,
+        },
+        (
+            StoreRequest::InsertWorker { .. } | StoreRequest::UpdateWorker { .. } | StoreRequest::ClaimWorker { .. },
+            Ok(StoreReply::Worker(r)),
+        ) => {
+            let (op, id, as_owner, as_epoch) = match req {
+                StoreRequest::InsertWorker { worker } => ("insert", worker.id.clone(), None, None),
+                StoreRequest::UpdateWorker { id, owner, epoch, .. } => ("update", id.clone(), Some(owner.0), Some(*epoch)),
+                StoreRequest::ClaimWorker { id, owner, epoch, .. } => ("claim", id.clone(), Some(owner.0), Some(*epoch)),
+                _ => unreachable!("matched above"),
+            };
+            let (applied, reject, worker) = match r {
+                WorkerCas::Applied(w) => (true, None, Some(worker_state(w))),
+                WorkerCas::Rejected { reason, .. } => (false, Some(format!("{reason:?}")), None),
+            };
+            EventKind::WorkerWrite { from, op: op.into(), id, applied, as_owner, as_epoch, fence, reject, worker, reply_lost }
+        }
+        _ => describe_lease(from, req, result, reply_lost),
+    })
+}
+
+/// The trace event for a lease operation.
+fn describe_lease(from: u64, req: &StoreRequest, result: &Reply, reply_lost: bool) -> EventKind {
+    use haywire_core::store::{CasResult, EffectResult};
+    match (req, result) {
+        (_, Err(e)) => EventKind::StoreFailed { from, op: format!("{} ({e})", req.op()) },
+        (StoreRequest::ReadLease { .. }, Ok(_)) => EventKind::StoreRead { from },
+        (StoreRequest::FencedEffect { epoch, .. }, Ok(StoreReply::Effect(r))) => match r {
+            EffectResult::Applied { seq } => {
+                EventKind::EffectWrite { from, epoch: *epoch, applied: true, seq: Some(*seq), reject: None, reply_lost }
+            }
+            EffectResult::Rejected { reason } => EventKind::EffectWrite {
+                from,
+                epoch: *epoch,
+                applied: false,
+                seq: None,
+                reject: Some(format!("{reason:?}")),
+                reply_lost,
+            },
+        },
+        (_, Ok(StoreReply::Cas(r))) => {
+            let op = req.op().trim_end_matches("_lease").to_string();
+            match r {
+                CasResult::Applied(rec) => EventKind::LeaseWrite {
+                    from,
+                    op,
+                    applied: true,
+                    reject: None,
+                    lease: Some(lease_state(rec)),
+                    reply_lost,
+                },
+                CasResult::Rejected { reason, .. } => EventKind::LeaseWrite {
+                    from,
+                    op,
+                    applied: false,
+                    reject: Some(format!("{reason:?}")),
+                    lease: None,
+                    reply_lost,
+                },
+            }
+        }
+        (_, Ok(other)) => EventKind::StoreFailed { from, op: format!("{} (mismatched reply {other:?})", req.op()) },
+    }
+}
