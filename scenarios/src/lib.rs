@@ -1,0 +1,94 @@
+//! haywire-scenarios: the named scenarios.
+//!
+//! Each scenario is a file: it takes the default world of [`world::base`]
+//! and tunes it for one kind of trouble, drawing the fault mix from the seed
+//! (swarm testing); [`world::plan`] turns that mix into timed faults.
+
+mod chaos;
+mod graceful_failover;
+mod idle_churn;
+mod leader_crash;
+mod long_activation;
+mod owner_crash;
+mod pause_and_skew;
+mod persist_faults;
+mod renewal_blip;
+mod rolling_deploy;
+mod rollout_orphans;
+mod scale_up_down;
+mod spawn_faults;
+mod steady;
+mod store_faults;
+pub mod world;
+
+use haywire_core::Mutant;
+use haywire_sim::{FaultPlan, RunOptions, Scenario};
+use rand_chacha::ChaCha8Rng;
+
+/// A scenario defined by how it tunes the base world.
+pub struct Named {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Starts from [`world::fleet`] (clients and workers) rather than
+    /// [`world::base`] (the lease alone).
+    pub fleet: bool,
+    pub tune: fn(&mut RunOptions, &mut ChaCha8Rng),
+}
+
+impl Scenario for Named {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn about(&self) -> &'static str {
+        self.about
+    }
+    fn options(&self, rng: &mut ChaCha8Rng) -> RunOptions {
+        let mut opts = if self.fleet { world::fleet(rng) } else { world::base(rng) };
+        (self.tune)(&mut opts, rng);
+        opts
+    }
+    fn plan(&self, opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
+        world::plan(opts, rng)
+    }
+}
+
+/// Every scenario, in the order `haywire list` shows them.
+pub static ALL: [&Named; 15] = [
+    &steady::SCENARIO,
+    &leader_crash::SCENARIO,
+    &graceful_failover::SCENARIO,
+    &renewal_blip::SCENARIO,
+    &store_faults::SCENARIO,
+    &rolling_deploy::SCENARIO,
+    &pause_and_skew::SCENARIO,
+    &idle_churn::SCENARIO,
+    &owner_crash::SCENARIO,
+    &spawn_faults::SCENARIO,
+    &persist_faults::SCENARIO,
+    &rollout_orphans::SCENARIO,
+    &long_activation::SCENARIO,
+    &scale_up_down::SCENARIO,
+    &chaos::SCENARIO,
+];
+
+pub fn by_name(name: &str) -> Option<&'static Named> {
+    ALL.iter().copied().find(|s| s.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|s| s.name).collect()
+}
+
+/// The scenario in which each mutant's bug shows (its sweep must catch it).
+pub fn home_of(m: Mutant) -> &'static Named {
+    match m {
+        Mutant::ElectorRunsOnce => &renewal_blip::SCENARIO,
+        Mutant::ReleaseBeforeCancel | Mutant::ShutdownNoWait => &graceful_failover::SCENARIO,
+        Mutant::NoFallbackReaper => &owner_crash::SCENARIO,
+        Mutant::MutateBeforePersist | Mutant::ActivateSplit => &persist_faults::SCENARIO,
+        Mutant::SlotLeakOnSpawnFailure | Mutant::NoSecretReaper => &spawn_faults::SCENARIO,
+        Mutant::TornEpochRead => &idle_churn::SCENARIO,
+        Mutant::OrphansNotReapedByFallback => &rollout_orphans::SCENARIO,
+        Mutant::ReaperKillsLiveActivation => &long_activation::SCENARIO,
+    }
+}

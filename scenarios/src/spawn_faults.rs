@@ -1,0 +1,24 @@
+//! `spawn-faults`: the cluster misbehaves during spawns: pod creation
+//! fails, pods die, the API is slow, and replicas crash between secret and
+//! pod or mid-activation (field reports 002, 004).
+
+use crate::Named;
+use rand::Rng;
+
+pub static SCENARIO: Named = Named {
+    name: "spawn-faults",
+    about: "pod creation fails, pods die, the API is slow, crashes between secret and pod and mid-activation",
+    fleet: true,
+    tune: |opts, rng| {
+        let f = &mut opts.faults;
+        f.pod_fail_per_min = rng.gen_range(0.5..3.0);
+        f.pod_fail_pct = rng.gen_range(20..=100);
+        f.pod_death_per_min = rng.gen_range(0.0..4.0);
+        f.cluster_slow_per_min = rng.gen_range(0.0..1.5);
+        f.cluster_slow_ms = (200, rng.gen_range(500..3_000));
+        f.crash_after_secret_per_min = rng.gen_range(0.2..1.5);
+        f.crash_in_activation_per_min = rng.gen_range(0.0..1.0);
+        f.duration_ms = (2_000, rng.gen_range(5_000..30_000));
+        opts.workload.clients = rng.gen_range(3..=8);
+    },
+};

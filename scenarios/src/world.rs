@@ -1,0 +1,200 @@
+//! What every scenario starts from: a default world drawn from the seed,
+//! and a generic fault-plan drawer that turns per-seed rates into timed
+//! faults (swarm testing: each seed gets its own mix).
+
+use haywire_core::ReplicaConfig;
+use haywire_sim::{ClockSpec, Fault, FaultPlan, FaultRates, RunOptions, StoreKind, Target, Workload};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Faults start after the first election and heal this long before the
+/// fault phase ends.
+const WARMUP_MS: u64 = 5_000;
+const HEAL_MARGIN_MS: u64 = 2_000;
+/// Typical time a graceful shutdown takes, for placing faults. A slower one
+/// only delays the quiet period, which starts once every fault has healed.
+const SHUTDOWN_MS: u64 = 5_000;
+
+/// A world with no faults: 2–5 replicas on the SQLite store, small clock
+/// skew and drift inside the replicas' bounds.
+pub fn base(rng: &mut ChaCha8Rng) -> RunOptions {
+    let replicas = rng.gen_range(2..=5);
+    RunOptions {
+        replicas,
+        store: StoreKind::Sqlite,
+        fault_phase_ms: rng.gen_range(90_000..=150_000),
+        // TTL + takeover + contend bounds, with room to spare.
+        quiet_ms: 45_000,
+        latency_ms: (1, rng.gen_range(2..=20)),
+        shutdown_grace_ms: 30_000,
+        clocks: clocks(rng, replicas, 2_000, 5_000),
+        faults: FaultRates { duration_ms: (2_000, 30_000), downtime_ms: (1_000, 20_000), ..Default::default() },
+        replica: ReplicaConfig::default(),
+        initial_replicas: replicas,
+        workload: Workload::default(),
+        pod_start_ms: (500, 3_000),
+    }
+}
+
+/// A world with clients: the base world plus sessions opened and closed
+/// across the replicas, and a quiet period long enough for every idle
+/// worker to pass its TTL and be reaped, and every dead instance's workers
+/// to be found.
+pub fn fleet(rng: &mut ChaCha8Rng) -> RunOptions {
+    let mut opts = base(rng);
+    let f = &opts.replica.fleet;
+    opts.workload = Workload {
+        clients: rng.gen_range(2..=8),
+        think_ms: rng.gen_range(1_000..=10_000),
+        session_ms: (500, rng.gen_range(2_000..=40_000)),
+        orgs: rng.gen_range(1..=3),
+        patience_ms: f.activation_timeout_ms + 30_000,
+    };
+    opts.fault_phase_ms = rng.gen_range(120_000..=200_000);
+    // Sessions in flight end, then TTL, dead threshold and two reap passes.
+    opts.quiet_ms = opts.workload.session_ms.1 + f.hot_idle_ttl_ms + f.dead_after_ms + 3 * f.reap_interval_ms + 10_000;
+    opts
+}
+
+pub fn clocks(rng: &mut ChaCha8Rng, n: usize, max_skew_ms: i64, max_drift_ppm: i64) -> Vec<ClockSpec> {
+    (0..n)
+        .map(|_| ClockSpec {
+            skew_ms: rng.gen_range(-max_skew_ms..=max_skew_ms),
+            drift_ppm: rng.gen_range(-max_drift_ppm..=max_drift_ppm),
+        })
+        .collect()
+}
+
+/// Times of a Poisson process with `per_min` events a minute in [from, to).
+fn arrivals(rng: &mut ChaCha8Rng, per_min: f64, from: u64, to: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    if per_min <= 0.0 || to <= from {
+        return out;
+    }
+    let mean_gap = 60_000.0 / per_min;
+    let mut t = from as f64;
+    loop {
+        let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+        t += -mean_gap * u.ln();
+        if t >= to as f64 {
+            return out;
+        }
+        out.push(t as u64);
+    }
+}
+
+fn range(rng: &mut ChaCha8Rng, (lo, hi): (u64, u64)) -> u64 {
+    if hi <= lo {
+        lo
+    } else {
+        rng.gen_range(lo..=hi)
+    }
+}
+
+/// Draw the fault plan a world's rates call for. Every fault heals before
+/// the fault phase ends, so the quiet period starts with a healed world.
+pub fn plan(opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
+    let f = &opts.faults;
+    let end = opts.fault_phase_ms.saturating_sub(HEAL_MARGIN_MS);
+    let mut plan = FaultPlan::default();
+    let target = |rng: &mut ChaCha8Rng| {
+        if rng.gen_bool(f.leader_bias.clamp(0.0, 1.0)) {
+            Target::Leader
+        } else {
+            Target::Replica(rng.gen_range(0..opts.replicas))
+        }
+    };
+    // Clamp a duration so the fault heals in time (None: no room left).
+    let fit = |at: u64, d: u64| (at + 100 < end).then(|| d.min(end - at).max(100));
+
+    for at in arrivals(rng, f.crash_per_min, WARMUP_MS, end) {
+        let down = range(rng, f.downtime_ms);
+        if let (t, Some(down_ms)) = (target(rng), fit(at, down)) {
+            plan.push(at, Fault::Crash { target: t, down_ms });
+        }
+    }
+    for at in arrivals(rng, f.shutdown_per_min, WARMUP_MS, end) {
+        let down = range(rng, f.downtime_ms);
+        if let (t, Some(down_ms)) = (target(rng), fit(at + SHUTDOWN_MS, down)) {
+            plan.push(at, Fault::Shutdown { target: t, down_ms });
+        }
+    }
+    for at in arrivals(rng, f.partition_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.duration_ms);
+        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
+            plan.push(at, Fault::Partition { target: t, ms });
+        }
+    }
+    for at in arrivals(rng, f.store_slow_per_min, WARMUP_MS, end) {
+        let (d, extra_ms) = (range(rng, f.duration_ms), range(rng, f.store_slow_ms));
+        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
+            plan.push(at, Fault::StoreSlow { target: t, extra_ms, ms });
+        }
+    }
+    // Store-wide faults do not overlap each other: each heals what it set.
+    let mut store_free_at = 0;
+    for at in arrivals(rng, f.store_fault_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.duration_ms);
+        if let (true, Some(ms)) = (at >= store_free_at, fit(at, d)) {
+            store_free_at = at + ms + 1;
+            plan.push(at, Fault::StoreFaults { fail_pct: f.store_fail_pct, lost_reply_pct: f.store_lost_reply_pct, ms });
+        }
+    }
+    let mut stall_free_at = 0;
+    for at in arrivals(rng, f.stall_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.duration_ms);
+        if let (true, Some(ms)) = (at >= stall_free_at, fit(at, d)) {
+            stall_free_at = at + ms + 1;
+            plan.push(at, Fault::StoreStall { ms });
+        }
+    }
+    for at in arrivals(rng, f.pause_per_min, WARMUP_MS, end) {
+        let d = rng.gen_range(100..=f.max_pause_ms.max(100));
+        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
+            plan.push(at, Fault::Pause { target: t, ms });
+        }
+    }
+    for at in arrivals(rng, f.pod_fail_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.duration_ms);
+        if let Some(ms) = fit(at, d) {
+            plan.push(at, Fault::PodFailures { pct: f.pod_fail_pct, ms });
+        }
+    }
+    for at in arrivals(rng, f.pod_death_per_min, WARMUP_MS, end) {
+        plan.push(at, Fault::PodDeath);
+    }
+    for at in arrivals(rng, f.cluster_slow_per_min, WARMUP_MS, end) {
+        let (d, extra_ms) = (range(rng, f.duration_ms), range(rng, f.cluster_slow_ms));
+        if let Some(ms) = fit(at, d) {
+            plan.push(at, Fault::ClusterSlow { extra_ms, ms });
+        }
+    }
+    for at in arrivals(rng, f.crash_after_secret_per_min, WARMUP_MS, end) {
+        let down = range(rng, f.downtime_ms);
+        if let Some(down_ms) = fit(at, down) {
+            plan.push(at, Fault::CrashAfterSecret { down_ms, wait_ms: (end - at - down_ms).min(30_000) });
+        }
+    }
+    for at in arrivals(rng, f.crash_in_activation_per_min, WARMUP_MS, end) {
+        let down = range(rng, f.downtime_ms);
+        if let Some(down_ms) = fit(at, down) {
+            plan.push(at, Fault::CrashInActivation { down_ms, wait_ms: (end - at - down_ms).min(30_000) });
+        }
+    }
+    for at in arrivals(rng, f.scale_per_min, WARMUP_MS, end) {
+        if rng.gen_bool(0.5) {
+            plan.push(at, Fault::ScaleUp);
+        } else {
+            plan.push(at, Fault::ScaleDown { target: target(rng) });
+        }
+    }
+    for _ in 0..f.rolling_deploys {
+        let (down_ms, gap_ms) = (range(rng, (500, 5_000)), range(rng, (1_000, 10_000)));
+        let span = opts.replicas as u64 * (SHUTDOWN_MS + down_ms + gap_ms);
+        if end > WARMUP_MS + span {
+            let at = rng.gen_range(WARMUP_MS..end - span);
+            plan.push(at, Fault::RollingDeploy { down_ms, gap_ms });
+        }
+    }
+    plan
+}
