@@ -1,0 +1,53 @@
+//! Every mutant (a field-report bug put back into core) is caught by the
+//! default sweep of its home scenario within 200 seeds, and the invariant
+//! that catches it is the one the bug breaks.
+
+mod common;
+
+use haywire_core::Mutant;
+use haywire_sim::sweep::sweep;
+use haywire_sim::RunConfig;
+
+const BUDGET: u64 = 200;
+
+fn caught(m: Mutant, expected: &[&str]) {
+    let home = haywire_scenarios::home_of(m);
+    let cfg = RunConfig { mutant: Some(m), store: None };
+    let res = sweep(home, 0..BUDGET, &cfg, common::jobs(), true);
+    let f = res
+        .first_failure()
+        .unwrap_or_else(|| panic!("mutant {m} not caught in {} within {BUDGET} seeds", home.name));
+    let v = f.violation.as_ref().expect("a failure has a violation");
+    assert!(
+        expected.contains(&v.invariant),
+        "mutant {m} caught at seed {} by {} ({}), expected one of {expected:?}",
+        f.seed,
+        v.invariant,
+        v.message
+    );
+    let report = f.report.as_deref().unwrap_or("");
+    assert!(report.contains(&format!("--seed {} --mutant {m}", f.seed)), "report names the replay command:\n{report}");
+}
+
+#[test]
+fn elector_runs_once_is_caught() {
+    caught(Mutant::ElectorRunsOnce, &["L1"]);
+}
+
+#[test]
+fn release_before_cancel_is_caught() {
+    caught(Mutant::ReleaseBeforeCancel, &["S2"]);
+}
+
+#[test]
+fn shutdown_no_wait_is_caught() {
+    caught(Mutant::ShutdownNoWait, &["L1"]);
+}
+
+#[test]
+fn every_mutant_has_a_test() {
+    let src = include_str!("mutants.rs");
+    for m in Mutant::ALL {
+        assert!(src.contains(&format!("caught(Mutant::{m:?}")), "mutant {m} has no detection test");
+    }
+}

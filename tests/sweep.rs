@@ -1,0 +1,69 @@
+//! The unmodified core passes every seed of every scenario.
+//!
+//! 1,000 seeds per scenario by default; `HAYWIRE_SEEDS=20000` (or a range
+//! such as `HAYWIRE_SEEDS=5000..10000`) widens or moves the sweep. A failure
+//! prints the seed, the events leading to it and the command replaying it.
+
+mod common;
+
+use haywire_sim::sweep::sweep;
+use haywire_sim::RunConfig;
+
+fn sweep_scenario(name: &str) {
+    let scenario = haywire_scenarios::by_name(name).expect("scenario exists");
+    let seeds = common::sweep_seeds(1000);
+    let res = sweep(scenario, seeds.clone(), &RunConfig::default(), common::jobs(), true);
+    assert!(res.errors.is_empty(), "worlds that could not be built: {:?}", res.errors);
+    if let Some(f) = res.first_failure() {
+        panic!("{name}: seed {} failed\n{}", f.seed, f.report.as_deref().unwrap_or(""));
+    }
+    assert_eq!(res.seeds.len() as u64, seeds.end - seeds.start, "every seed ran");
+}
+
+#[test]
+fn steady() {
+    sweep_scenario("steady");
+}
+
+#[test]
+fn leader_crash() {
+    sweep_scenario("leader-crash");
+}
+
+#[test]
+fn graceful_failover() {
+    sweep_scenario("graceful-failover");
+}
+
+#[test]
+fn renewal_blip() {
+    sweep_scenario("renewal-blip");
+}
+
+#[test]
+fn store_faults() {
+    sweep_scenario("store-faults");
+}
+
+#[test]
+fn rolling_deploy() {
+    sweep_scenario("rolling-deploy");
+}
+
+#[test]
+fn pause_and_skew() {
+    sweep_scenario("pause-and-skew");
+}
+
+#[test]
+fn chaos() {
+    sweep_scenario("chaos");
+}
+
+#[test]
+fn every_scenario_has_a_sweep_test() {
+    let src = include_str!("sweep.rs");
+    for name in haywire_scenarios::names() {
+        assert!(src.contains(&format!("sweep_scenario(\"{name}\")")), "scenario {name} is not swept");
+    }
+}
