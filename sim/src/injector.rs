@@ -225,7 +225,8 @@ impl Injector {
                 self.shutdown(i, node).await;
             }
             Fault::ScaleUp => {
-                let spare = self.world.lock().slots.iter().position(|s| !s.enabled);
+                // A slot still shutting down (instance set) is not spare yet.
+                let spare = self.world.lock().slots.iter().position(|s| !s.enabled && s.instance.is_none());
                 if let Some(i) = spare {
                     let name = self.world.lock().slots[i].name.clone();
                     self.world.lock().slots[i].enabled = true;
@@ -311,7 +312,18 @@ impl Injector {
     }
 
     async fn restart(&self, i: usize) {
-        let (name, node, _) = self.slot_info(i);
+        let (name, node, up) = self.slot_info(i);
+        if !self.world.lock().slots[i].enabled {
+            // Scaled down while this restart waited: it stays down.
+            return;
+        }
+        if up {
+            // Overlapping faults: another fault already brought the replica
+            // back (or is shutting it down). Restarting kills that process,
+            // and the oracle must know it died.
+            self.world.lock().slots[i].instance = None;
+            self.record(EventKind::Crash { target: name.clone() });
+        }
         self.record(EventKind::Restart { target: name });
         // Kill first: madsim's restart keeps the old incarnation's sockets.
         self.handle.kill(node);

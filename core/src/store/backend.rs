@@ -100,14 +100,17 @@ pub trait StoreBackend: Send {
         fence: Option<&LeaseFence>,
         now: Millis,
     ) -> Result<WorkerCas, StoreError>;
-    /// Checks in order: NoWorker, Fenced, StaleOwner, WrongState (terminal).
-    /// Applied: `owner = new_owner`, `owner_epoch + 1`, `updated_at = now`,
-    /// `version + 1`; the state is unchanged.
+    /// Checks in order: NoWorker, Fenced, StaleOwner, WrongState (terminal,
+    /// or not `from` when given: a reaper claims only the state it saw, so
+    /// an idle worker reused meanwhile is not taken). Applied: `owner =
+    /// new_owner`, `owner_epoch + 1`, `updated_at = now`, `version + 1`; the
+    /// state is unchanged.
     fn claim_worker(
         &mut self,
         id: &str,
         owner: InstanceId,
         epoch: u64,
+        from: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
@@ -149,8 +152,8 @@ pub trait StoreBackend: Send {
             StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence } => StoreReply::Worker(
                 self.update_worker(id, *owner, *epoch, *from, *to, *session, fence.as_ref(), now)?,
             ),
-            StoreRequest::ClaimWorker { id, owner, epoch, new_owner, fence } => {
-                StoreReply::Worker(self.claim_worker(id, *owner, *epoch, *new_owner, fence.as_ref(), now)?)
+            StoreRequest::ClaimWorker { id, owner, epoch, from, new_owner, fence } => {
+                StoreReply::Worker(self.claim_worker(id, *owner, *epoch, *from, *new_owner, fence.as_ref(), now)?)
             }
             StoreRequest::ListWorkers => StoreReply::Workers { now, list: self.list_workers()? },
         })

@@ -200,11 +200,12 @@ impl StoreBackend for FileStore {
         id: &str,
         owner: InstanceId,
         epoch: u64,
+        from: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
     ) -> Result<WorkerCas, StoreError> {
-        self.store.claim_worker(id, owner, epoch, new_owner, fence, now)
+        self.store.claim_worker(id, owner, epoch, from, new_owner, fence, now)
     }
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
         self.store.list_workers()
@@ -477,6 +478,7 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
         id: "w1".into(),
         owner: id(owner),
         epoch,
+        from: None,
         new_owner: id(new_owner),
         fence,
     };
@@ -535,7 +537,7 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
         (claim(2, 1, 3, Some(fence(2, 2))), 210),
         (claim(2, 1, 3, Some(fence(2, 1))), 211),
         (claim(2, 1, 3, None), 212),
-        (StoreRequest::ClaimWorker { id: "nope".into(), owner: id(2), epoch: 1, new_owner: id(3), fence: None }, 213),
+        (StoreRequest::ClaimWorker { id: "nope".into(), owner: id(2), epoch: 1, from: None, new_owner: id(3), fence: None }, 213),
         (
             StoreRequest::UpdateWorker {
                 id: "w1".into(),
@@ -593,8 +595,8 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
             StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence } => StoreReply::Worker(
                 typed.update_worker(id, *owner, *epoch, *from, *to, *session, fence.as_ref(), *now).unwrap(),
             ),
-            StoreRequest::ClaimWorker { id, owner, epoch, new_owner, fence } => {
-                StoreReply::Worker(typed.claim_worker(id, *owner, *epoch, *new_owner, fence.as_ref(), *now).unwrap())
+            StoreRequest::ClaimWorker { id, owner, epoch, from, new_owner, fence } => {
+                StoreReply::Worker(typed.claim_worker(id, *owner, *epoch, *from, *new_owner, fence.as_ref(), *now).unwrap())
             }
             StoreRequest::ListWorkers => StoreReply::Workers { now: *now, list: typed.list_workers().unwrap() },
         };
@@ -989,28 +991,50 @@ fn terminal_workers_are_final<B: StoreBackend>(mk: impl Fn() -> B) {
             );
         }
         // Nor can a terminal worker be claimed...
-        assert_eq!(w_rejected(b.claim_worker(&end.id, id(1), 1, id(2), None, 20)), (WrongState, Some(end.clone())));
+        assert_eq!(w_rejected(b.claim_worker(&end.id, id(1), 1, None, id(2), None, 20)), (WrongState, Some(end.clone())));
         // ...though a stale owner learns it is stale first.
-        assert_eq!(w_rejected(b.claim_worker(&end.id, id(2), 1, id(2), None, 20)), (StaleOwner, Some(end.clone())));
+        assert_eq!(w_rejected(b.claim_worker(&end.id, id(2), 1, None, id(2), None, 20)), (StaleOwner, Some(end.clone())));
     }
     assert_eq!(workers(&mut b), before);
+}
+
+/// A claim conditioned on a state takes the worker only in that state: the
+/// race of a reaper that saw it idle and an owner that reused it since
+/// (hot_idle -> hot keeps the owner epoch, so the epoch alone cannot tell).
+fn claim_worker_only_from_the_state_seen<B: StoreBackend>(mk: impl Fn() -> B) {
+    use WorkerReject::*;
+    let mut b = mk();
+    let w = WorkerRecord { session: Some(4), ..worker("w1", "acme", S::Hot, 1, 1) };
+    w_applied(b.insert_worker(&w, 0));
+    let idle = w_applied(b.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 5));
+    // The owner reuses it: same owner, same epoch, now hot.
+    let hot = w_applied(b.update_worker("w1", id(1), 1, S::HotIdle, S::Hot, Some(9), None, 6));
+    assert_eq!((hot.owner_epoch, idle.owner_epoch), (1, 1));
+    // A reaper that saw it hot-idle is refused, and nothing changes.
+    assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, Some(S::HotIdle), id(2), None, 7)), (WrongState, Some(hot.clone())));
+    assert_eq!(workers(&mut b), vec![hot.clone()]);
+    // Claiming the state it is in, or with no condition, works.
+    let c = w_applied(b.claim_worker("w1", id(1), 1, Some(S::Hot), id(2), None, 8));
+    assert_eq!((c.owner, c.owner_epoch, c.state, c.session), (id(2), 2, S::Hot, Some(9)));
+    let c = w_applied(b.claim_worker("w1", id(2), 2, None, id(3), None, 9));
+    assert_eq!((c.owner, c.owner_epoch), (id(3), 3));
 }
 
 fn claim_worker_fences_stale_owners<B: StoreBackend>(mk: impl Fn() -> B) {
     use WorkerReject::*;
     let mut b = mk();
-    assert_eq!(w_rejected(b.claim_worker("nope", id(1), 1, id(2), None, 0)), (NoWorker, None));
+    assert_eq!(w_rejected(b.claim_worker("nope", id(1), 1, None, id(2), None, 0)), (NoWorker, None));
     let w = WorkerRecord { session: Some(4), ..worker("w1", "acme", S::Hot, 1, 1) };
     w_applied(b.insert_worker(&w, 0));
     let r0 = w_applied(b.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, Some(4), None, 5));
-    let c = w_applied(b.claim_worker("w1", id(1), 1, id(2), None, 10));
+    let c = w_applied(b.claim_worker("w1", id(1), 1, None, id(2), None, 10));
     // New owner, epoch + 1, updated_at and version move; nothing else does.
     assert_eq!(c, WorkerRecord { owner: id(2), owner_epoch: 2, updated_at: 10, version: 3, ..r0.clone() });
     assert_eq!((c.state, c.idle_since, c.session), (S::HotIdle, 5, Some(4)));
     // The old (owner, epoch) is stale for updates and claims alike...
     let stale = Some(c.clone());
     assert_eq!(w_rejected(step_worker(&mut b, "w1", 1, 1, S::HotIdle, S::Hot, 11)), (StaleOwner, stale.clone()));
-    assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, id(1), None, 11)), (StaleOwner, stale.clone()));
+    assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, None, id(1), None, 11)), (StaleOwner, stale.clone()));
     // ...and so are the new owner at the old epoch and the old owner at the new one.
     assert_eq!(w_rejected(step_worker(&mut b, "w1", 2, 1, S::HotIdle, S::Hot, 11)), (StaleOwner, stale.clone()));
     assert_eq!(w_rejected(step_worker(&mut b, "w1", 1, 2, S::HotIdle, S::Hot, 11)), (StaleOwner, stale.clone()));
@@ -1018,7 +1042,7 @@ fn claim_worker_fences_stale_owners<B: StoreBackend>(mk: impl Fn() -> B) {
     let u = w_applied(b.update_worker("w1", id(2), 2, S::HotIdle, S::Hot, Some(8), None, 20));
     assert_eq!((u.owner, u.owner_epoch, u.version, u.session), (id(2), 2, 4, Some(8)));
     // Re-claiming by the owner itself still bumps the epoch.
-    let c = w_applied(b.claim_worker("w1", id(2), 2, id(2), None, 30));
+    let c = w_applied(b.claim_worker("w1", id(2), 2, None, id(2), None, 30));
     assert_eq!((c.owner, c.owner_epoch, c.version, c.state), (id(2), 3, 5, S::Hot));
     assert_eq!(w_rejected(step_worker(&mut b, "w1", 2, 2, S::Hot, S::Hot, 31)).0, StaleOwner);
     // A chain of claims: the epoch grows by exactly one each time, and every
@@ -1028,12 +1052,12 @@ fn claim_worker_fences_stale_owners<B: StoreBackend>(mk: impl Fn() -> B) {
     for k in 0..20u64 {
         let next = k % 4 + 1;
         let now = 40 + k;
-        let r = w_applied(b.claim_worker("w1", id(owner), epoch, id(next), None, now));
+        let r = w_applied(b.claim_worker("w1", id(owner), epoch, None, id(next), None, now));
         assert_eq!((r.owner, r.owner_epoch, r.version, r.updated_at), (id(next), epoch + 1, version + 1, now));
         assert_eq!((r.state, r.created_at, r.idle_since), (S::Hot, 0, 5));
         seen.push((owner, epoch));
         for &(o, e) in &seen {
-            assert_eq!(w_rejected(b.claim_worker("w1", id(o), e, id(9), None, now)), (StaleOwner, Some(r.clone())));
+            assert_eq!(w_rejected(b.claim_worker("w1", id(o), e, None, id(9), None, now)), (StaleOwner, Some(r.clone())));
             assert_eq!(w_rejected(step_worker(&mut b, "w1", o, e, S::Hot, S::Hot, now)), (StaleOwner, Some(r.clone())));
         }
         (owner, epoch, version) = (next, epoch + 1, version + 1);
@@ -1055,7 +1079,7 @@ fn fenced_worker_writes<B: StoreBackend>(mk: impl Fn() -> B) {
         w_rejected(b.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, Some(&f), 0)),
         (Fenced, cur.clone())
     );
-    assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, id(2), Some(&f), 0)), (Fenced, cur.clone()));
+    assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, None, id(2), Some(&f), 0)), (Fenced, cur.clone()));
     applied(b.acquire_lease(FL, id(9), None, 100, 0));
     let holding = fence(9, 1);
     let failing = [
@@ -1070,26 +1094,26 @@ fn fenced_worker_writes<B: StoreBackend>(mk: impl Fn() -> B) {
             (Fenced, cur.clone()),
             "{f:?}"
         );
-        assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, id(2), Some(f), 10)), (Fenced, cur.clone()), "{f:?}");
+        assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, None, id(2), Some(f), 10)), (Fenced, cur.clone()), "{f:?}");
         // Fenced comes before StaleOwner, WrongState and BadTransition.
         assert_eq!(
             w_rejected(b.update_worker("w1", id(5), 7, S::Spawning, S::Hot, None, Some(f), 10)),
             (Fenced, cur.clone())
         );
-        assert_eq!(w_rejected(b.claim_worker("w1", id(5), 7, id(2), Some(f), 10)), (Fenced, cur.clone()));
+        assert_eq!(w_rejected(b.claim_worker("w1", id(5), 7, None, id(2), Some(f), 10)), (Fenced, cur.clone()));
         // NoWorker comes before Fenced.
         assert_eq!(
             w_rejected(b.update_worker("nope", id(1), 1, S::Hot, S::HotIdle, None, Some(f), 10)),
             (NoWorker, None)
         );
-        assert_eq!(w_rejected(b.claim_worker("nope", id(1), 1, id(2), Some(f), 10)), (NoWorker, None));
+        assert_eq!(w_rejected(b.claim_worker("nope", id(1), 1, None, id(2), Some(f), 10)), (NoWorker, None));
     }
     // Expired at expires_at.
     assert_eq!(
         w_rejected(b.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, Some(&holding), 100)),
         (Fenced, cur.clone())
     );
-    assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, id(2), Some(&holding), 100)), (Fenced, cur.clone()));
+    assert_eq!(w_rejected(b.claim_worker("w1", id(1), 1, None, id(2), Some(&holding), 100)), (Fenced, cur.clone()));
     assert_eq!(workers(&mut b), vec![r]);
     // A holding fence lets the write through...
     let u = w_applied(b.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, Some(&holding), 50));
@@ -1103,7 +1127,7 @@ fn fenced_worker_writes<B: StoreBackend>(mk: impl Fn() -> B) {
         w_rejected(b.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, Some(&holding), 51)),
         (WrongState, Some(u.clone()))
     );
-    let c = w_applied(b.claim_worker("w1", id(1), 1, id(2), Some(&holding), 60));
+    let c = w_applied(b.claim_worker("w1", id(1), 1, None, id(2), Some(&holding), 60));
     assert_eq!((c.owner, c.owner_epoch, c.version), (id(2), 2, 3));
     // The lease moves on: the old fence fails, the new one holds.
     applied(b.acquire_lease(FL, id(8), Some(1), 100, 200));
@@ -1115,9 +1139,9 @@ fn fenced_worker_writes<B: StoreBackend>(mk: impl Fn() -> B) {
     assert_eq!((u.state, u.version, u.session), (S::Hot, 4, Some(1)));
     // Released: no fence holds.
     applied(b.release_lease(FL, id(8), 2, 220));
-    assert_eq!(w_rejected(b.claim_worker("w1", id(2), 2, id(3), Some(&fence(8, 2)), 220)), (Fenced, Some(u.clone())));
+    assert_eq!(w_rejected(b.claim_worker("w1", id(2), 2, None, id(3), Some(&fence(8, 2)), 220)), (Fenced, Some(u.clone())));
     // Unfenced writes do not look at the lease at all.
-    let c = w_applied(b.claim_worker("w1", id(2), 2, id(3), None, 230));
+    let c = w_applied(b.claim_worker("w1", id(2), 2, None, id(3), None, 230));
     assert_eq!((c.owner, c.owner_epoch, c.version), (id(3), 3, 5));
     assert_eq!(workers(&mut b), vec![c]);
     assert_eq!(b.effects().unwrap(), vec![]);
@@ -1162,7 +1186,7 @@ fn fleet_u64_values_round_trip<B: StoreBackend>(mk: impl Fn() -> B) {
     let t0 = big - 100;
     let r = w_applied(b.insert_worker(&w, t0));
     assert_eq!(workers(&mut b), vec![r.clone()]);
-    let c = w_applied(b.claim_worker("w", id(big), i64::MAX as u64, id(past_i64), None, t0 + 1));
+    let c = w_applied(b.claim_worker("w", id(big), i64::MAX as u64, None, id(past_i64), None, t0 + 1));
     assert_eq!((c.owner, c.owner_epoch), (id(past_i64), past_i64));
     // A fence whose lease expires at u64::MAX, held by the biggest id.
     applied(b.acquire_lease(FL, id(big), None, 50, big - 50));
@@ -1236,6 +1260,7 @@ conformance!(
     worker_update_rejections,
     terminal_workers_are_final,
     claim_worker_fences_stale_owners,
+    claim_worker_only_from_the_state_seen,
     fenced_worker_writes,
     fleet_lists_are_ordered,
     fleet_u64_values_round_trip,
@@ -1459,7 +1484,7 @@ mod sqlite_only {
             let w = WorkerRecord { session: Some(3), ..worker("w1", "o", S::Hot, 1, 1) };
             w_applied(s.insert_worker(&w, 8));
             w_applied(s.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 9));
-            w_applied(s.claim_worker("w1", id(1), 1, id(2), None, 10));
+            w_applied(s.claim_worker("w1", id(1), 1, None, id(2), None, 10));
             (s.list_instances().unwrap(), slots(&mut s), workers(&mut s))
         };
         let mut s = SqliteStore::open(&db.path).unwrap();
@@ -1467,8 +1492,8 @@ mod sqlite_only {
         assert_eq!(slots(&mut s), slot_rows);
         assert_eq!(workers(&mut s), worker_rows);
         // And it carries on where it left off.
-        assert_eq!(w_rejected(s.claim_worker("w1", id(1), 1, id(1), None, 11)).0, WorkerReject::StaleOwner);
-        let c = w_applied(s.claim_worker("w1", id(2), 2, id(3), None, 11));
+        assert_eq!(w_rejected(s.claim_worker("w1", id(1), 1, None, id(1), None, 11)).0, WorkerReject::StaleOwner);
+        let c = w_applied(s.claim_worker("w1", id(2), 2, None, id(3), None, 11));
         assert_eq!((c.owner_epoch, c.version, c.idle_since, c.created_at), (3, 4, 9, 8));
     }
 
@@ -1488,7 +1513,7 @@ mod sqlite_only {
         };
         assert!(matches!(s.list_workers(), Err(StoreError::Backend(m)) if m.contains("idle")));
         is_backend(s.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 1));
-        is_backend(s.claim_worker("w1", id(1), 1, id(2), None, 1));
+        is_backend(s.claim_worker("w1", id(1), 1, None, id(2), None, 1));
         is_backend(s.insert_worker(&worker("w1", "o", S::Hot, 1, 1), 1));
         // Other rows are unaffected, and the failed writes left no lock behind.
         w_applied(s.update_worker("w2", id(1), 1, S::Hot, S::HotIdle, None, None, 2));
@@ -1500,7 +1525,7 @@ mod sqlite_only {
         // MemStore bumps the owner epoch unchecked; SQLite refuses the write.
         let mut s = SqliteStore::open_in_memory().unwrap();
         let r = w_applied(s.insert_worker(&worker("w", "o", S::Hot, 1, u64::MAX), 0));
-        assert!(matches!(s.claim_worker("w", id(1), u64::MAX, id(2), None, 1), Err(StoreError::Failed(_))));
+        assert!(matches!(s.claim_worker("w", id(1), u64::MAX, None, id(2), None, 1), Err(StoreError::Failed(_))));
         assert_eq!(workers(&mut s), vec![r.clone()]);
         // The state-only update does not touch the epoch.
         let u = w_applied(s.update_worker("w", id(1), u64::MAX, S::Hot, S::HotIdle, None, None, 2));
@@ -1560,7 +1585,7 @@ mod sqlite_only {
                     let mut won = vec![];
                     while (won.len() as u64) < per_thread {
                         let cur = s.list_workers().unwrap().remove(0);
-                        match s.claim_worker("w", cur.owner, cur.owner_epoch, InstanceId(me), None, 0).unwrap() {
+                        match s.claim_worker("w", cur.owner, cur.owner_epoch, None, InstanceId(me), None, 0).unwrap() {
                             WorkerCas::Applied(r) => won.push(r.owner_epoch),
                             WorkerCas::Rejected { reason: WorkerReject::StaleOwner, .. } => {}
                             other => panic!("unexpected {other:?}"),
@@ -1700,6 +1725,7 @@ mod model {
             worker: usize,
             owner: Option<u64>,
             epoch: i64,
+            from: Option<WorkerState>,
             new_owner: u64,
             fence: Option<FenceOp>,
         },
@@ -1740,13 +1766,13 @@ mod model {
             5 => (worker.clone(), org, state.clone(), holder.clone(), 0..3u64, session.clone()).prop_map(
                 |(worker, org, state, owner, epoch, session)| Op::Insert { worker, org, state, owner, epoch, session }
             ),
-            8 => (worker.clone(), owner.clone(), off.clone(), prop::option::weighted(0.15, state), to, session, fence.clone())
+            8 => (worker.clone(), owner.clone(), off.clone(), prop::option::weighted(0.15, state.clone()), to, session, fence.clone())
                 .prop_map(|(worker, owner, epoch, from, to, session, fence)| {
                     Op::Update { worker, owner, epoch, from, to, session, fence }
                 }),
-            3 => (worker, owner, off, holder, fence).prop_map(|(worker, owner, epoch, new_owner, fence)| {
-                Op::Claim { worker, owner, epoch, new_owner, fence }
-            }),
+            3 => (worker, owner, off, prop::option::of(state), holder, fence).prop_map(
+                |(worker, owner, epoch, from, new_owner, fence)| Op::Claim { worker, owner, epoch, from, new_owner, fence }
+            ),
         ];
         // How far the store's clock advances before the op.
         (op, prop_oneof![2 => Just(0u64), 3 => 1..40u64, 1 => 40..150u64])
@@ -1870,10 +1896,10 @@ mod model {
                 let f = snap.fence(fence);
                 StoreReply::Worker(b.update_worker(WORKERS[*worker], o, e, from, to, *session, f.as_ref(), now)?)
             }
-            Op::Claim { worker, owner, epoch, new_owner, fence } => {
+            Op::Claim { worker, owner, epoch, from, new_owner, fence } => {
                 let (o, e) = snap.owner(*worker, *owner, *epoch);
                 let f = snap.fence(fence);
-                StoreReply::Worker(b.claim_worker(WORKERS[*worker], o, e, InstanceId(*new_owner), f.as_ref(), now)?)
+                StoreReply::Worker(b.claim_worker(WORKERS[*worker], o, e, *from, InstanceId(*new_owner), f.as_ref(), now)?)
             }
         })
     }

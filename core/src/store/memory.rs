@@ -279,6 +279,7 @@ impl StoreBackend for MemStore {
         id: &str,
         owner: InstanceId,
         epoch: u64,
+        from: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
@@ -287,7 +288,7 @@ impl StoreBackend for MemStore {
             Ok(w) => w,
             Err(rejected) => return Ok(rejected),
         };
-        if w.state.is_terminal() {
+        if w.state.is_terminal() || from.is_some_and(|f| f != w.state) {
             return Ok(WorkerCas::Rejected { reason: WorkerReject::WrongState, current: Some(w.clone()) });
         }
         let mut rec = w.clone();

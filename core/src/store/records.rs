@@ -74,9 +74,16 @@ pub enum StoreRequest {
         session: Option<u64>,
         fence: Option<LeaseFence>,
     },
-    /// Take ownership: CAS on `(owner, epoch)`, sets `new_owner` and bumps
-    /// the epoch; the state is unchanged.
-    ClaimWorker { id: String, owner: InstanceId, epoch: u64, new_owner: InstanceId, fence: Option<LeaseFence> },
+    /// Take ownership: CAS on `(owner, epoch)` and, if `from` is given, the
+    /// state; sets `new_owner` and bumps the epoch; the state is unchanged.
+    ClaimWorker {
+        id: String,
+        owner: InstanceId,
+        epoch: u64,
+        from: Option<WorkerState>,
+        new_owner: InstanceId,
+        fence: Option<LeaseFence>,
+    },
     ListWorkers,
 }
 

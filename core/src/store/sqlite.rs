@@ -553,6 +553,7 @@ impl StoreBackend for SqliteStore {
         id: &str,
         owner: InstanceId,
         epoch: u64,
+        from: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
@@ -562,7 +563,7 @@ impl StoreBackend for SqliteStore {
             Ok(w) => w,
             Err(rejected) => return abandon(tx, rejected),
         };
-        if w.state.is_terminal() {
+        if w.state.is_terminal() || from.is_some_and(|f| f != w.state) {
             return abandon(tx, WorkerCas::Rejected { reason: WorkerReject::WrongState, current: Some(w) });
         }
         let next = WorkerRecord {

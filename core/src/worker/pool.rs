@@ -147,6 +147,14 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.map().remove(id);
     }
 
+    /// Whether `id` was minted by this instance's pool (ids are
+    /// `w{instance}.{n}`), whether or not it is still held.
+    pub fn minted_here(&self, id: &str) -> bool {
+        id.strip_prefix('w')
+            .and_then(|rest| rest.split_once('.'))
+            .is_some_and(|(inst, _)| inst == self.me.0.to_string())
+    }
+
     /// Whether this pool holds `id` in memory.
     pub fn owns(&self, id: &str) -> bool {
         self.map().contains_key(id)
@@ -321,7 +329,10 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.map().insert(id.clone(), slot);
         match self.store_call(StoreRequest::InsertWorker { worker: row }).await {
             Ok(StoreReply::Worker(WorkerCas::Applied(_))) => {}
-            other => {
+            // Unknown outcome: the row may exist, so it must be retired (or
+            // found missing) before the slot is freed, or the caps break.
+            Err(e) => return Err(self.fail_spawn(&id, &mut w, format!("insert worker: {e}"), true).await),
+            Ok(other) => {
                 let why = format!("insert worker: {other:?}");
                 return Err(self.fail_spawn(&id, &mut w, why, false).await);
             }
@@ -448,6 +459,18 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 {
                     w.state = c.state;
                 }
+                // The row never landed (an insert with unknown outcome that
+                // did not commit): nothing durable to retire.
+                Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::NoWorker, current: None })) => {
+                    w.state = WorkerState::Retired;
+                    return;
+                }
+                // Taken over (a reaper claimed it): its new owner retires it
+                // and frees its slot; we only forget it.
+                Ok(StoreReply::Worker(WorkerCas::Rejected { current: Some(c), .. })) if c.owner != self.me => {
+                    self.forget(id);
+                    return;
+                }
                 _ => return,
             }
         }
@@ -533,7 +556,14 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// Take a fresh owner epoch for a worker we own. `None` if it failed
     /// (a rejection means it is not ours any more).
     async fn claim_self(&self, id: &str, w: &Owned) -> Option<u64> {
-        let req = StoreRequest::ClaimWorker { id: id.to_string(), owner: self.me, epoch: w.epoch, new_owner: self.me, fence: None };
+        let req = StoreRequest::ClaimWorker {
+            id: id.to_string(),
+            owner: self.me,
+            epoch: w.epoch,
+            from: None,
+            new_owner: self.me,
+            fence: None,
+        };
         match self.store_call(req).await {
             Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => Some(rec.owner_epoch),
             // An earlier refresh of ours landed unseen: that is our epoch.

@@ -125,6 +125,9 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             id: w.id.clone(),
             owner: w.owner,
             epoch: w.owner_epoch,
+            // Only the state this pass judged: a worker reused since the
+            // list (hot_idle -> hot keeps the epoch) is not taken.
+            from: Some(w.state),
             new_owner: self.me,
             fence: fence.cloned(),
         };
@@ -280,8 +283,9 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     }
 
     /// Leaked slots: a retired or lost worker's slot whose free failed
-    /// (any such worker with `mine` = None, only our own otherwise), and
-    /// the slow sweep of slots with no row older than the stale-spawn age.
+    /// (any such worker with `mine` = None, only our own otherwise); with
+    /// `mine`, our own rowless slots that no spawn holds; without, the slow
+    /// sweep of slots with no row older than the stale-spawn age.
     async fn reap_slots(&self, g: &Gate, v: &View, fence: Option<&LeaseFence>, mine: Option<InstanceId>) -> PassResult {
         let rows: BTreeMap<&str, &WorkerRecord> = v.workers.iter().map(|w| (w.id.as_str(), w)).collect();
         let leaked: Vec<&SlotRecord> = v
@@ -289,7 +293,15 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             .iter()
             .filter(|s| match rows.get(s.worker.as_str()) {
                 Some(w) => w.state.is_terminal() && mine.is_none_or(|me| w.owner == me),
-                None => mine.is_none() && s.reserved_at.saturating_add(self.cfg.stale_spawn_ms) <= v.now,
+                // Ours, with no row and no spawn of ours behind it: a reserve
+                // whose reply was lost landed after we freed it. Older than
+                // two call timeouts, so no spawn can still be waiting on it.
+                None if mine.is_some() => {
+                    self.pool.minted_here(&s.worker)
+                        && !self.pool.owns(&s.worker)
+                        && s.reserved_at.saturating_add(2 * self.cfg.call_timeout_ms) <= v.now
+                }
+                None => s.reserved_at.saturating_add(self.cfg.stale_spawn_ms) <= v.now,
             })
             .collect();
         self.each(leaked, |s| async move {
