@@ -39,6 +39,9 @@ enum End {
     OwnerDead,
     /// A stuck spawning or activating row: retired.
     Stuck,
+    /// A row of ours our pool does not hold (a claim of ours whose reply
+    /// was lost, a take-over left half done): hot ones drain, others retire.
+    Stray,
 }
 
 pub struct Reapers<S, C, K> {
@@ -153,7 +156,8 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             // A drain someone left half done: finish it.
             (_, WorkerState::Draining) => &[],
             (End::Idle, _) => &[WorkerState::Draining],
-            (End::Stuck, _) => &[WorkerState::Retired],
+            (End::Stray, WorkerState::Hot | WorkerState::HotIdle) => &[WorkerState::Draining],
+            (End::Stuck | End::Stray, _) => &[WorkerState::Retired],
         };
         for &to in path {
             match self.list(g, step(state, to)).await? {
@@ -220,6 +224,23 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     async fn reap_dead_owners(&self, g: &Gate, v: &View, fence: Option<&LeaseFence>) -> PassResult {
         let orphans: Vec<&WorkerRecord> = v.workers.iter().filter(|w| self.orphaned(v, w)).collect();
         self.each(orphans, |w| self.take_and_end(g, w, End::OwnerDead, fence)).await
+    }
+
+    /// Rows owned by this instance that its pool does not hold, quiet for
+    /// two reap intervals (so no take-over of ours is still under way):
+    /// nobody else will ever end them, since their owner is alive.
+    async fn reap_own_strays(&self, g: &Gate, v: &View) -> PassResult {
+        let strays: Vec<&WorkerRecord> = v
+            .workers
+            .iter()
+            .filter(|w| {
+                w.owner == self.me
+                    && !w.state.is_terminal()
+                    && !self.pool.owns(&w.id)
+                    && w.updated_at.saturating_add(2 * self.cfg.reap_interval_ms) <= v.now
+            })
+            .collect();
+        self.each(strays, |w| self.take_and_end(g, w, End::Stray, None)).await
     }
 
     async fn reap_stuck(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
@@ -357,6 +378,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         if !self.mutants.on(Mutant::OrphansNotReapedByFallback) {
             bad |= self.failed("fallback", "dead-owners", self.reap_dead_owners(g, &v, None).await);
         }
+        bad |= self.failed("fallback", "own-strays", self.reap_own_strays(g, &v).await);
         bad |= self.failed("fallback", "own-slots", self.reap_slots(g, &v, None, Some(self.me)).await);
         if !bad {
             self.fallback_last_ok.store(v.now, Ordering::SeqCst);
