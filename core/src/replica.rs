@@ -88,6 +88,7 @@ impl Replica {
             pool: pool.clone(),
             janitor_last_ok: Arc::new(AtomicU64::new(0)),
             fallback_last_ok: Arc::new(AtomicU64::new(0)),
+            unsettled: Default::default(),
         });
         let reconciler = Reconciler {
             instance,

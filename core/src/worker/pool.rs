@@ -67,6 +67,10 @@ struct Owned {
 
 type Slot = Arc<tokio::sync::Mutex<Owned>>;
 
+/// How many times one transition asks the store before it gives up: an
+/// unknown outcome is safe to ask again (a landed write reads as ours).
+pub(crate) const WRITE_TRIES: u32 = 3;
+
 /// The labels of this deployment's objects.
 pub fn deployment_selector(deployment: &str) -> Labels {
     [("app".to_string(), "haywire".to_string()), ("haywire/deployment".to_string(), deployment.to_string())]
@@ -198,7 +202,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// brought in line and the step retried from where the row really is.
     async fn transition(&self, id: &str, w: &mut Owned, to: WorkerState, session: Option<u64>) -> Call<WorkerRecord> {
         let mut last_err = format!("{id}: the store kept moving");
-        for _ in 0..3 {
+        for _ in 0..WRITE_TRIES {
             let req = StoreRequest::UpdateWorker {
                 id: id.to_string(),
                 owner: self.me,

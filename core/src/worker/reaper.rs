@@ -27,7 +27,7 @@ use crate::store::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// How a taken-over worker ends.
@@ -39,8 +39,7 @@ enum End {
     OwnerDead,
     /// A stuck spawning or activating row: retired.
     Stuck,
-    /// A row of ours our pool does not hold (a claim of ours whose reply
-    /// was lost, a take-over left half done): hot ones drain, others retire.
+    /// A take-over of ours left unsettled: hot ones drain, others retire.
     Stray,
 }
 
@@ -58,6 +57,12 @@ pub struct Reapers<S, C, K> {
     /// (0: never).
     pub janitor_last_ok: Arc<AtomicU64>,
     pub fallback_last_ok: Arc<AtomicU64>,
+    /// Workers this instance set out to take over and end whose end is not
+    /// confirmed (the claim's reply was lost, or a later step failed): once
+    /// claimed they are ours, and as we are alive no other reaper will end
+    /// them. The fallback pass finishes them.
+    /// Each with the owner epoch it had when we set out to claim it.
+    pub unsettled: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 /// What one pass sees: the store's lists, at the store's `now`.
@@ -124,6 +129,8 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// Take `w` over (a claim bumps its owner epoch, fencing the old owner
     /// out) and end it. A worker someone else took first is not an error.
     async fn take_and_end(&self, g: &Gate, w: &WorkerRecord, end: End, fence: Option<&LeaseFence>) -> PassResult {
+        // Settled only once the row is ended (or was never ours to take).
+        self.unsettled().insert(w.id.clone(), w.owner_epoch);
         let claim = StoreRequest::ClaimWorker {
             id: w.id.clone(),
             owner: w.owner,
@@ -137,6 +144,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         let mine = match self.list(g, claim).await? {
             StoreReply::Worker(WorkerCas::Applied(rec)) => rec,
             StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner | WorkerReject::WrongState, .. }) => {
+                self.unsettled().remove(&w.id);
                 return Ok(());
             }
             other => return Err(format!("claim {}: {other:?}", w.id)),
@@ -175,6 +183,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 other => return Err(format!("{} draining->retired: {other:?}", w.id)),
             }
         }
+        self.unsettled().remove(&w.id);
         self.list(g, StoreRequest::FreeSlot { worker: w.id.clone(), fence: fence.cloned() }).await?;
         deleted
     }
@@ -226,21 +235,35 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         self.each(orphans, |w| self.take_and_end(g, w, End::OwnerDead, fence)).await
     }
 
-    /// Rows owned by this instance that its pool does not hold, quiet for
-    /// two reap intervals (so no take-over of ours is still under way):
-    /// nobody else will ever end them, since their owner is alive.
-    async fn reap_own_strays(&self, g: &Gate, v: &View) -> PassResult {
-        let strays: Vec<&WorkerRecord> = v
-            .workers
-            .iter()
-            .filter(|w| {
-                w.owner == self.me
-                    && !w.state.is_terminal()
-                    && !self.pool.owns(&w.id)
-                    && w.updated_at.saturating_add(2 * self.cfg.reap_interval_ms) <= v.now
-            })
-            .collect();
-        self.each(strays, |w| self.take_and_end(g, w, End::Stray, None)).await
+    fn unsettled(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.unsettled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finish this instance's unsettled take-overs: a row that became ours
+    /// is ended; one that is ended, gone, or moved past the epoch our claim
+    /// named (so the claim can never land) is dropped. Rows touched in the
+    /// last two call timeouts are left for next time, so a take-over still
+    /// under way is not raced.
+    async fn reap_unsettled(&self, g: &Gate, v: &View) -> PassResult {
+        let ids: Vec<(String, u64)> = self.unsettled().iter().map(|(k, e)| (k.clone(), *e)).collect();
+        let mut mine = Vec::new();
+        for (id, seen) in ids {
+            match v.workers.iter().find(|w| w.id == id) {
+                Some(w) if w.state.is_terminal() => {}
+                Some(w) if w.owner == self.me && !self.pool.owns(&w.id) => {
+                    if w.updated_at.saturating_add(2 * self.cfg.call_timeout_ms) <= v.now {
+                        mine.push(w);
+                    }
+                    continue;
+                }
+                // Not ours yet, at the epoch we tried to claim: the claim may
+                // still be in flight.
+                Some(w) if w.owner_epoch <= seen => continue,
+                _ => {}
+            }
+            self.unsettled().remove(&id);
+        }
+        self.each(mine, |w| self.take_and_end(g, w, End::Stray, None)).await
     }
 
     async fn reap_stuck(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
@@ -378,7 +401,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         if !self.mutants.on(Mutant::OrphansNotReapedByFallback) {
             bad |= self.failed("fallback", "dead-owners", self.reap_dead_owners(g, &v, None).await);
         }
-        bad |= self.failed("fallback", "own-strays", self.reap_own_strays(g, &v).await);
+        bad |= self.failed("fallback", "unsettled", self.reap_unsettled(g, &v).await);
         bad |= self.failed("fallback", "own-slots", self.reap_slots(g, &v, None, Some(self.me)).await);
         if !bad {
             self.fallback_last_ok.store(v.now, Ordering::SeqCst);

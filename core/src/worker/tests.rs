@@ -17,7 +17,7 @@
 //! Each mutant case runs the same scenario as its correct-code case with one
 //! [`Mutant`] switched on, to show the test is what catches the bug.
 
-use super::pool::{deployment_selector, SECRET_POD_LABEL};
+use super::pool::{deployment_selector, SECRET_POD_LABEL, WRITE_TRIES};
 use super::{Pool, PoolError, Reapers, WorkerState};
 use crate::clock::{sleep_until, Clock, Millis, SystemClock};
 use crate::cluster::{ClusterRequest, Labels, LocalCluster, MemCluster};
@@ -291,6 +291,7 @@ impl World {
             pool: pool.clone(),
             janitor_last_ok: Arc::new(AtomicU64::new(0)),
             fallback_last_ok: Arc::new(AtomicU64::new(0)),
+            unsettled: Default::default(),
         })
     }
 
@@ -469,7 +470,7 @@ async fn failed_park_leaves_the_worker_hot_and_reusable() {
     let c = cfg();
     let pool = w.pool(A, &c, Mutants::none());
     let id = pool.acquire("org", 1).await.unwrap();
-    w.store.fail_next(2, is_park);
+    w.store.fail_next(2 * WRITE_TRIES, is_park);
 
     pool.release(1).await.unwrap();
     assert_eq!(w.row(&id).state, WorkerState::Hot, "the park write failed: durable hot");
@@ -485,7 +486,7 @@ async fn failed_park_leaves_the_worker_hot_and_reusable() {
     // Its park fails too; then the store heals and maintenance parks it.
     pool.release(2).await.unwrap();
     assert_eq!(w.row(&id).state, WorkerState::Hot);
-    assert_eq!(w.store.calls().iter().filter(|c| is_park(&c.req) && c.reply.is_none()).count(), 2);
+    assert_eq!(w.store.calls().iter().filter(|c| is_park(&c.req) && c.reply.is_none()).count(), 2 * WRITE_TRIES as usize);
     pool.maintain().await;
     let r = w.row(&id);
     assert_eq!((r.state, r.session), (WorkerState::HotIdle, None));
@@ -498,7 +499,7 @@ async fn mutant_mutate_before_persist_strands_the_worker() {
     let c = cfg();
     let pool = w.pool(A, &c, Mutants::only(Mutant::MutateBeforePersist));
     let id = pool.acquire("org", 1).await.unwrap();
-    w.store.fail_next(1, is_park);
+    w.store.fail_next(WRITE_TRIES, is_park);
 
     pool.release(1).await.unwrap();
     // Split: durable hot, memory hot_idle.
@@ -601,7 +602,7 @@ async fn failed_hot_write_after_activation_fails_the_spawn_cleanly() {
     for (mutants, split) in [(Mutants::none(), false), (Mutants::only(Mutant::ActivateSplit), true)] {
         let w = World::new();
         let pool = w.pool(A, &cfg(), mutants);
-        w.store.fail_next(1, is_to_hot_from_activating);
+        w.store.fail_next(WRITE_TRIES, is_to_hot_from_activating);
         let out = pool.acquire("org", 1).await;
         if split {
             assert_eq!(out, Ok("w1.1".to_string()));
@@ -1332,7 +1333,7 @@ async fn fallback_finishes_a_drain_whose_retire_write_failed() {
     let pool = w.pool(A, &c, Mutants::none());
     let id = idle_worker(&pool, "org", 1).await;
     let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
-    w.store.fail_next(1, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Retired, .. }));
+    w.store.fail_next(WRITE_TRIES, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Retired, .. }));
     w.at(c.hot_idle_ttl_ms + 1_000).await;
     for _ in 0..30 {
         w.beat(A).await;
