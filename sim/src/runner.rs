@@ -95,9 +95,11 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
             ttl_us: f.hot_idle_ttl_ms * 1000,
             reap_us: real(f.reap_interval_ms),
             dead_after_us: real(f.dead_after_ms + f.heartbeat_ms),
+            dead_threshold_us: f.dead_after_ms * 1000,
             stale_spawn_us: f.stale_spawn_ms * 1000,
             min_hot_idle: f.min_hot_idle,
             slack_us: 2_000_000 + 8 * f.call_timeout_ms * 1000,
+            quick_us: 4 * f.call_timeout_ms * 1000 + 8 * opts.latency_ms.1 * 1000,
         },
     }
 }

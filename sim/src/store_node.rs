@@ -75,14 +75,14 @@ fn worker_state(w: &haywire_core::store::WorkerRecord) -> WorkerState {
 }
 
 /// The trace event for what the store did with a request (`None` for
-/// reads that change nothing and would only add noise: lists, heartbeats).
+/// lists: reads that change nothing and would only add noise).
 fn describe(from: InstanceId, req: &StoreRequest, result: &Reply, reply_lost: bool) -> Option<EventKind> {
     use haywire_core::store::WorkerCas;
     let from = from.0;
     let fence = req.fence().map(|f| f.epoch);
     Some(match (req, result) {
-        (StoreRequest::ListInstances | StoreRequest::ListSlots | StoreRequest::ListWorkers, Ok(_))
-        | (StoreRequest::HeartbeatInstance { .. }, Ok(_)) => return None,
+        (StoreRequest::ListInstances | StoreRequest::ListSlots | StoreRequest::ListWorkers, Ok(_)) => return None,
+        (StoreRequest::HeartbeatInstance { .. }, Ok(_)) => EventKind::InstanceHeartbeat { from },
         (StoreRequest::RegisterInstance { .. }, Ok(_)) => EventKind::InstanceRegistered { from },
         (StoreRequest::ReserveSlot { worker, org, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
             from,

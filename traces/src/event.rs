@@ -125,6 +125,8 @@ pub enum EventKind {
         reply_lost: bool,
     },
     InstanceRegistered { from: u64 },
+    /// The store took an instance's heartbeat (the registry's proof of life).
+    InstanceHeartbeat { from: u64 },
 
     // --- cluster node (what the k8s-like API did) ---
     SecretCreated { from: u64, name: String },

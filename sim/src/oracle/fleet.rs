@@ -23,10 +23,15 @@ pub struct FleetParams {
     pub ttl_us: u64,
     pub reap_us: u64,
     pub dead_after_us: u64,
+    /// The registry's threshold itself, in store (= simulated) time: an
+    /// instance with no heartbeat taken for this long is dead.
+    pub dead_threshold_us: u64,
     pub stale_spawn_us: u64,
     pub min_hot_idle: u32,
     /// Slack for a reap pass's own calls and clock drift.
     pub slack_us: u64,
+    /// "At once": the few calls that follow a step in a calm world.
+    pub quick_us: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +67,8 @@ pub struct Fleet {
     sessions: BTreeMap<u64, Session>,
     /// When each dead instance died.
     deaths: BTreeMap<u64, u64>,
+    /// When the store last took each instance's registration or heartbeat.
+    last_beat: BTreeMap<u64, u64>,
     quiet_since: Option<u64>,
     last_tick: u64,
     /// Idle worker-time beyond TTL + one reap interval (+ slack), over the
@@ -148,7 +155,13 @@ impl Fleet {
                 if matches!(new_state, Lifecycle::Draining | Lifecycle::Retired | Lifecycle::Lost) && w.state != new_state {
                     if let Some(s) = w.session.and_then(|s| self.sessions.get(&s).map(|x| (s, x.clone()))) {
                         let (sid, sess) = s;
-                        let server_alive = sess.server.is_some_and(|i| !m.dead.contains(&i));
+                        // Alive as DESIGN.md's registry defines it: not
+                        // exited, and heartbeating within the threshold. An
+                        // instance cut off from the store past it is dead to
+                        // the fleet, and its workers are orphans.
+                        let server_alive = sess.server.is_some_and(|i| {
+                            !m.dead.contains(&i) && self.last_beat.get(&i).is_some_and(|&b| t < b + p.dead_threshold_us)
+                        });
                         // Before the client has its worker, the server may
                         // fail its own spawn (the client gets an error).
                         let own_failed_spawn = Some(*from) == sess.server && !sess.started;
@@ -185,6 +198,10 @@ impl Fleet {
                     }
                     _ => {}
                 }
+                None
+            }
+            EventKind::InstanceRegistered { from } | EventKind::InstanceHeartbeat { from } => {
+                self.last_beat.insert(*from, t);
                 None
             }
             EventKind::PodCreated { name, .. } => {
@@ -354,12 +371,26 @@ impl Fleet {
                 ),
             );
         }
-        // Slots of ended workers are freed at once by an owner that lives.
-        for (worker, (_, at)) in &self.slots {
+        // Slots of ended workers are freed at once by an owner that lives
+        // and can reach a calm store; if anything disturbed it since, by its
+        // next reap pass once it can. (Cluster trouble only slows the pod
+        // and secret deletes before the free, each bounded by a call timeout.)
+        for worker in self.slots.keys() {
             let Some(w) = self.workers.get(worker) else { continue };
             let Some((ended, owner)) = w.ended else { continue };
-            let calm_from = ended.max(m.calm_since).max(*at);
-            if !self.deaths.contains_key(&owner) && m.store_calm() && t > calm_from + p.reap_us + p.slack_us {
+            if self.deaths.contains_key(&owner) || !m.store_calm() {
+                continue;
+            }
+            let Some(healthy) = m.reps.iter().find(|r| r.inst == Some(owner)).and_then(|r| r.healthy_since) else {
+                continue;
+            };
+            let calm_from = m.calm_since.max(healthy);
+            // Calm for a while before it ended too: the calls that ended it
+            // were not caught in the disturbance (a stalled write can land
+            // after its caller gave up on it).
+            let deadline =
+                if calm_from + p.quick_us <= ended { ended + p.quick_us } else { calm_from + p.reap_us + p.slack_us };
+            if t > deadline {
                 return violation(
                     "L2",
                     t,
