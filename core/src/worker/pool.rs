@@ -63,6 +63,10 @@ struct Owned {
     /// A self-claim (epoch refresh) whose outcome is unknown: if the store
     /// shows us one epoch ahead, that claim landed.
     refresh_pending: bool,
+    /// Its spawn failed and its pod and secret are being deleted: whatever
+    /// the row says (a write with a lost reply may have made it hot), it is
+    /// never served again, only retired.
+    failed: bool,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Owned>>;
@@ -255,7 +259,10 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             // A worker busy elsewhere (spawning, parking) is not reusable
             // now; never wait on it.
             let Ok(mut w) = slot.try_lock() else { continue };
-            let reusable = w.org == org && w.session.is_none() && matches!(w.state, WorkerState::HotIdle | WorkerState::Hot);
+            let reusable = w.org == org
+                && w.session.is_none()
+                && !w.failed
+                && matches!(w.state, WorkerState::HotIdle | WorkerState::Hot);
             if !reusable {
                 continue;
             }
@@ -313,6 +320,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             pod: format!("pod-{id}"),
             secret: format!("secret-{id}"),
             refresh_pending: false,
+            failed: false,
         };
         let row = WorkerRecord {
             id: id.clone(),
@@ -412,6 +420,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// secret, and free the slot at once.
     async fn fail_spawn(&self, id: &str, w: &mut Owned, reason: String, row_exists: bool) -> PoolError {
         w.session = None;
+        w.failed = true;
         self.obs.observe(CoreEvent::SpawnFailed { worker: id.to_string(), reason: reason.clone() });
         if row_exists {
             self.retire_row(id, w).await;
@@ -531,6 +540,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             }
             // Busy workers (spawning, serving a call) are left for next time.
             let Ok(mut w) = slot.try_lock() else { continue };
+            // A failed spawn whose row would not retire: try again.
+            if w.failed {
+                self.retire_row(&id, &mut w).await;
+                self.finish_failed(&id, &mut w).await;
+                continue;
+            }
             if w.state == WorkerState::Hot && w.session.is_none() {
                 self.park(&id, &mut w).await;
             }
@@ -539,7 +554,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 let _ = self.drain_own(&id, &mut w).await;
                 continue;
             }
-            // A failed spawn whose row would not retire: try again.
+            // Never served from these states once its spawn returned (a row
+            // found still activating after the spawn claimed success): retire.
             if matches!(w.state, WorkerState::Spawning | WorkerState::Activating) {
                 self.retire_row(&id, &mut w).await;
                 self.finish_failed(&id, &mut w).await;
