@@ -565,17 +565,21 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 // Epoch bump and in-memory update under the worker's lock:
                 // no reader sees the old epoch after the store moved on.
                 w.refresh_pending = true;
-                if let Some(epoch) = self.claim_self(&id, &w).await {
-                    w.epoch = epoch;
+                if let Some(rec) = self.claim_self(&id, &w).await {
+                    w.epoch = rec.owner_epoch;
                     w.refresh_pending = false;
+                    // A write of ours whose reply was lost may have moved
+                    // the row on (say to draining): the row is the truth,
+                    // and the next upkeep goes on from there.
+                    w.state = rec.state;
                 }
             }
         }
     }
 
-    /// Take a fresh owner epoch for a worker we own. `None` if it failed
-    /// (a rejection means it is not ours any more).
-    async fn claim_self(&self, id: &str, w: &Owned) -> Option<u64> {
+    /// Take a fresh owner epoch for a worker we own; the row as it now is.
+    /// `None` if it failed (a rejection means it is not ours any more).
+    async fn claim_self(&self, id: &str, w: &Owned) -> Option<WorkerRecord> {
         let req = StoreRequest::ClaimWorker {
             id: id.to_string(),
             owner: self.me,
@@ -585,12 +589,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             fence: None,
         };
         match self.store_call(req).await {
-            Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => Some(rec.owner_epoch),
+            Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => Some(rec),
             // An earlier refresh of ours landed unseen: that is our epoch.
             Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner, current: Some(c) }))
                 if w.refresh_pending && c.owner == self.me && c.owner_epoch == w.epoch + 1 =>
             {
-                Some(c.owner_epoch)
+                Some(c)
             }
             Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner | WorkerReject::NoWorker, .. })) => {
                 self.forget(id);
@@ -607,7 +611,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         if !matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) {
             return;
         }
-        let Some(epoch) = self.claim_self(id, &w).await else { return };
+        let Some(epoch) = self.claim_self(id, &w).await.map(|r| r.owner_epoch) else { return };
         // Read back the row before updating memory: meanwhile other paths
         // read and use the old epoch.
         let _ = self.store_call(StoreRequest::ListWorkers).await;

@@ -4,8 +4,9 @@
 //!
 //! The model is rebuilt from what the store and the cluster did and what
 //! clients saw. A worker is *idle* from the moment its client ended the
-//! session (not from what any replica wrote), so a worker stranded hot by a
-//! lost write still counts as idle. Pod and secret names follow core's
+//! session, or from when it was durably parked hot-idle if that came later
+//! (so a worker stranded hot by a lost write still counts as idle, while
+//! its TTL restarts where the store's does). Pod and secret names follow core's
 //! convention (`pod-<worker>`, `secret-<worker>`).
 
 use super::model::World as Model;
@@ -179,6 +180,11 @@ impl Fleet {
                     }
                 }
                 let entry = self.workers.get_mut(id).expect("checked above");
+                // Parked durably: its TTL starts now (as the store stamps it),
+                // whether or not a client session was seen to end.
+                if new_state == Lifecycle::HotIdle && w.state != Lifecycle::HotIdle {
+                    entry.idle_since = Some(t);
+                }
                 entry.state = new_state;
                 entry.owner = after.owner;
                 entry.epoch = after.epoch;
