@@ -1,4 +1,4 @@
-//! `chaos`: every lease fault at once, each kind switched on or off and its
+//! `chaos`: every lease and worker fault at once, each kind switched on or off and its
 //! rate drawn per seed.
 
 use crate::Named;
@@ -37,5 +37,8 @@ pub static SCENARIO: Named = Named {
         f.max_pause_ms = if beyond { lease.ttl_ms * 2 } else { lease.max_pause_ms };
         let drift = if beyond { lease.max_drift_ppm as i64 * 10 } else { lease.max_drift_ppm as i64 };
         opts.clocks = crate::world::clocks(rng, opts.replicas, 30_000, drift);
+        let f = &mut opts.faults;
+        f.lease_outage_per_min = rate(rng, 0.8);
+        f.lease_outage_ms = (10_000, rng.gen_range(20_000..90_000));
     },
 };

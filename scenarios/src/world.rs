@@ -148,6 +148,14 @@ pub fn plan(opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
             plan.push(at, Fault::StoreStall { ms });
         }
     }
+    let mut outage_free_at = 0;
+    for at in arrivals(rng, f.lease_outage_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.lease_outage_ms);
+        if let (true, Some(ms)) = (at >= outage_free_at, fit(at, d)) {
+            outage_free_at = at + ms + 1;
+            plan.push(at, Fault::LeaseOutage { ms });
+        }
+    }
     for at in arrivals(rng, f.pause_per_min, WARMUP_MS, end) {
         let d = rng.gen_range(100..=f.max_pause_ms.max(100));
         if let (t, Some(ms)) = (target(rng), fit(at, d)) {

@@ -33,6 +33,9 @@ pub enum Fault {
     StoreFaults { fail_pct: u32, lost_reply_pct: u32, ms: u64 },
     /// Every store request waits until the stall ends.
     StoreStall { ms: u64 },
+    /// Lease writes fail before commit while the rest of the store works
+    /// (the lease table locked, a coordination API down): no leader.
+    LeaseOutage { ms: u64 },
     /// Freeze the process (madsim pause), then resume it.
     Pause { target: Target, ms: u64 },
     /// Pod creation fails `pct` percent of the time.

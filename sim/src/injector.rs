@@ -157,6 +157,13 @@ impl Injector {
                 self.world.lock().store_faults.stall_until = None;
                 self.record(EventKind::StoreStallHealed);
             }
+            Fault::LeaseOutage { ms } => {
+                self.world.lock().store_faults.lease_outage = true;
+                self.record(EventKind::LeaseOutage { ms });
+                sleep_ms(ms).await;
+                self.world.lock().store_faults.lease_outage = false;
+                self.record(EventKind::LeaseOutageHealed);
+            }
             Fault::Pause { target, ms } => {
                 let i = self.resolve(target);
                 let (name, node, up) = self.slot_info(i);

@@ -99,6 +99,12 @@ pub struct FaultRates {
     /// Scale events: a replica leaves for good, or a spare one joins.
     #[serde(default)]
     pub scale_per_min: f64,
+    /// Windows in which every lease write fails (nobody can lead), lasting
+    /// `lease_outage_ms`; the rest of the store works.
+    #[serde(default)]
+    pub lease_outage_per_min: f64,
+    #[serde(default)]
+    pub lease_outage_ms: (u64, u64),
 }
 
 /// Clients opening and closing sessions across replicas.

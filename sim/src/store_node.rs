@@ -40,6 +40,14 @@ async fn handle(world: &World, (from, replica): (InstanceId, usize), req: StoreR
             _ => break,
         }
     }
+    let lease_write = matches!(
+        req,
+        StoreRequest::AcquireLease { .. } | StoreRequest::RenewLease { .. } | StoreRequest::ReleaseLease { .. }
+    );
+    if lease_write && world.lock().store_faults.lease_outage {
+        world.record("store", None, EventKind::StoreFailed { from: from.0, op: req.op().to_string() });
+        return Some(Err(StoreError::Failed("lease outage".into())));
+    }
     let (fail, lost) = world.roll_store_faults(req.is_write());
     if fail {
         world.record("store", None, EventKind::StoreFailed { from: from.0, op: req.op().to_string() });

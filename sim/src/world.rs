@@ -70,6 +70,8 @@ pub struct StoreFaultState {
     pub fail_pct: u32,
     pub lost_reply_pct: u32,
     pub stall_until: Option<Instant>,
+    /// Lease writes fail before commit.
+    pub lease_outage: bool,
     /// Extra latency per replica index.
     pub slow_ms: Vec<u64>,
 }

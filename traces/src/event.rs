@@ -177,6 +177,10 @@ pub enum EventKind {
     /// Every store request stalls until the stall ends.
     StoreStall { ms: u64 },
     StoreStallHealed,
+    /// Every lease write (acquire, renew, release) fails before commit;
+    /// the rest of the store works: nobody can lead.
+    LeaseOutage { ms: u64 },
+    LeaseOutageHealed,
     RollingDeploy,
     RollingDeployDone,
     /// Cluster faults: pod creation fails (`pct`), or the API is slow.

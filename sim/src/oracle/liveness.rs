@@ -13,11 +13,11 @@ impl Oracle {
     /// healthy replica within the takeover bound.
     fn takeover(&self, t: u64) -> Option<Violation> {
         let since = self.m.abandoned_since(t)?;
-        if !self.m.store_calm() {
+        if !self.m.store_calm() || !self.m.lease_calm() {
             return None;
         }
         let healthy = self.m.reps.iter().filter_map(|r| r.healthy_since).min()?;
-        let start = since.max(healthy).max(self.m.calm_since);
+        let start = since.max(healthy).max(self.m.calm_since).max(self.m.lease_calm_since);
         if t <= start + self.params.takeover_us {
             return None;
         }
@@ -48,13 +48,13 @@ impl Oracle {
 
     /// L1: a replica that does not hold the lease keeps contending for it.
     fn keeps_contending(&self, t: u64) -> Option<Violation> {
-        if !self.m.store_calm() {
+        if !self.m.store_calm() || !self.m.lease_calm() {
             return None;
         }
         for (i, r) in self.m.reps.iter().enumerate() {
             let (Some(inst), Some(healthy)) = (r.inst, r.healthy_since) else { continue };
             let Some(nonholder) = self.m.nonholder_since(inst, t) else { continue };
-            let base = r.last_contact.max(healthy).max(nonholder).max(self.m.calm_since);
+            let base = r.last_contact.max(healthy).max(nonholder).max(self.m.calm_since).max(self.m.lease_calm_since);
             if t > base + self.params.contend_us {
                 return violation(
                     "L1",

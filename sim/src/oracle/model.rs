@@ -44,6 +44,9 @@ pub struct World {
     store_disturbances: u32,
     /// Since when no store-wide fault has been active.
     pub calm_since: u64,
+    /// A lease outage is on (nobody can lead), and when the last one ended.
+    pub lease_outage: bool,
+    pub lease_calm_since: u64,
 }
 
 pub fn rep_index(name: &str) -> Option<usize> {
@@ -63,11 +66,18 @@ impl World {
             clean_exit: None,
             store_disturbances: 0,
             calm_since: 0,
+            lease_outage: false,
+            lease_calm_since: 0,
         }
     }
 
     pub fn store_calm(&self) -> bool {
         self.store_disturbances == 0
+    }
+
+    /// No lease outage: somebody could lead.
+    pub fn lease_calm(&self) -> bool {
+        !self.lease_outage
     }
 
     /// The holder whose lease is unexpired at `t` (µs).
@@ -215,6 +225,16 @@ impl World {
             EventKind::StoreSlowHealed { target } => self.touch_health(target, t, |r| r.slow = false),
             EventKind::StoreFaults { .. } | EventKind::StoreStall { .. } => self.disturb_store(true, t),
             EventKind::StoreFaultsHealed | EventKind::StoreStallHealed => self.disturb_store(false, t),
+            EventKind::LeaseOutage { .. } => {
+                self.lease_outage = true;
+                for r in &mut self.reps {
+                    r.shutdown_clean = false;
+                }
+            }
+            EventKind::LeaseOutageHealed => {
+                self.lease_outage = false;
+                self.lease_calm_since = t;
+            }
             _ => {}
         }
     }
