@@ -67,6 +67,10 @@ struct Owned {
     /// the row says (a write with a lost reply may have made it hot), it is
     /// never served again, only retired.
     failed: bool,
+    /// A transition of ours had an unknown outcome (timed out, reply lost):
+    /// it may still land, so the row may be ahead of memory. The next epoch
+    /// refresh fences it out and memory adopts the row as it then is.
+    unsure: bool,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Owned>>;
@@ -216,14 +220,21 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 session,
                 fence: None,
             };
-            let (reason, current) = match self.store_call(req).await {
+            let reply = match timeout(&*self.clock, ms(self.cfg.call_timeout_ms), self.store.call(req)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable("store call timed out".into())),
+            };
+            let (reason, current) = match reply {
                 Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => return Call::Ok(rec),
                 Ok(StoreReply::Worker(WorkerCas::Rejected { reason, current })) => (reason, current),
                 Ok(other) => return Call::Err(format!("unexpected reply {other:?}")),
-                // Unknown outcome: asking again is safe, the retry sees a
-                // landed write as ours.
+                // Asking again is safe: a retry sees a landed write as ours.
+                // But an unknown outcome may also land after the retries.
                 Err(e) => {
-                    last_err = e;
+                    if !matches!(e, StoreError::Failed(_)) {
+                        w.unsure = true;
+                    }
+                    last_err = e.to_string();
                     continue;
                 }
             };
@@ -321,6 +332,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             secret: format!("secret-{id}"),
             refresh_pending: false,
             failed: false,
+            unsure: false,
         };
         let row = WorkerRecord {
             id: id.clone(),
@@ -568,10 +580,22 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 if let Some(rec) = self.claim_self(&id, &w).await {
                     w.epoch = rec.owner_epoch;
                     w.refresh_pending = false;
-                    // A write of ours whose reply was lost may have moved
-                    // the row on (say to draining): the row is the truth,
-                    // and the next upkeep goes on from there.
-                    w.state = rec.state;
+                    if w.unsure {
+                        // The new epoch fences out any write of ours still in
+                        // flight: the row is final, and memory goes on from
+                        // there (upkeep parks a hot one with no session, or
+                        // finishes a drain).
+                        w.unsure = false;
+                        w.state = rec.state;
+                        if w.state == WorkerState::HotIdle && w.session.is_some() {
+                            // A stale park landed under a live session: bind
+                            // it again.
+                            let session = w.session;
+                            if let Call::Ok(_) = self.transition(&id, &mut w, WorkerState::Hot, session).await {
+                                w.state = WorkerState::Hot;
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -44,6 +44,13 @@ struct Worker {
     session: Option<u64>,
     /// When its last session ended (None: serving, or never served).
     idle_since: Option<u64>,
+    /// Who owned it when it went idle: the instance whose floor it may be
+    /// and whose death orphans it (a reaper taking it over does not make it
+    /// the reaper's idle worker).
+    idle_owner: u64,
+    /// When its drain began, and who began it (a reaper finishing the
+    /// drain of a dead owner does not restart the clock).
+    draining_since: Option<(u64, u64)>,
     /// When it became retired or lost, and who owned it then.
     ended: Option<(u64, u64)>,
 }
@@ -70,6 +77,10 @@ pub struct Fleet {
     deaths: BTreeMap<u64, u64>,
     /// When the store last took each instance's registration or heartbeat.
     last_beat: BTreeMap<u64, u64>,
+    /// When each worker was last one of its owner's floor: a worker that
+    /// stops being the floor (a newer one went idle) is due one reap cycle
+    /// later, not at once.
+    floor_seen: BTreeMap<String, u64>,
     quiet_since: Option<u64>,
     last_tick: u64,
     /// Idle worker-time beyond TTL + one reap interval (+ slack), over the
@@ -105,6 +116,8 @@ impl Fleet {
                             epoch: after.epoch,
                             session: after.session,
                             idle_since: None,
+                            idle_owner: after.owner,
+                            draining_since: None,
                             ended: None,
                         },
                     );
@@ -184,6 +197,10 @@ impl Fleet {
                 // whether or not a client session was seen to end.
                 if new_state == Lifecycle::HotIdle && w.state != Lifecycle::HotIdle {
                     entry.idle_since = Some(t);
+                    entry.idle_owner = after.owner;
+                }
+                if new_state == Lifecycle::Draining && w.state != Lifecycle::Draining {
+                    entry.draining_since = Some((t, w.owner));
                 }
                 entry.state = new_state;
                 entry.owner = after.owner;
@@ -246,6 +263,7 @@ impl Fleet {
                 }
                 if let Some(w) = self.workers.get_mut(worker) {
                     w.idle_since = Some(t);
+                    w.idle_owner = w.owner;
                 }
                 None
             }
@@ -307,23 +325,36 @@ impl Fleet {
         self.deaths.entry(inst).or_insert(t);
     }
 
-    /// How many overdue idle workers the floors may keep: each live replica
-    /// keeps its newest `min_hot_idle`.
-    fn allowance(&self, p: &FleetParams, m: &Model) -> usize {
-        p.min_hot_idle as usize * m.reps.iter().filter(|r| r.up).count().max(1)
+    /// The idle workers the floors may keep past their TTL: each live
+    /// instance's newest `min_hot_idle` idle ones (hot or hot-idle; dead
+    /// instances keep none). Any floor the reapers keep is within this.
+    fn floor(&self, p: &FleetParams, m: &Model) -> BTreeSet<&String> {
+        let mut by_owner: BTreeMap<u64, Vec<(u64, &String)>> = BTreeMap::new();
+        for (id, w) in &self.workers {
+            let Some(s) = w.idle_since else { continue };
+            if matches!(w.state, Lifecycle::Hot | Lifecycle::HotIdle) && !m.dead.contains(&w.idle_owner) {
+                by_owner.entry(w.idle_owner).or_default().push((s, id));
+            }
+        }
+        let mut kept = BTreeSet::new();
+        for (_, mut idle) in by_owner {
+            idle.sort_by(|a, b| b.cmp(a));
+            kept.extend(idle.into_iter().take(p.min_hot_idle as usize).map(|(_, id)| id));
+        }
+        kept
     }
 
-    /// When an idle worker's retirement is due, with the world's excuses:
-    /// the clock starts only once its owner (or, for a dead owner, some
+    /// When a retirement is due, the clock running from `base` with the
+    /// world's excuses: it starts only once `owner` (or, if it died, some
     /// replica) can act and the store and cluster are calm. `None`: excused
-    /// for now (its owner is alive but cut off, paused or slowed).
-    fn due(&self, p: &FleetParams, m: &Model, w: &Worker, idle_since: u64) -> Option<u64> {
-        let mut start = idle_since + p.ttl_us;
-        if let Some(&died) = self.deaths.get(&w.owner) {
+    /// for now (the owner is alive but cut off, paused or slowed).
+    fn due(&self, p: &FleetParams, m: &Model, owner: u64, base: u64) -> Option<u64> {
+        let mut start = base;
+        if let Some(&died) = self.deaths.get(&owner) {
             start = start.max(died + p.dead_after_us);
             start = start.max(m.reps.iter().filter_map(|r| r.healthy_since).min()?);
         } else {
-            let owner = m.reps.iter().find(|r| r.inst == Some(w.owner))?;
+            let owner = m.reps.iter().find(|r| r.inst == Some(owner))?;
             start = start.max(owner.healthy_since?);
         }
         if !m.store_calm() || self.cluster_disturbances > 0 {
@@ -337,29 +368,36 @@ impl Fleet {
     pub fn check_time(&mut self, p: &FleetParams, m: &Model, t: u64) -> Option<Violation> {
         let dt = t.saturating_sub(self.last_tick);
         self.last_tick = t;
-        let allowance = self.allowance(p, m);
+        let floor: BTreeSet<String> = self.floor(p, m).into_iter().cloned().collect();
+        for id in &floor {
+            self.floor_seen.insert(id.clone(), t);
+        }
         let idle: Vec<(&String, &Worker, u64)> = self
             .workers
             .iter()
-            .filter(|(_, w)| !w.state.is_terminal())
+            .filter(|(id, w)| matches!(w.state, Lifecycle::Hot | Lifecycle::HotIdle) && !floor.contains(*id))
             .filter_map(|(id, w)| w.idle_since.map(|s| (id, w, s)))
             .collect();
         // The measure: idle beyond TTL + one reap interval (+ slack), no excuses.
-        let raw = idle.iter().filter(|(_, _, s)| t > s + p.ttl_us + p.reap_us + p.slack_us).count();
-        let over = raw.saturating_sub(allowance) as u64;
+        let over = idle.iter().filter(|(_, _, s)| t > s + p.ttl_us + p.reap_us + p.slack_us).count() as u64;
         self.overdue_us += over * dt;
         if let Some(q) = self.quiet_since {
             let settled = q + p.dead_after_us + 2 * p.reap_us + p.slack_us;
-            let raw_quiet = idle
+            let over_quiet = idle
                 .iter()
                 .filter(|(_, _, s)| t > (s + p.ttl_us + p.reap_us + p.slack_us).max(settled))
-                .count();
-            self.overdue_quiet_us += raw_quiet.saturating_sub(allowance) as u64 * dt;
+                .count() as u64;
+            self.overdue_quiet_us += over_quiet * dt;
         }
         // The invariant: overdue with the world's excuses.
-        let mut late: Vec<(u64, &String)> =
-            idle.iter().filter_map(|(id, w, s)| self.due(p, m, w, *s).filter(|d| t > *d).map(|d| (d, *id))).collect();
-        if late.len() > allowance {
+        let mut late: Vec<(u64, &String)> = idle
+            .iter()
+            .filter_map(|(id, w, s)| {
+                let base = (s + p.ttl_us).max(self.floor_seen.get(*id).copied().unwrap_or(0));
+                self.due(p, m, w.idle_owner, base).filter(|d| t > *d).map(|d| (d, *id))
+            })
+            .collect();
+        if !late.is_empty() {
             late.sort();
             let (d, id) = late[0];
             let w = &self.workers[id];
@@ -367,8 +405,8 @@ impl Fleet {
                 "L2",
                 t,
                 format!(
-                    "no idle leak: {} workers idle past TTL + reap interval (floors allow {allowance}); {id} ({}, owner i{}) \
-                     idle since {} was due by {}",
+                    "no idle leak: {} workers idle past TTL + reap interval beyond their owners' floors; {id} ({}, owner \
+                     i{}) idle since {} was due by {}",
                     late.len(),
                     w.state,
                     w.owner,
@@ -376,6 +414,17 @@ impl Fleet {
                     secs(d)
                 ),
             );
+        }
+        // A drain, once begun, finishes (or is finished by a reaper).
+        for (id, w) in &self.workers {
+            let (Lifecycle::Draining, Some((since, by))) = (w.state, w.draining_since) else { continue };
+            if let Some(d) = self.due(p, m, by, since).filter(|d| t > *d) {
+                return violation(
+                    "L2",
+                    t,
+                    format!("no idle leak: the drain of {id} begun by i{by} at {} was due to end by {}", secs(since), secs(d)),
+                );
+            }
         }
         // Slots of ended workers are freed at once by an owner that lives
         // and can reach a calm store; if anything disturbed it since, by its
