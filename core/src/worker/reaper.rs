@@ -143,8 +143,16 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         };
         let mine = match self.list(g, claim).await? {
             StoreReply::Worker(WorkerCas::Applied(rec)) => rec,
-            StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner | WorkerReject::WrongState, .. }) => {
-                self.unsettled().remove(&w.id);
+            StoreReply::Worker(WorkerCas::Rejected {
+                reason: WorkerReject::StaleOwner | WorkerReject::WrongState,
+                current,
+            }) => {
+                // Someone else's now, or ended: settled. Ours already (the
+                // other reaper of this instance took it and did not finish):
+                // left for the unsettled pass.
+                if current.is_none_or(|c| c.owner != self.me || c.state.is_terminal()) {
+                    self.unsettled().remove(&w.id);
+                }
                 return Ok(());
             }
             other => return Err(format!("claim {}: {other:?}", w.id)),
