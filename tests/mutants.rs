@@ -45,6 +45,48 @@ fn shutdown_no_wait_is_caught() {
 }
 
 #[test]
+fn no_fallback_reaper_is_caught() {
+    caught(Mutant::NoFallbackReaper, &["L2"]);
+}
+
+#[test]
+fn mutate_before_persist_is_caught() {
+    caught(Mutant::MutateBeforePersist, &["L2"]);
+}
+
+#[test]
+fn activate_split_is_caught() {
+    // The served worker's row stays activating: a reaper ends it under its
+    // live session (S5), or it is stranded past its TTL (L2).
+    caught(Mutant::ActivateSplit, &["S5", "L2"]);
+}
+
+#[test]
+fn slot_leak_on_spawn_failure_is_caught() {
+    caught(Mutant::SlotLeakOnSpawnFailure, &["L2"]);
+}
+
+#[test]
+fn torn_epoch_read_is_caught() {
+    caught(Mutant::TornEpochRead, &["L2"]);
+}
+
+#[test]
+fn no_secret_reaper_is_caught() {
+    caught(Mutant::NoSecretReaper, &["L2"]);
+}
+
+#[test]
+fn orphans_not_reaped_by_fallback_is_caught() {
+    caught(Mutant::OrphansNotReapedByFallback, &["L2"]);
+}
+
+#[test]
+fn reaper_kills_live_activation_is_caught() {
+    caught(Mutant::ReaperKillsLiveActivation, &["S5"]);
+}
+
+#[test]
 fn every_mutant_has_a_test() {
     let src = include_str!("mutants.rs");
     for m in Mutant::ALL {

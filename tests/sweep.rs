@@ -1,7 +1,10 @@
 //! The unmodified core passes every seed of every scenario.
 //!
-//! 1,000 seeds per scenario by default; `HAYWIRE_SEEDS=20000` (or a range
-//! such as `HAYWIRE_SEEDS=5000..10000`) widens or moves the sweep. A failure
+//! By default 1,000 seeds per lease scenario and `FLEET_SEEDS` per fleet
+//! scenario (a fleet seed runs clients, pods and reapers for minutes of
+//! simulated time, so it costs several lease seeds; the CLI sweep covers
+//! 1,000+ of each). `HAYWIRE_SEEDS=20000` (or a range such as
+//! `HAYWIRE_SEEDS=5000..10000`) sets the sweep of every scenario. A failure
 //! prints the seed, the events leading to it and the command replaying it.
 
 mod common;
@@ -9,9 +12,12 @@ mod common;
 use haywire_sim::sweep::sweep;
 use haywire_sim::RunConfig;
 
+/// Default seeds per fleet scenario in `cargo test`.
+const FLEET_SEEDS: u64 = 150;
+
 fn sweep_scenario(name: &str) {
     let scenario = haywire_scenarios::by_name(name).expect("scenario exists");
-    let seeds = common::sweep_seeds(1000);
+    let seeds = common::sweep_seeds(if scenario.fleet { FLEET_SEEDS } else { 1000 });
     let res = sweep(scenario, seeds.clone(), &RunConfig::default(), common::jobs(), true);
     assert!(res.errors.is_empty(), "worlds that could not be built: {:?}", res.errors);
     if let Some(f) = res.first_failure() {
@@ -58,6 +64,41 @@ fn pause_and_skew() {
 #[test]
 fn chaos() {
     sweep_scenario("chaos");
+}
+
+#[test]
+fn idle_churn() {
+    sweep_scenario("idle-churn");
+}
+
+#[test]
+fn owner_crash() {
+    sweep_scenario("owner-crash");
+}
+
+#[test]
+fn spawn_faults() {
+    sweep_scenario("spawn-faults");
+}
+
+#[test]
+fn persist_faults() {
+    sweep_scenario("persist-faults");
+}
+
+#[test]
+fn rollout_orphans() {
+    sweep_scenario("rollout-orphans");
+}
+
+#[test]
+fn long_activation() {
+    sweep_scenario("long-activation");
+}
+
+#[test]
+fn scale_up_down() {
+    sweep_scenario("scale-up-down");
 }
 
 #[test]

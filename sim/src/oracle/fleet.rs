@@ -394,7 +394,10 @@ impl Fleet {
             .iter()
             .filter_map(|(id, w, s)| {
                 let base = (s + p.ttl_us).max(self.floor_seen.get(*id).copied().unwrap_or(0));
-                self.due(p, m, w.idle_owner, base).filter(|d| t > *d).map(|d| (d, *id))
+                // Taken over by an instance that then died: it waits for
+                // that death to be noticed, like any orphan.
+                let owner = if self.deaths.contains_key(&w.owner) { w.owner } else { w.idle_owner };
+                self.due(p, m, owner, base).filter(|d| t > *d).map(|d| (d, *id))
             })
             .collect();
         if !late.is_empty() {
