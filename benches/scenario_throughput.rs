@@ -16,7 +16,7 @@ fn batch(name: &str) -> u64 {
 }
 
 fn throughput(c: &mut Criterion) {
-    for name in ["chaos", "steady"] {
+    for name in ["chaos", "idle-churn", "steady"] {
         let events = batch(name);
         let mut g = c.benchmark_group(format!("{name}/seeds"));
         g.sample_size(10);

@@ -194,6 +194,8 @@ fn cmd_sweep(
             return Err(Usage(format!("scenario {} seed {seed}: {e}", s.name)));
         }
         let events: u64 = res.seeds.iter().map(|r| r.stats.events).sum();
+        let overdue_ms: u64 = res.seeds.iter().map(|r| r.stats.idle_overdue_ms).sum();
+        let overdue_quiet_ms: u64 = res.seeds.iter().map(|r| r.stats.idle_overdue_quiet_ms).sum();
         let fails: Vec<_> = res.failures().collect();
         total += res.seeds.len();
         say!(
@@ -205,6 +207,14 @@ fn cmd_sweep(
             events,
             started.elapsed().as_secs_f64()
         );
+        if s.fleet {
+            say!(
+                "{:<18} idle worker-seconds beyond TTL + reap interval: {:.1} over all runs, {:.1} after quiet periods settled",
+                "",
+                overdue_ms as f64 / 1000.0,
+                overdue_quiet_ms as f64 / 1000.0
+            );
+        }
         for f in &fails {
             let v = f.violation.as_ref().expect("failures have a violation");
             say!("  seed {} violated {}: {}", f.seed, v.invariant, v.message);
@@ -276,6 +286,16 @@ fn cmd_replay(name: &str, seed: u64, mutant: Option<&str>, store: Option<&str>, 
         st.faults,
         out.trace.hash()
     );
+    if st.sessions > 0 || st.workers > 0 {
+        say!(
+            "# fleet: {} sessions, {} workers; idle worker-seconds beyond TTL + reap interval: {:.1} in the run, {:.1} \
+             after the quiet period settled",
+            st.sessions,
+            st.workers,
+            st.idle_overdue_ms as f64 / 1000.0,
+            st.idle_overdue_quiet_ms as f64 / 1000.0
+        );
+    }
     match &out.violation {
         None => {
             say!("PASS");

@@ -32,3 +32,26 @@ fn shutdown_no_wait_caught_seed_0() {
     assert!(text.contains("violation invariant=L1"), "the mutant is caught");
     insta::assert_snapshot!(text);
 }
+
+/// One worker's whole life in a fleet run: reserve, spawn (secret before
+/// pod), activation heartbeats, hot and hot-idle with its epoch refreshes,
+/// drain, retire, slot freed — every line of the trace that names it.
+#[test]
+fn idle_churn_worker_lifecycle_seed_0() {
+    let text = canonical("idle-churn", 0, None);
+    let named = |l: &&str| l.split([' ', '"', '=', ',']).any(|tok| tok == "w1.1" || tok == "pod-w1.1" || tok == "secret-w1.1");
+    let life: Vec<&str> = text.lines().filter(named).collect();
+    assert!(life.first().is_some_and(|l| l.contains("op=reserve")), "it begins with its slot");
+    assert!(life.last().is_some_and(|l| l.contains("op=free")), "it ends with its slot freed");
+    insta::assert_snapshot!(life.join("\n"));
+}
+
+/// A caught fleet mutant: a crash between secret and pod leaks the secret
+/// when nothing reaps orphan secrets.
+#[test]
+fn no_secret_reaper_caught_seed_0() {
+    let text = canonical("spawn-faults", 0, Some(Mutant::NoSecretReaper));
+    assert!(text.contains("violation invariant=L2"), "the mutant is caught");
+    let tail: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    insta::assert_snapshot!(tail.join("\n"));
+}
