@@ -18,5 +18,18 @@ pub static SCENARIO: Named = Named {
         f.duration_ms = (2_000, rng.gen_range(5_000..30_000));
         opts.workload.clients = rng.gen_range(3..=8);
         opts.workload.think_ms = rng.gen_range(500..=4_000);
+        // Sometimes long sessions and a tighter stuck-activation threshold
+        // (still well past any fault window, so live activations heartbeat
+        // through): a row left activating under a served session shows.
+        if rng.gen_bool(0.5) {
+            let fl = &mut opts.replica.fleet;
+            fl.stuck_activating_ms = rng.gen_range(60_000..=120_000);
+            opts.workload.session_ms = (500, rng.gen_range(60_000..=150_000));
+            opts.quiet_ms = opts.workload.session_ms.1
+                + fl.hot_idle_ttl_ms
+                + fl.dead_after_ms
+                + 3 * fl.reap_interval_ms
+                + 10_000;
+        }
     },
 };

@@ -378,14 +378,17 @@ impl Fleet {
             .filter(|(id, w)| matches!(w.state, Lifecycle::Hot | Lifecycle::HotIdle) && !floor.contains(*id))
             .filter_map(|(id, w)| w.idle_since.map(|s| (id, w, s)))
             .collect();
-        // The measure: idle beyond TTL + one reap interval (+ slack), no excuses.
-        let over = idle.iter().filter(|(_, _, s)| t > s + p.ttl_us + p.reap_us + p.slack_us).count() as u64;
+        // When each idle worker's TTL ran out (or it left its owner's floor).
+        let expired = |id: &String, s: u64| (s + p.ttl_us).max(self.floor_seen.get(id).copied().unwrap_or(0));
+        // The measure: idle beyond TTL + one reap interval (+ slack), no
+        // excuses for faults.
+        let over = idle.iter().filter(|(id, _, s)| t > expired(id, *s) + p.reap_us + p.slack_us).count() as u64;
         self.overdue_us += over * dt;
         if let Some(q) = self.quiet_since {
             let settled = q + p.dead_after_us + 2 * p.reap_us + p.slack_us;
             let over_quiet = idle
                 .iter()
-                .filter(|(_, _, s)| t > (s + p.ttl_us + p.reap_us + p.slack_us).max(settled))
+                .filter(|(id, _, s)| t > (expired(id, *s) + p.reap_us + p.slack_us).max(settled))
                 .count() as u64;
             self.overdue_quiet_us += over_quiet * dt;
         }
@@ -393,7 +396,7 @@ impl Fleet {
         let mut late: Vec<(u64, &String)> = idle
             .iter()
             .filter_map(|(id, w, s)| {
-                let base = (s + p.ttl_us).max(self.floor_seen.get(*id).copied().unwrap_or(0));
+                let base = expired(id, *s);
                 // Taken over by an instance that then died: it waits for
                 // that death to be noticed, like any orphan.
                 let owner = if self.deaths.contains_key(&w.owner) { w.owner } else { w.idle_owner };
