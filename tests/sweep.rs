@@ -3,7 +3,7 @@
 //! By default 1,000 seeds per lease scenario and `FLEET_SEEDS` per fleet
 //! scenario (a fleet seed runs clients, pods and reapers for minutes of
 //! simulated time, so it costs several lease seeds; the CLI sweep covers
-//! 1,000+ of each). `HAYWIRE_SEEDS=20000` (or a range such as
+//! 1,000+ of each, see the README). `HAYWIRE_SEEDS=20000` (or a range such as
 //! `HAYWIRE_SEEDS=5000..10000`) sets the sweep of every scenario. A failure
 //! prints the seed, the events leading to it and the command replaying it.
 
@@ -14,10 +14,18 @@ use haywire_sim::RunConfig;
 
 /// Default seeds per fleet scenario in `cargo test`.
 const FLEET_SEEDS: u64 = 150;
+/// `long-activation` simulates up to ten minutes of minute-long pod starts
+/// per seed (about ten times a typical fleet seed): fewer by default.
+const LONG_ACTIVATION_SEEDS: u64 = 60;
 
 fn sweep_scenario(name: &str) {
     let scenario = haywire_scenarios::by_name(name).expect("scenario exists");
-    let seeds = common::sweep_seeds(if scenario.fleet { FLEET_SEEDS } else { 1000 });
+    let default = match (name, scenario.fleet) {
+        ("long-activation", _) => LONG_ACTIVATION_SEEDS,
+        (_, true) => FLEET_SEEDS,
+        (_, false) => 1000,
+    };
+    let seeds = common::sweep_seeds(default);
     let res = sweep(scenario, seeds.clone(), &RunConfig::default(), common::jobs(), true);
     assert!(res.errors.is_empty(), "worlds that could not be built: {:?}", res.errors);
     if let Some(f) = res.first_failure() {
