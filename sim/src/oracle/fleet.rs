@@ -77,6 +77,10 @@ pub struct Fleet {
     deaths: BTreeMap<u64, u64>,
     /// When the store last took each instance's registration or heartbeat.
     last_beat: BTreeMap<u64, u64>,
+    /// Instances whose heartbeat once lapsed past the threshold: dead to
+    /// the fleet from then on, even if their heartbeats resume (reapers
+    /// may already have taken what they owned).
+    lapsed: BTreeSet<u64>,
     /// When each worker was last one of its owner's floor: a worker that
     /// stops being the floor (a newer one went idle) is due one reap cycle
     /// later, not at once.
@@ -170,11 +174,14 @@ impl Fleet {
                     if let Some(s) = w.session.and_then(|s| self.sessions.get(&s).map(|x| (s, x.clone()))) {
                         let (sid, sess) = s;
                         // Alive as DESIGN.md's registry defines it: not
-                        // exited, and heartbeating within the threshold. An
-                        // instance cut off from the store past it is dead to
-                        // the fleet, and its workers are orphans.
+                        // exited, and heartbeating within the threshold, ever
+                        // since it registered. An instance cut off from the
+                        // store past it is dead to the fleet, and its workers
+                        // are orphans.
                         let server_alive = sess.server.is_some_and(|i| {
-                            !m.dead.contains(&i) && self.last_beat.get(&i).is_some_and(|&b| t < b + p.dead_threshold_us)
+                            !m.dead.contains(&i)
+                                && !self.lapsed.contains(&i)
+                                && self.last_beat.get(&i).is_some_and(|&b| t < b + p.dead_threshold_us)
                         });
                         // Before the client has its worker, the server may
                         // fail its own spawn (the client gets an error).
@@ -224,6 +231,9 @@ impl Fleet {
                 None
             }
             EventKind::InstanceRegistered { from } | EventKind::InstanceHeartbeat { from } => {
+                if self.last_beat.get(from).is_some_and(|&b| t >= b + p.dead_threshold_us) {
+                    self.lapsed.insert(*from);
+                }
                 self.last_beat.insert(*from, t);
                 None
             }
