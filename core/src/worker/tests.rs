@@ -497,7 +497,9 @@ async fn failed_park_leaves_the_worker_hot_and_reusable() {
 async fn mutant_mutate_before_persist_strands_the_worker() {
     let w = World::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::only(Mutant::MutateBeforePersist));
+    let mutants = Mutants::only(Mutant::MutateBeforePersist);
+    let pool = w.pool(A, &c, mutants.clone());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, mutants);
     let id = pool.acquire("org", 1).await.unwrap();
     w.store.fail_next(WRITE_TRIES, is_park);
 
@@ -506,13 +508,16 @@ async fn mutant_mutate_before_persist_strands_the_worker() {
     assert_eq!(w.row(&id).state, WorkerState::Hot);
     assert_eq!(owned(&pool, &id).map(|o| o.0), Some(WorkerState::HotIdle));
 
-    // Reuse is refused by the store (wrong state): a new worker is spawned.
-    let again = pool.acquire("org", 2).await.unwrap();
-    assert_ne!(again, id, "the stranded worker was not reused");
-    assert_eq!(w.slots().len(), 2);
-    pool.maintain().await;
+    // Upkeep never parks it (memory says it is parked) and no reaper retires
+    // it (the row says hot): it outlives its TTL many times over.
+    for k in 1..=10 {
+        w.at(k * c.hot_idle_ttl_ms).await;
+        w.beat(A).await;
+        pool.maintain().await;
+        reapers.fallback_pass().await;
+    }
     assert_eq!(w.row(&id).state, WorkerState::Hot, "stranded: durable hot for good");
-    assert!(owned(&pool, &id).is_none());
+    assert_eq!(w.slots(), vec![id.clone()], "and holding its slot");
 }
 
 // ---------------------------------------------------------------------------
@@ -1343,4 +1348,341 @@ async fn fallback_finishes_a_drain_whose_retire_write_failed() {
     }
     assert_eq!(w.log.reap_failures(A).len(), 1, "{:?}", w.log.reap_failures(A));
     assert_gone(&w, &id, WorkerState::Retired);
+}
+
+// ---------------------------------------------------------------------------
+// Unknown outcomes: unsettled take-overs, failed spawns, adoption
+
+fn is_update_to(to: WorkerState) -> impl Fn(&StoreRequest) -> bool + Send + Sync + Clone + 'static {
+    move |r| matches!(r, StoreRequest::UpdateWorker { to: t, .. } if *t == to)
+}
+
+/// The next matching call commits but its reply comes after the call
+/// timeout (the caller gives up, unsure); the `retries` matching calls after
+/// it fail before reaching the store.
+fn lose_reply_then_fail(
+    store: &FaultyStore,
+    c: &FleetConfig,
+    retries: u32,
+    matches: impl Fn(&StoreRequest) -> bool + Send + Sync + Clone + 'static,
+) {
+    store.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), matches.clone());
+    store.fail_next(retries, matches);
+}
+
+/// A's busy worker; A stops heartbeating at 0. At 45 s (A dead) B is alive
+/// and about to reap. Returns the world, B's pool, reapers and store client,
+/// and A's worker.
+async fn dead_owner_and_reaper(c: &FleetConfig) -> (World, Arc<TPool>, Arc<TReapers>, Arc<FaultyStore>, String) {
+    let w = World::new();
+    let pool_a = w.pool(A, c, Mutants::none());
+    let bstore = w.client();
+    let pool_b = w.pool_on(B, bstore.clone(), c, Mutants::none());
+    let reapers_b = w.reapers(&pool_b, bstore.clone(), c, Mutants::none());
+    w.beat(A).await;
+    let busy = pool_a.acquire("org", 1).await.unwrap();
+    w.at(c.dead_after_ms + 15_000).await;
+    w.beat(B).await;
+    (w, pool_b, reapers_b, bstore, busy)
+}
+
+/// The row was taken over by `pool`'s instance (claimed at `epoch`, left in
+/// `state`, objects and slot still there) while its pool does not hold it:
+/// only the reapers' unsettled set remembers it.
+#[track_caller]
+fn assert_taken_not_held(w: &World, pool: &TPool, reapers: &TReapers, id: &str, state: WorkerState, epoch: u64) {
+    let r = w.row(id);
+    assert_eq!((r.state, r.owner, r.owner_epoch), (state, pool.instance(), epoch), "{r:?}");
+    assert!(!pool.owns(id), "the pool does not hold {id}");
+    assert!(lock(&reapers.unsettled).contains_key(id), "not unsettled: {:?}", lock(&reapers.unsettled));
+    assert!(w.has_pod(&r.pod) && w.has_secret(&r.secret), "objects already deleted");
+    assert!(w.slots().contains(&r.id));
+}
+
+#[track_caller]
+fn assert_one_failure(w: &World, who: InstanceId, reaper: &str, pass: &str, error_has: &str) {
+    let fails = w.log.reap_failures(who);
+    assert!(
+        matches!(fails.as_slice(), [(r, p, e)] if *r == reaper && *p == pass && e.contains(error_has)),
+        "{fails:?}"
+    );
+}
+
+/// The fallback reaper's claim of a dead owner's worker commits, but its
+/// reply is lost: the row is B's (hot, B alive, so no reaper sees an orphan)
+/// and B's pool does not hold it. B's next fallback pass finishes it.
+#[madsim::test]
+async fn fallback_finishes_a_take_over_whose_claim_reply_was_lost() {
+    let c = cfg();
+    let (w, pool_b, reapers_b, bstore, id) = dead_owner_and_reaper(&c).await;
+    bstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
+    reapers_b.fallback_pass().await;
+    assert_one_failure(&w, B, "fallback", "dead-owners", "timed out");
+    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Hot, 2);
+
+    w.sleep(c.reap_interval_ms).await;
+    w.beat(B).await;
+    reapers_b.fallback_pass().await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    let r = w.row(&id);
+    assert_eq!((r.owner, r.owner_epoch), (B, 3), "ended by B, under a fresh claim of its own: {r:?}");
+    assert!(lock(&reapers_b.unsettled).is_empty());
+    assert_eq!(w.log.reap_failures(B).len(), 1, "the second pass failed nothing: {:?}", w.log.reap_failures(B));
+    assert!(pool_b.owned().is_empty());
+}
+
+/// The claim lands and is answered, then the write to lost fails: same
+/// stranding, finished by the next fallback pass (no janitor needed).
+#[madsim::test]
+async fn fallback_finishes_a_take_over_whose_lost_write_failed() {
+    let c = cfg();
+    let (w, pool_b, reapers_b, bstore, id) = dead_owner_and_reaper(&c).await;
+    bstore.fail_next(1, is_update_to(WorkerState::Lost));
+    reapers_b.fallback_pass().await;
+    assert_one_failure(&w, B, "fallback", "dead-owners", "injected failure");
+    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Hot, 2);
+
+    w.sleep(c.reap_interval_ms).await;
+    w.beat(B).await;
+    reapers_b.fallback_pass().await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    assert!(lock(&reapers_b.unsettled).is_empty());
+    assert_eq!(w.log.reap_failures(B).len(), 1, "{:?}", w.log.reap_failures(B));
+}
+
+/// The janitor (another replica) claims an expired idle worker; the reply
+/// is lost. The row is J's, hot-idle, and J's pool does not hold it (so
+/// neither J's pool nor its janitor's own-worker path retires it). J's
+/// fallback pass finishes it; A's stale memory is fenced out.
+#[madsim::test]
+async fn fallback_finishes_a_janitor_take_over_whose_claim_reply_was_lost() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    let jstore = w.client();
+    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
+    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(J).await;
+    jstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
+
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    w.beat(J).await;
+    janitor.janitor_pass(&Gate::none(), epoch).await;
+    assert_one_failure(&w, J, "janitor", "idle", "timed out");
+    assert_taken_not_held(&w, &jpool, &janitor, &id, WorkerState::HotIdle, 2);
+
+    w.sleep(c.reap_interval_ms).await;
+    w.beat(A).await;
+    w.beat(J).await;
+    janitor.fallback_pass().await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    let r = w.row(&id);
+    assert_eq!((r.owner, r.owner_epoch), (J, 3), "ended by J, under a fresh claim of its own: {r:?}");
+    assert!(lock(&janitor.unsettled).is_empty());
+    assert_eq!(w.log.reap_failures(J).len(), 1, "{:?}", w.log.reap_failures(J));
+    let next = pool.acquire("org", 2).await.unwrap();
+    assert_ne!(next, id, "the retired worker is not served");
+    assert!(owned(&pool, &id).is_none());
+}
+
+/// B is the leader too. Its janitor lists A's orphaned worker; before the
+/// janitor claims it, B's fallback pass claims it (reply lost). The
+/// janitor's claim, at the epoch it listed, is refused as stale with the
+/// row now B's: that must not drop the fallback's unsettled take-over,
+/// which the next fallback pass finishes.
+#[madsim::test]
+async fn janitor_claim_refused_because_this_instance_took_the_row_keeps_it_unsettled() {
+    let c = cfg();
+    let (w, pool_b, reapers_b, bstore, id) = dead_owner_and_reaper(&c).await;
+    let epoch = w.hold_lease(B).await;
+    // The janitor's worker list is taken at once; its slot list answers
+    // 300 ms later. The fallback pass starts 100 ms in; its claim (the
+    // first) commits with its reply lost.
+    bstore.rule(Some(1), Action::SlowReply(300), is_op("list_slots"));
+    bstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
+    let r = reapers_b.clone();
+    let jan = tokio::spawn(async move { r.janitor_pass(&Gate::none(), epoch).await });
+    w.sleep(100).await;
+    reapers_b.fallback_pass().await;
+    jan.await.unwrap();
+
+    let claims: Vec<Call> = bstore.calls().into_iter().filter(|c| c.req.op() == "claim_worker").collect();
+    assert_eq!(claims.len(), 2, "{claims:#?}");
+    assert!(matches!(claims[0].reply, Some(Ok(StoreReply::Worker(WorkerCas::Applied(_))))), "{claims:#?}");
+    match &claims[1].reply {
+        Some(Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner, current: Some(cur) })))
+            if cur.owner == B && cur.owner_epoch == 2 => {}
+        other => panic!("the janitor's claim should be refused, the row B's: {other:?}"),
+    }
+    assert!(claims[0].at < claims[1].at);
+    assert_one_failure(&w, B, "fallback", "dead-owners", "timed out");
+    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Hot, 2);
+
+    w.sleep(c.reap_interval_ms).await;
+    w.beat(B).await;
+    reapers_b.fallback_pass().await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    assert!(lock(&reapers_b.unsettled).is_empty());
+}
+
+/// The activating→hot write commits with its reply lost, and its retries
+/// fail: the spawn fails. Undoing it finds the row hot (the write landed)
+/// and its drain fails, so the pool still holds a worker whose pod and
+/// secret are deleted, hot with no session in memory. It must never be
+/// served; upkeep retires it and frees its slot.
+#[madsim::test]
+async fn a_failed_spawn_whose_hot_write_landed_unseen_is_never_served() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    lose_reply_then_fail(&w.store, &c, WRITE_TRIES - 1, is_to_hot_from_activating);
+    w.store.fail_next(1, is_update_to(WorkerState::Draining));
+    let out = pool.acquire("org", 1).await;
+    assert!(matches!(&out, Err(PoolError::SpawnFailed(m)) if m.contains("to hot")), "{out:?}");
+    assert_eq!(w.log.spawn_failures(A).len(), 1);
+    let r = w.row("w1.1");
+    assert_eq!((r.state, r.session, r.owner_epoch), (WorkerState::Hot, Some(1), 1), "the lost write landed: {r:?}");
+    assert!(!w.has_pod(&r.pod) && !w.has_secret(&r.secret), "its objects are deleted");
+    assert_eq!(owned(&pool, "w1.1"), Some((WorkerState::Hot, 1, None)), "held: hot, no session");
+    assert_eq!(w.slots(), vec!["w1.1".to_string()], "its slot is kept until the row is retired");
+
+    let next = pool.acquire("org", 2).await.unwrap();
+    assert_ne!(next, "w1.1", "a failed spawn was served");
+    assert_eq!(w.row("w1.1").session, Some(1), "not bound to the new session");
+    let n = w.row(&next);
+    assert_eq!((n.state, n.session), (WorkerState::Hot, Some(2)));
+
+    pool.maintain().await;
+    assert_gone(&w, "w1.1", WorkerState::Retired);
+    assert!(owned(&pool, "w1.1").is_none());
+    assert_eq!(w.slots(), vec![next.clone()]);
+    assert_eq!(w.row(&next).state, WorkerState::Hot);
+    // Even with the row retired, the next session never gets it.
+    pool.release(2).await.unwrap();
+    assert_eq!(pool.acquire("org", 3).await, Ok(next));
+}
+
+/// A park commits with its reply lost, its retries fail: memory says hot,
+/// the row hot-idle. The next maintain (which refreshes the epoch) brings
+/// memory to the row; the worker then ages out and is retired as usual.
+#[madsim::test]
+async fn pool_adopts_a_park_that_landed_unseen() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let id = pool.acquire("org", 1).await.unwrap();
+    lose_reply_then_fail(&w.store, &c, WRITE_TRIES - 1, is_park);
+    pool.release(1).await.unwrap();
+    let parked = w.row(&id);
+    assert_eq!((parked.state, parked.session, parked.owner_epoch), (WorkerState::HotIdle, None, 1), "the park landed");
+    assert_eq!(owned(&pool, &id), Some((WorkerState::Hot, 1, None)), "memory is behind the row");
+
+    w.store.heal();
+    pool.maintain().await;
+    let r = w.row(&id);
+    assert_eq!((r.state, r.session, r.owner_epoch), (WorkerState::HotIdle, None, 2), "{r:?}");
+    assert_eq!(owned(&pool, &id), Some((r.state, r.owner_epoch, r.session)), "memory matches the row");
+    assert_eq!(r.idle_since, parked.idle_since, "idle since the park that landed");
+
+    w.at(parked.idle_since + c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    pool.maintain().await;
+    reapers.fallback_pass().await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    assert!(pool.owned().is_empty());
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+}
+
+/// The fallback reaper's drain of an expired idle worker commits with its
+/// reply lost, its retries fail: the row is draining (objects still there),
+/// memory says hot-idle, so neither the pool (a hot-idle worker) nor the
+/// janitor (a draining row its pool holds) would finish it. The next
+/// maintain adopts the row; the one after finishes the drain.
+#[madsim::test]
+async fn pool_adopts_a_drain_that_landed_unseen_and_finishes_it() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    lose_reply_then_fail(&w.store, &c, WRITE_TRIES - 1, is_update_to(WorkerState::Draining));
+    reapers.fallback_pass().await;
+    assert_one_failure(&w, A, "fallback", "own-idle", "to draining");
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::Draining, A, 1), "the drain landed: {r:?}");
+    assert!(w.has_pod(&r.pod) && w.has_secret(&r.secret));
+    assert_eq!(owned(&pool, &id), Some((WorkerState::HotIdle, 1, None)), "memory is behind the row");
+
+    w.store.heal();
+    pool.maintain().await;
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner_epoch), (WorkerState::Draining, 2), "{r:?}");
+    assert_eq!(owned(&pool, &id), Some((WorkerState::Draining, 2, None)), "memory adopted the row");
+    assert_eq!(pool.acquire("org", 2).await.map(|n| n == id), Ok(false), "a draining worker is not served");
+
+    w.sleep(c.reap_interval_ms).await;
+    w.beat(A).await;
+    pool.maintain().await;
+    assert_gone(&w, &id, WorkerState::Retired);
+    assert!(owned(&pool, &id).is_none());
+}
+
+/// The janitor's worker list (slow to answer) shows an expired hot-idle
+/// worker; before the janitor claims it, its owner reuses it for a new
+/// session (same epoch). The claim names the state it saw, so it is refused:
+/// the worker is neither taken nor drained and serves its session.
+#[madsim::test]
+async fn janitor_claim_names_the_state_it_saw_and_spares_a_reused_worker() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    let jstore = w.client();
+    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
+    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(J).await;
+    jstore.slow_replies(500, is_op("list_workers"));
+
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    w.beat(J).await;
+    let jan = janitor.clone();
+    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
+    w.sleep(100).await;
+    assert_eq!(pool.acquire("org", 2).await, Ok(id.clone()), "reused after the janitor's list");
+    pass.await.unwrap();
+
+    let janitor_writes: Vec<StoreRequest> = jstore
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c.req, StoreRequest::ClaimWorker { .. } | StoreRequest::UpdateWorker { .. }))
+        .map(|c| {
+            if let StoreRequest::ClaimWorker { from, .. } = &c.req {
+                assert_eq!(*from, Some(WorkerState::HotIdle), "the claim names the state listed");
+                assert!(
+                    matches!(
+                        c.reply,
+                        Some(Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::WrongState, .. })))
+                    ),
+                    "{:?}",
+                    c.reply
+                );
+            }
+            c.req
+        })
+        .collect();
+    assert_eq!(janitor_writes.len(), 1, "one refused claim, no drain: {janitor_writes:#?}");
+    let r = w.row(&id);
+    assert_eq!((r.state, r.session, r.owner, r.owner_epoch), (WorkerState::Hot, Some(2), A, 1), "{r:?}");
+    assert!(w.has_pod(&r.pod) && w.has_secret(&r.secret));
+    assert!(lock(&janitor.unsettled).is_empty(), "someone else's: settled");
+    assert!(w.log.reap_failures(J).is_empty(), "{:?}", w.log.reap_failures(J));
+    assert_eq!(owned(&pool, &id), Some((WorkerState::Hot, 1, Some(2))));
+    pool.release(2).await.unwrap();
+    assert_eq!(w.row(&id).state, WorkerState::HotIdle);
 }
