@@ -47,6 +47,7 @@ impl Scenario for Fixed {
     fn options(&self, rng: &mut ChaCha8Rng) -> RunOptions {
         let mut opts = haywire_scenarios::world::base(rng);
         opts.replicas = self.replicas;
+        opts.initial_replicas = self.replicas;
         opts.clocks = if self.skewed_clocks {
             haywire_scenarios::world::clocks(rng, self.replicas, 2_000, 5_000)
         } else {

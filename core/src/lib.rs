@@ -16,6 +16,7 @@ pub mod observe;
 pub mod reconciler;
 pub mod registry;
 pub mod replica;
+pub mod signal;
 pub mod store;
 pub mod worker;
 

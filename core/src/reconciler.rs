@@ -13,7 +13,7 @@ use crate::lease::{stop_requested, BoxLoop, LeaderWork};
 use crate::observe::{CoreEvent, Observer};
 use crate::store::{EffectResult, Store, StoreExt};
 use std::sync::Arc;
-use tokio::sync::watch;
+use crate::signal as watch;
 
 pub struct Reconciler<S, C> {
     pub instance: InstanceId,

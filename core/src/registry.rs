@@ -10,7 +10,7 @@ use crate::observe::{CoreEvent, Observer};
 use crate::store::{InstanceRecord, Store, StoreReply, StoreRequest};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tokio::sync::watch;
+use crate::signal as watch;
 
 /// Dead at store time `now`: no heartbeat for `dead_after_ms`.
 pub fn is_dead(rec: &InstanceRecord, now: Millis, dead_after_ms: u64) -> bool {

@@ -13,7 +13,7 @@ use crate::store::Store;
 use crate::worker::{Janitor, Pool, Reapers, Sessions};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::watch;
+use crate::signal as watch;
 
 /// A running replica. Dropping it without [`Replica::shutdown`] is a crash:
 /// the coordinator is aborted and nothing is released (its leader-gated

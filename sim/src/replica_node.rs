@@ -12,7 +12,7 @@ use haywire_core::{CoreEvent, InstanceId, Observer, Replica, ReplicaConfig};
 use haywire_traces::EventKind;
 use madsim::net::Endpoint;
 use std::sync::Arc;
-use tokio::sync::watch;
+use haywire_core::signal as watch;
 
 /// Turns core's observations into trace events.
 pub struct TraceObserver {

@@ -16,7 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{watch, Notify};
+use haywire_core::signal as watch;
+use tokio::sync::Notify;
 
 /// One replica machine (a madsim node that restarts as new instances).
 pub struct Slot {

@@ -19,7 +19,7 @@ use crate::observe::{CoreEvent, Observer};
 use crate::store::{CasResult, LeaseRecord, Reject, Store, StoreExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::watch;
+use crate::signal as watch;
 
 pub struct LeaseCoordinator<S, C, W> {
     instance: InstanceId,

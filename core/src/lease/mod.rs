@@ -10,7 +10,7 @@ mod tests;
 pub use coordinator::LeaseCoordinator;
 pub use work::{AllOf, BoxLoop, LeaderWork, NoWork};
 
-use tokio::sync::watch;
+use crate::signal as watch;
 
 /// Resolves once `rx` says true or its sender is gone (both mean: stop).
 pub async fn stop_requested(rx: &mut watch::Receiver<bool>) {

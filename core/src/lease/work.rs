@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use tokio::sync::watch;
+use crate::signal as watch;
 
 pub type BoxLoop = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 

@@ -28,7 +28,7 @@ use crate::store::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use crate::signal as watch;
 
 /// How a taken-over worker ends.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -35,7 +35,7 @@ use crate::worker::reaper::Gate;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use crate::signal as watch;
 
 type Inner = LocalStore<MemStore, SystemClock>;
 type Kube = LocalCluster<SystemClock>;
