@@ -101,10 +101,19 @@ fn a_failing_replay_exits_1_with_the_report() {
 fn shrink_keeps_the_failure_and_its_plan_replays() {
     let plan = tmp("plan.json");
     let p = plan.to_str().unwrap();
-    let o = haywire(&["shrink", "--scenario", "graceful-failover", "--seed", "2", "--mutant", "release-before-cancel", "--out", p]);
+    // The first seed the sweep finds failing.
+    let sweep = haywire(&["sweep", "--scenario", "graceful-failover", "--mutant", "release-before-cancel", "--seeds", "0..200"]);
+    assert_eq!(sweep.status.code(), Some(1));
+    let text = stdout(&sweep);
+    let seed = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("seed ").and_then(|r| r.split_whitespace().next()).map(str::to_string))
+        .expect("a failing seed is named");
+    let seed = seed.as_str();
+    let o = haywire(&["shrink", "--scenario", "graceful-failover", "--seed", seed, "--mutant", "release-before-cancel", "--out", p]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains(&format!("--plan {p}")));
-    let r = haywire(&["replay", "--scenario", "graceful-failover", "--seed", "2", "--mutant", "release-before-cancel", "--plan", p, "--quiet"]);
+    let r = haywire(&["replay", "--scenario", "graceful-failover", "--seed", seed, "--mutant", "release-before-cancel", "--plan", p, "--quiet"]);
     assert_eq!(r.status.code(), Some(1));
     assert!(stdout(&r).contains("VIOLATION S2"));
     std::fs::write(&plan, "not json").unwrap();
