@@ -1233,8 +1233,10 @@ async fn pool_shutdown_retires_idle_workers_and_keeps_busy_ones() {
 /// The janitor lists an idle worker as expired; before it claims it, the
 /// owner reuses it for a new session (a reuse does not bump the owner
 /// epoch). The janitor must not drain a worker that is serving a session.
-#[madsim::test]
-async fn janitor_does_not_retire_a_worker_reused_after_its_list() {
+/// The race: A's worker expires idle; J's janitor pass starts, with the
+/// reply to `slow_op` (one of the lists of its view) held back 500 ms; in
+/// that window A reuses the worker for session 2. Returns after the pass.
+async fn janitor_pass_racing_a_reuse(slow_op: &'static str) -> (World, Arc<TPool>, Arc<FaultyStore>, Arc<TReapers>, String) {
     let w = World::new();
     let c = cfg();
     let pool = w.pool(A, &c, Mutants::none());
@@ -1243,9 +1245,7 @@ async fn janitor_does_not_retire_a_worker_reused_after_its_list() {
     let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
     let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
     let epoch = w.hold_lease(J).await;
-    // The janitor's view is slow to complete: the worker list is taken, the
-    // slot list's reply arrives 500 ms later.
-    jstore.slow_replies(500, is_op("list_slots"));
+    jstore.slow_replies(500, is_op(slow_op));
 
     w.at(c.hot_idle_ttl_ms + 1_000).await;
     w.beat(A).await;
@@ -1255,7 +1255,14 @@ async fn janitor_does_not_retire_a_worker_reused_after_its_list() {
     w.sleep(100).await;
     assert_eq!(pool.acquire("org", 2).await, Ok(id.clone()), "reused before the janitor's claim");
     pass.await.unwrap();
+    (w, pool, jstore, janitor, id)
+}
 
+#[madsim::test]
+async fn janitor_does_not_retire_a_worker_reused_after_its_list() {
+    // The janitor's view is slow to complete: the worker list is taken, the
+    // slot list's reply arrives late.
+    let (w, _pool, _jstore, _janitor, id) = janitor_pass_racing_a_reuse("list_slots").await;
     let r = w.row(&id);
     assert_eq!((r.state, r.session), (WorkerState::Hot, Some(2)), "the session's worker was reaped: {r:?}");
     assert!(w.has_pod(&r.pod), "the session's pod was deleted");
@@ -1638,25 +1645,7 @@ async fn pool_adopts_a_drain_that_landed_unseen_and_finishes_it() {
 /// the worker is neither taken nor drained and serves its session.
 #[madsim::test]
 async fn janitor_claim_names_the_state_it_saw_and_spares_a_reused_worker() {
-    let w = World::new();
-    let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let id = idle_worker(&pool, "org", 1).await;
-    let jstore = w.client();
-    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
-    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
-    let epoch = w.hold_lease(J).await;
-    jstore.slow_replies(500, is_op("list_workers"));
-
-    w.at(c.hot_idle_ttl_ms + 1_000).await;
-    w.beat(A).await;
-    w.beat(J).await;
-    let jan = janitor.clone();
-    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
-    w.sleep(100).await;
-    assert_eq!(pool.acquire("org", 2).await, Ok(id.clone()), "reused after the janitor's list");
-    pass.await.unwrap();
-
+    let (w, pool, jstore, janitor, id) = janitor_pass_racing_a_reuse("list_workers").await;
     let janitor_writes: Vec<StoreRequest> = jstore
         .calls()
         .into_iter()
