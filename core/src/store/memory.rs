@@ -119,11 +119,8 @@ impl StoreBackend for MemStore {
         let Some(r) = self.leases.get_mut(name) else {
             return Ok(rejected(Reject::NoRecord, None));
         };
-        if r.version != expected_version {
-            return Ok(rejected(Reject::StaleVersion, Some(r)));
-        }
-        if r.holder != Some(holder) {
-            return Ok(rejected(Reject::NotHolder, Some(r)));
+        if let Some(reason) = Reject::holder_check(r, holder, expected_version) {
+            return Ok(rejected(reason, Some(r)));
         }
         r.expires_at = expiry(now, ttl_ms)?;
         r.version += 1;
@@ -140,11 +137,8 @@ impl StoreBackend for MemStore {
         let Some(r) = self.leases.get_mut(name) else {
             return Ok(rejected(Reject::NoRecord, None));
         };
-        if r.version != expected_version {
-            return Ok(rejected(Reject::StaleVersion, Some(r)));
-        }
-        if r.holder != Some(holder) {
-            return Ok(rejected(Reject::NotHolder, Some(r)));
+        if let Some(reason) = Reject::holder_check(r, holder, expected_version) {
+            return Ok(rejected(reason, Some(r)));
         }
         r.holder = None;
         r.expires_at = now;

@@ -163,6 +163,20 @@ pub enum Reject {
     NoRecord,
 }
 
+impl Reject {
+    /// The checks renew and release share, in order: the caller read this
+    /// version, and it holds the lease. Both backends use it.
+    pub(crate) fn holder_check(r: &LeaseRecord, holder: InstanceId, expected_version: u64) -> Option<Reject> {
+        if r.version != expected_version {
+            Some(Reject::StaleVersion)
+        } else if r.holder != Some(holder) {
+            Some(Reject::NotHolder)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EffectResult {
     Applied { seq: u64 },

@@ -270,11 +270,8 @@ impl StoreBackend for SqliteStore {
         let Some(r) = read_row(&tx, name)? else {
             return abandon(tx, rejected(Reject::NoRecord, None));
         };
-        if r.version != expected_version {
-            return abandon(tx, rejected(Reject::StaleVersion, Some(r)));
-        }
-        if r.holder != Some(holder) {
-            return abandon(tx, rejected(Reject::NotHolder, Some(r)));
+        if let Some(reason) = Reject::holder_check(&r, holder, expected_version) {
+            return abandon(tx, rejected(reason, Some(r)));
         }
         let next = LeaseRecord {
             expires_at: now.checked_add(ttl_ms).ok_or_else(|| overflow("now + ttl"))?,
@@ -296,11 +293,8 @@ impl StoreBackend for SqliteStore {
         let Some(r) = read_row(&tx, name)? else {
             return abandon(tx, rejected(Reject::NoRecord, None));
         };
-        if r.version != expected_version {
-            return abandon(tx, rejected(Reject::StaleVersion, Some(r)));
-        }
-        if r.holder != Some(holder) {
-            return abandon(tx, rejected(Reject::NotHolder, Some(r)));
+        if let Some(reason) = Reject::holder_check(&r, holder, expected_version) {
+            return abandon(tx, rejected(reason, Some(r)));
         }
         let next = LeaseRecord {
             holder: None,
