@@ -15,7 +15,7 @@
 
 use haywire_core::{Mutant, ReplicaConfig};
 use haywire_sim::{run, ClockSpec, Fault, FaultPlan, FaultRates, Outcome, RunConfig, RunOptions, Scenario, StoreKind, Target};
-use haywire_traces::{event_json, Event, EventKind, LeaseState};
+use haywire_traces::{event_json, Event, EventKind, LeaseOp, LeaseState};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -115,7 +115,7 @@ struct Applied {
     idx: usize,
     t: u64,
     from: u64,
-    op: String,
+    op: LeaseOp,
     lease: LeaseState,
 }
 
@@ -125,7 +125,7 @@ fn applied_writes(events: &[Event]) -> Vec<Applied> {
         .enumerate()
         .filter_map(|(idx, e)| match &e.kind {
             EventKind::LeaseWrite { from, op, applied: true, lease: Some(lease), .. } => {
-                Some(Applied { idx, t: e.t, from: *from, op: op.clone(), lease: lease.clone() })
+                Some(Applied { idx, t: e.t, from: *from, op: *op, lease: lease.clone() })
             }
             _ => None,
         })
@@ -254,7 +254,7 @@ fn check_crash_failover(o: &Outcome, crashes_planned: usize) -> Result<Vec<u64>,
         ensure!(nodes[&holder] == target, "{ctx}: the crash missed the holder i{holder}");
         ensure!(rec.expires_at_ms * 1000 <= tc + l.ttl_ms * 1000, "{ctx}: the holder's lease outlives crash + TTL");
 
-        let Some(next) = writes.iter().find(|w| w.idx > idx && w.op == "acquire") else {
+        let Some(next) = writes.iter().find(|w| w.idx > idx && w.op == LeaseOp::Acquire) else {
             return Err(format!("{ctx}: nobody acquired the lease after the crash"));
         };
         ensure!(next.from != holder, "{ctx}: the dead instance i{holder} acquired");
@@ -339,7 +339,7 @@ fn check_shutdown_failover(o: &Outcome, shutdowns_planned: usize) -> Result<Vec<
         };
         ensure!(nodes[&holder] == target, "{ctx}: the shutdown missed the holder i{holder}");
 
-        let Some(release) = writes.iter().find(|w| w.idx > idx && w.from == holder && w.op == "release") else {
+        let Some(release) = writes.iter().find(|w| w.idx > idx && w.from == holder && w.op == LeaseOp::Release) else {
             return Err(format!("{ctx}: the holder i{holder} never released the lease\n{}", around(ev, ts, ts + 10_000_000)));
         };
         let stopped = ev.iter().enumerate().position(|(i, e)| {
@@ -360,7 +360,7 @@ fn check_shutdown_failover(o: &Outcome, shutdowns_planned: usize) -> Result<Vec<
         ensure!(matches!(ev[exited].kind, EventKind::Exited { graceful: true, .. }), "{ctx}: killed after the grace period");
         ensure!(release.idx < exited, "{ctx}: exited before the release");
 
-        let Some(next) = writes.iter().find(|w| w.idx > release.idx && w.op == "acquire") else {
+        let Some(next) = writes.iter().find(|w| w.idx > release.idx && w.op == LeaseOp::Acquire) else {
             return Err(format!("{ctx}: nobody acquired the lease after the release"));
         };
         ensure!(
@@ -438,14 +438,14 @@ fn replicas_contending_at_once_end_with_exactly_one_holder() {
                 .iter()
                 .filter(|e| e.t < early_us)
                 .filter_map(|e| match &e.kind {
-                    EventKind::LeaseWrite { from, op, .. } if op == "acquire" => Some(*from),
+                    EventKind::LeaseWrite { from, op: LeaseOp::Acquire, .. } => Some(*from),
                     _ => None,
                 })
                 .collect();
             assert_eq!(contenders.len(), n, "{ctx}: every replica tried to acquire in the first retry period");
 
             // Exactly one won, in the first seconds, and (no faults) kept it.
-            let acquires: Vec<Applied> = applied_writes(ev).into_iter().filter(|w| w.op == "acquire").collect();
+            let acquires: Vec<Applied> = applied_writes(ev).into_iter().filter(|w| w.op == LeaseOp::Acquire).collect();
             let first_secs = acquires.iter().filter(|w| w.t < 5_000_000).count();
             assert_eq!(first_secs, 1, "{ctx}: exactly one applied acquire in the first 5 s");
             assert_eq!(acquires.len(), 1, "{ctx}: the one holder kept the lease for the whole run");
@@ -501,7 +501,7 @@ fn epoch_rises_by_one_per_holder_change_and_no_cas_update_is_lost() {
             assert_eq!(
                 w.lease.version,
                 k as u64 + 1,
-                "{ctx}: applied write #{} ({} from i{} at {}µs) has version {}",
+                "{ctx}: applied write #{} ({:?} from i{} at {}µs) has version {}",
                 k + 1,
                 w.op,
                 w.from,
@@ -517,8 +517,8 @@ fn epoch_rises_by_one_per_holder_change_and_no_cas_update_is_lost() {
         let mut epoch = 0;
         let mut changes = 0;
         for w in &writes {
-            match w.op.as_str() {
-                "acquire" => {
+            match w.op {
+                LeaseOp::Acquire => {
                     assert_ne!(Some(w.from), last_acquirer, "{ctx}: i{} acquired twice in a row at {}µs", w.from, w.t);
                     assert_eq!(w.lease.epoch, epoch + 1, "{ctx}: acquire by i{} at {}µs skips or repeats an epoch", w.from, w.t);
                     assert_eq!(w.lease.holder, Some(w.from), "{ctx}: acquire names its caller");
@@ -527,17 +527,16 @@ fn epoch_rises_by_one_per_holder_change_and_no_cas_update_is_lost() {
                     last_acquirer = Some(w.from);
                     changes += 1;
                 }
-                "renew" => {
+                LeaseOp::Renew => {
                     assert_eq!(Some(w.from), holder, "{ctx}: renew at {}µs by a non-holder", w.t);
                     assert_eq!(w.lease.epoch, epoch, "{ctx}: renew at {}µs changed the epoch", w.t);
                 }
-                "release" => {
+                LeaseOp::Release => {
                     assert_eq!(Some(w.from), holder, "{ctx}: release at {}µs by a non-holder", w.t);
                     assert_eq!(w.lease.epoch, epoch, "{ctx}: release at {}µs changed the epoch", w.t);
                     assert_eq!(w.lease.holder, None, "{ctx}: release frees the record");
                     holder = None;
                 }
-                other => panic!("{ctx}: unknown lease op {other}"),
             }
         }
         // Every fault hit a holder and made exactly one change of holder.
@@ -546,7 +545,7 @@ fn epoch_rises_by_one_per_holder_change_and_no_cas_update_is_lost() {
         // What the replicas believe matches the store: each lease_acquired
         // is an applied acquire of that epoch by that instance, in order.
         let store_side: Vec<(u64, u64)> =
-            writes.iter().filter(|w| w.op == "acquire").map(|w| (w.from, w.lease.epoch)).collect();
+            writes.iter().filter(|w| w.op == LeaseOp::Acquire).map(|w| (w.from, w.lease.epoch)).collect();
         let replica_side: Vec<(u64, u64)> = ev
             .iter()
             .filter_map(|e| match (&e.kind, e.inst) {

@@ -103,6 +103,10 @@ pub struct FleetConfig {
     pub call_timeout_ms: u64,
     /// Every replica also runs its own reaper (off only for tests).
     pub fallback_reaper: bool,
+    /// A replica that cannot confirm its heartbeat in time fences itself
+    /// (off only for tests).
+    #[serde(default = "yes")]
+    pub self_fence: bool,
 }
 
 impl Default for FleetConfig {
@@ -123,6 +127,7 @@ impl Default for FleetConfig {
             orphan_min_age_ms: 30_000,
             call_timeout_ms: 1_000,
             fallback_reaper: true,
+            self_fence: true,
         }
     }
 }
@@ -194,6 +199,15 @@ impl ReplicaConfig {
                 f.dead_after_ms, f.heartbeat_ms
             ));
         }
+        if f.self_fence && self.self_fence_after_ms() <= f.heartbeat_ms.saturating_add(2 * f.call_timeout_ms) {
+            return err(format!(
+                "fleet.dead_after_ms ({}) leaves a self-fence deadline of {}ms after drift, pause and a call, which \
+                 must exceed a heartbeat interval ({}) plus two calls, or live replicas fence themselves",
+                f.dead_after_ms,
+                self.self_fence_after_ms(),
+                f.heartbeat_ms
+            ));
+        }
         if f.activation_poll_ms >= f.activation_timeout_ms.min(f.stuck_activating_ms) {
             return err(
                 "fleet.activation_poll_ms must be below activation_timeout_ms and stuck_activating_ms (the row is heartbeated once a poll)"
@@ -217,6 +231,22 @@ impl ReplicaConfig {
             ));
         }
         Ok(())
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ReplicaConfig {
+    /// How long after the send time of its last confirmed heartbeat a
+    /// replica fences itself, on its own clock: the registry's threshold
+    /// less the drift bound (on its clock and the store's), a pause within
+    /// bounds and one call, so it has stopped before anyone can hold it dead.
+    pub fn self_fence_after_ms(&self) -> u64 {
+        let (f, l) = (&self.fleet, &self.lease);
+        let drift = (f.dead_after_ms as u128 * l.max_drift_ppm as u128 * 2 / 1_000_000) as u64;
+        f.dead_after_ms.saturating_sub(drift.saturating_add(l.max_pause_ms).saturating_add(f.call_timeout_ms))
     }
 }
 

@@ -41,10 +41,13 @@ pub enum Mutant {
     /// Field report 002: a long activation does not heartbeat its row and is
     /// reaped mid-session.
     ReaperKillsLiveActivation,
+    /// Field report 003 (review finding 3): the janitor returns on its first
+    /// failing pass and skips the rest.
+    JanitorStopsAtFirstError,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 11] = [
+    pub const ALL: [Mutant; 12] = [
         Mutant::ElectorRunsOnce,
         Mutant::ReleaseBeforeCancel,
         Mutant::ShutdownNoWait,
@@ -56,6 +59,7 @@ impl Mutant {
         Mutant::NoSecretReaper,
         Mutant::OrphansNotReapedByFallback,
         Mutant::ReaperKillsLiveActivation,
+        Mutant::JanitorStopsAtFirstError,
     ];
 
     /// The switch's name on the command line.
@@ -72,6 +76,7 @@ impl Mutant {
             Mutant::NoSecretReaper => "no-secret-reaper",
             Mutant::OrphansNotReapedByFallback => "orphans-not-reaped-by-fallback",
             Mutant::ReaperKillsLiveActivation => "reaper-kills-live-activation",
+            Mutant::JanitorStopsAtFirstError => "janitor-stops-at-first-error",
         }
     }
 
@@ -80,6 +85,7 @@ impl Mutant {
         match self {
             Mutant::ReleaseBeforeCancel | Mutant::ShutdownNoWait => "000",
             Mutant::TornEpochRead | Mutant::NoSecretReaper => "004",
+            Mutant::JanitorStopsAtFirstError => "003",
             _ => "002",
         }
     }
@@ -99,6 +105,7 @@ impl Mutant {
             Mutant::NoSecretReaper => "a crash between secret and pod leaks the secret forever",
             Mutant::OrphansNotReapedByFallback => "the fallback reaper ignores workers of dead instances",
             Mutant::ReaperKillsLiveActivation => "a long activation is reaped mid-session",
+            Mutant::JanitorStopsAtFirstError => "the janitor returns on its first failing pass and skips the rest",
         }
     }
 }
@@ -148,7 +155,7 @@ mod tests {
             assert_eq!(m.name().parse::<Mutant>(), Ok(m));
             assert_eq!(m.to_string(), m.name());
             assert!(!m.description().is_empty());
-            assert!(["000", "002", "004"].contains(&m.field_report()), "{m}");
+            assert!(["000", "002", "003", "004"].contains(&m.field_report()), "{m}");
         }
         let mut names: Vec<_> = Mutant::ALL.iter().map(|m| m.name()).collect();
         names.sort();
@@ -171,10 +178,11 @@ mod tests {
                 | Mutant::TornEpochRead
                 | Mutant::NoSecretReaper
                 | Mutant::OrphansNotReapedByFallback
-                | Mutant::ReaperKillsLiveActivation => {}
+                | Mutant::ReaperKillsLiveActivation
+                | Mutant::JanitorStopsAtFirstError => {}
             }
         }
-        assert_eq!(Mutant::ALL.len(), 11);
+        assert_eq!(Mutant::ALL.len(), 12);
     }
 
     #[test]

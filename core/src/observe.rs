@@ -5,6 +5,7 @@
 //! feeds its oracle.
 
 use crate::ids::InstanceId;
+use crate::lease::BoxLoop;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CoreEvent {
@@ -30,6 +31,9 @@ pub enum CoreEvent {
     ShutdownBegan,
     ShutdownDone,
     HeartbeatFailed { error: String },
+    /// No heartbeat confirmed in time: this instance may be dead to the
+    /// registry, so it fences itself (its host restarts it as a new one).
+    Fenced { reason: String },
     /// A spawn failed; its slot, row, secret and pod were cleaned up (as far
     /// as the store and cluster allowed).
     SpawnFailed { worker: String, reason: String },
@@ -39,6 +43,14 @@ pub enum CoreEvent {
 
 pub trait Observer: Send + Sync + 'static {
     fn observe(&self, event: CoreEvent);
+
+    /// Core hands every leader-gated task it is about to spawn through
+    /// here, so that a host can watch the task itself run and finish (the
+    /// simulator's task probe: S2 judges leadership from when leader tasks
+    /// really run, not from what core reports). The default runs it as is.
+    fn leader_task(&self, _name: &'static str, _epoch: u64, task: BoxLoop) -> BoxLoop {
+        task
+    }
 }
 
 /// Drops everything.

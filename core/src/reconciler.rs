@@ -9,9 +9,10 @@
 use crate::clock::{timeout, Clock};
 use crate::config::{ms, ReconcilerConfig};
 use crate::ids::InstanceId;
-use crate::lease::{stop_requested, BoxLoop, LeaderWork};
+use crate::lease::{stop_requested, BoxLoop, Horizon, LeaderWork};
 use crate::observe::{CoreEvent, Observer};
 use crate::store::{EffectResult, Store, StoreExt};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use crate::signal as watch;
 
@@ -26,7 +27,7 @@ pub struct Reconciler<S, C> {
 }
 
 impl<S: Store, C: Clock> LeaderWork for Reconciler<S, C> {
-    fn loops(&self, epoch: u64, cancel: watch::Receiver<bool>) -> Vec<(&'static str, BoxLoop)> {
+    fn loops(&self, epoch: u64, cancel: watch::Receiver<bool>, _horizon: Horizon) -> Vec<(&'static str, BoxLoop)> {
         let me = Reconciler {
             instance: self.instance,
             lease_name: self.lease_name.clone(),
@@ -43,6 +44,11 @@ impl<S: Store, C: Clock> LeaderWork for Reconciler<S, C> {
 impl<S: Store, C: Clock> Reconciler<S, C> {
     async fn run(self, epoch: u64, mut cancel: watch::Receiver<bool>) {
         let mut sweep = 0u64;
+        // Keys whose outcome is unknown (timed out, reply lost, failed): sent
+        // again first, under the same key, so the store commits each at most
+        // once (design doc, E1). Retries share the sweep's budget of calls,
+        // so a sweep never takes longer than `max_sweep_ms`.
+        let mut unsure: VecDeque<String> = VecDeque::new();
         loop {
             tokio::select! {
                 biased;
@@ -50,20 +56,29 @@ impl<S: Store, C: Clock> Reconciler<S, C> {
                 _ = self.clock.sleep(ms(self.cfg.interval_ms)) => {}
             }
             sweep += 1;
-            for step in 0..self.cfg.effects_per_sweep {
+            let mut fresh = (0..self.cfg.effects_per_sweep).map(|step| format!("{}/e{epoch}/s{sweep}.{step}", self.instance));
+            for _ in 0..self.cfg.effects_per_sweep {
+                let Some(effect) = unsure.pop_front().or_else(|| fresh.next()) else { break };
                 self.clock.sleep(ms(self.cfg.step_ms)).await;
-                let effect = format!("{}/e{epoch}/s{sweep}.{step}", self.instance);
-                let call = self.store.fenced_effect(&self.lease_name, self.instance, epoch, effect);
+                let call = self.store.fenced_effect(&self.lease_name, self.instance, epoch, effect.clone());
                 match timeout(&*self.clock, ms(self.rpc_timeout_ms), call).await {
-                    Ok(Ok(EffectResult::Applied { seq })) => self.obs.observe(CoreEvent::EffectApplied { epoch, seq }),
+                    Ok(Ok(EffectResult::Applied { seq } | EffectResult::Duplicate { seq })) => {
+                        self.obs.observe(CoreEvent::EffectApplied { epoch, seq })
+                    }
                     Ok(Ok(EffectResult::Rejected { reason })) => {
                         // Fenced out: this epoch is over; the rest of the
                         // sweep would be rejected too.
                         self.obs.observe(CoreEvent::EffectRejected { epoch, reason: format!("{reason:?}") });
                         break;
                     }
-                    Ok(Err(e)) => self.obs.observe(CoreEvent::EffectUnknown { epoch, error: e.to_string() }),
-                    Err(_) => self.obs.observe(CoreEvent::EffectUnknown { epoch, error: "timed out".into() }),
+                    Ok(Err(e)) => {
+                        self.obs.observe(CoreEvent::EffectUnknown { epoch, error: e.to_string() });
+                        unsure.push_back(effect);
+                    }
+                    Err(_) => {
+                        self.obs.observe(CoreEvent::EffectUnknown { epoch, error: "timed out".into() });
+                        unsure.push_back(effect);
+                    }
                 }
             }
         }
@@ -152,7 +167,7 @@ mod tests {
         epoch: u64,
     ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = watch::channel(false);
-        let mut loops = r.loops(epoch, rx);
+        let mut loops = r.loops(epoch, rx, Horizon::new(u64::MAX));
         assert_eq!(loops.len(), 1);
         let (name, fut) = loops.pop().unwrap();
         assert_eq!(name, "reconciler");

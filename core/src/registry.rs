@@ -2,7 +2,7 @@
 //! id and heartbeats it; an instance whose heartbeat is older than the
 //! threshold is dead, and what it owned is orphaned.
 
-use crate::clock::{timeout, Clock, Millis};
+use crate::clock::{sleep_until, timeout, Clock, Millis};
 use crate::config::{ms, FleetConfig};
 use crate::ids::InstanceId;
 use crate::lease::stop_requested;
@@ -31,22 +31,93 @@ pub async fn heartbeat_loop<S: Store, C: Clock>(
     store: Arc<S>,
     clock: Arc<C>,
     obs: Arc<dyn Observer>,
+    stop: watch::Receiver<bool>,
+) {
+    heartbeat_and_fence(me, cfg, store, clock, obs, stop, None).await
+}
+
+/// When to fence: this long (local ms) after the send time of the last
+/// heartbeat the store confirmed, and whom to tell.
+pub struct SelfFence {
+    pub after_ms: u64,
+    pub fenced: watch::Sender<bool>,
+}
+
+/// [`heartbeat_loop`], and self-fencing (design doc, "Health and
+/// self-fencing"): once registered, if no heartbeat has been confirmed
+/// within `fence.after_ms` of the last confirmed one being sent, the
+/// instance may already be dead to the registry, and others may act on
+/// that; it says so on `fence.fenced` and stops. A failed heartbeat is
+/// retried within a second, so one lost write does not cost a fence.
+pub async fn heartbeat_and_fence<S: Store, C: Clock>(
+    me: InstanceId,
+    cfg: FleetConfig,
+    store: Arc<S>,
+    clock: Arc<C>,
+    obs: Arc<dyn Observer>,
     mut stop: watch::Receiver<bool>,
+    fence: Option<SelfFence>,
 ) {
     let mut registered = false;
+    // Local send time of the last heartbeat the store confirmed.
+    let mut confirmed_sent: Millis = 0;
+    // No deadline before registration: nobody can hold us dead yet.
+    let fence_at = |registered: bool, sent: Millis| match &fence {
+        Some(f) if registered => Some(sent.saturating_add(f.after_ms)),
+        _ => None,
+    };
+    let until = |at: Option<Millis>| {
+        let clock = clock.clone();
+        async move {
+            match at {
+                Some(at) => sleep_until(&*clock, at).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let fenced = |why: String| {
+        if let Some(f) = &fence {
+            obs.observe(CoreEvent::Fenced { reason: why });
+            let _ = f.fenced.send(true);
+        }
+    };
     loop {
         let req = if registered { StoreRequest::HeartbeatInstance { id: me } } else { StoreRequest::RegisterInstance { id: me } };
-        match timeout(&*clock, ms(cfg.call_timeout_ms), store.call(req)).await {
-            Ok(Ok(StoreReply::Done)) => registered = true,
-            Ok(Ok(other)) => obs.observe(CoreEvent::HeartbeatFailed { error: format!("unexpected reply {other:?}") }),
-            Ok(Err(e)) => obs.observe(CoreEvent::HeartbeatFailed { error: e.to_string() }),
-            Err(_) => obs.observe(CoreEvent::HeartbeatFailed { error: "timed out".into() }),
+        let sent = clock.now();
+        let deadline = fence_at(registered, confirmed_sent);
+        let call = timeout(&*clock, ms(cfg.call_timeout_ms), store.call(req));
+        let res = tokio::select! {
+            biased;
+            _ = stop_requested(&mut stop) => return,
+            _ = until(deadline) => return fenced(format!("no heartbeat confirmed since {confirmed_sent}")),
+            r = call => r,
+        };
+        let ok = match res {
+            Ok(Ok(StoreReply::Done)) => true,
+            Ok(Ok(other)) => {
+                obs.observe(CoreEvent::HeartbeatFailed { error: format!("unexpected reply {other:?}") });
+                false
+            }
+            Ok(Err(e)) => {
+                obs.observe(CoreEvent::HeartbeatFailed { error: e.to_string() });
+                false
+            }
+            Err(_) => {
+                obs.observe(CoreEvent::HeartbeatFailed { error: "timed out".into() });
+                false
+            }
+        };
+        if ok {
+            registered = true;
+            confirmed_sent = sent;
         }
-        // Until registered, retry soon: nothing may be spawned before.
-        let wait = if registered { cfg.heartbeat_ms } else { cfg.heartbeat_ms.min(1_000) };
+        // Until registered, or after a failure, retry soon.
+        let wait = if ok { cfg.heartbeat_ms } else { cfg.heartbeat_ms.min(1_000) };
+        let deadline = fence_at(registered, confirmed_sent);
         tokio::select! {
             biased;
             _ = stop_requested(&mut stop) => return,
+            _ = until(deadline) => return fenced(format!("no heartbeat confirmed since {confirmed_sent}")),
             _ = clock.sleep(ms(wait)) => {}
         }
     }

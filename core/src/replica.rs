@@ -8,7 +8,7 @@ use crate::lease::{AllOf, LeaseCoordinator, LeaderWork};
 use crate::mutants::{Mutant, Mutants};
 use crate::observe::{CoreEvent, Observer};
 use crate::reconciler::Reconciler;
-use crate::registry::heartbeat_loop;
+use crate::registry::{heartbeat_and_fence, SelfFence};
 use crate::store::Store;
 use crate::worker::{Janitor, Pool, Reapers, Sessions};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +23,9 @@ pub struct Replica {
     mutants: Mutants,
     obs: Arc<dyn Observer>,
     shutdown_tx: watch::Sender<bool>,
+    /// Stops the heartbeat, at the very end of a shutdown.
+    exit_tx: watch::Sender<bool>,
+    fenced: watch::Receiver<bool>,
     /// `None` once shut down.
     coordinator: Option<tokio::task::JoinHandle<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -111,8 +114,14 @@ impl Replica {
         );
         let is_leader = coordinator.is_leader_metric();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        // The heartbeat goes on until the process exits: a replica still
+        // shutting down is alive, and must not be taken for dead.
+        let (exit_tx, exit_rx) = watch::channel(false);
+        let (fenced_tx, fenced) = watch::channel(false);
+        let fence =
+            config.fleet.self_fence.then(|| SelfFence { after_ms: config.self_fence_after_ms(), fenced: fenced_tx });
         let background = vec![
-            tokio::spawn(heartbeat_loop(instance, config.fleet.clone(), store, clock, obs.clone(), shutdown_rx.clone())),
+            tokio::spawn(heartbeat_and_fence(instance, config.fleet.clone(), store, clock, obs.clone(), exit_rx, fence)),
             tokio::spawn(reapers.clone().upkeep_loop(shutdown_rx.clone())),
         ];
         let coordinator = tokio::spawn(coordinator.run(shutdown_rx));
@@ -122,6 +131,8 @@ impl Replica {
             mutants: config.mutants,
             obs,
             shutdown_tx,
+            exit_tx,
+            fenced,
             coordinator: Some(coordinator),
             background,
             is_leader,
@@ -149,6 +160,25 @@ impl Replica {
         }
     }
 
+    /// Resolves once this instance has fenced itself (design doc, "Health
+    /// and self-fencing"): it could not confirm its heartbeat in time, so
+    /// the registry may hold it dead and others may take what it owns. Its
+    /// host must stop it at once (no more writes as this instance) and start
+    /// a new instance. Never resolves otherwise.
+    pub fn fenced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.fenced.clone();
+        async move {
+            loop {
+                if *rx.borrow_and_update() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
     /// Client sessions, served by this replica's worker pool.
     pub fn sessions(&self) -> Arc<dyn Sessions> {
         self.sessions.clone()
@@ -169,6 +199,7 @@ impl Replica {
         }
         // With the mutant, the caller exits while the coordinator is still
         // stopping: its release dies with the process.
+        let _ = self.exit_tx.send(true);
         self.obs.observe(CoreEvent::ShutdownDone);
     }
 }

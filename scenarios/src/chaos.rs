@@ -40,5 +40,7 @@ pub static SCENARIO: Named = Named {
         let f = &mut opts.faults;
         f.lease_outage_per_min = rate(rng, 0.8);
         f.lease_outage_ms = (10_000, rng.gen_range(20_000..90_000));
+        f.delete_refusal_per_min = rate(rng, 0.8);
+        f.delete_refusal_ms = (10_000, rng.gen_range(20_000..120_000));
     },
 };

@@ -45,6 +45,7 @@ impl Scenario for Named {
     fn options(&self, rng: &mut ChaCha8Rng) -> RunOptions {
         let mut opts = if self.fleet { world::fleet(rng) } else { world::base(rng) };
         (self.tune)(&mut opts, rng);
+        world::settle_bounds(&mut opts);
         opts
     }
     fn plan(&self, opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
@@ -90,5 +91,6 @@ pub fn home_of(m: Mutant) -> &'static Named {
         Mutant::TornEpochRead => &idle_churn::SCENARIO,
         Mutant::OrphansNotReapedByFallback => &rollout_orphans::SCENARIO,
         Mutant::ReaperKillsLiveActivation => &long_activation::SCENARIO,
+        Mutant::JanitorStopsAtFirstError => &spawn_faults::SCENARIO,
     }
 }

@@ -19,6 +19,10 @@ pub static SCENARIO: Named = Named {
         f.crash_after_secret_per_min = rng.gen_range(0.2..1.5);
         f.crash_in_activation_per_min = rng.gen_range(0.0..1.0);
         f.duration_ms = (2_000, rng.gen_range(5_000..30_000));
+        // A pod the cluster will not delete for minutes (field report 003:
+        // a janitor pass that fails must not stop the others).
+        f.delete_refusal_per_min = rng.gen_range(0.2..1.5);
+        f.delete_refusal_ms = (30_000, rng.gen_range(60_000..180_000));
         opts.workload.clients = rng.gen_range(3..=8);
     },
 };

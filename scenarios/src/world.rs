@@ -3,7 +3,7 @@
 //! faults (swarm testing: each seed gets its own mix).
 
 use haywire_core::ReplicaConfig;
-use haywire_sim::{ClockSpec, Fault, FaultPlan, FaultRates, RunOptions, StoreKind, Target, Workload};
+use haywire_sim::{Bounds, ClockSpec, Fault, FaultPlan, FaultRates, RunOptions, StoreKind, Target, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -33,6 +33,25 @@ pub fn base(rng: &mut ChaCha8Rng) -> RunOptions {
         initial_replicas: replicas,
         workload: Workload::default(),
         pod_start_ms: (500, 3_000),
+        bounds: Bounds { rpc_slack_ms: 0, health_check_ms: 0 },
+    }
+}
+
+/// What a client waits beyond the slowest pod start for its answer: the
+/// spawn's own calls (slot, row, secret, pod, activation writes), each
+/// bounded by a call timeout.
+const PATIENCE_SLACK_MS: u64 = 30_000;
+
+/// The bounds the oracle judges a world by, once its scenario has tuned
+/// it: the RPC slack from its call timeout and latency, and client patience
+/// from its slowest pod start. The quiet period is stretched to outlast
+/// patience, so every request is answered or judged before the run ends.
+pub fn settle_bounds(opts: &mut RunOptions) {
+    let f = &opts.replica.fleet;
+    opts.bounds.rpc_slack_ms = 1_000 + 2 * f.call_timeout_ms + 8 * opts.latency_ms.1 + opts.replica.lease.max_pause_ms;
+    if opts.workload.clients > 0 {
+        opts.workload.patience_ms = opts.pod_start_ms.1 + PATIENCE_SLACK_MS;
+        opts.quiet_ms = opts.quiet_ms.max(opts.workload.patience_ms + PATIENCE_SLACK_MS);
     }
 }
 
@@ -48,7 +67,8 @@ pub fn fleet(rng: &mut ChaCha8Rng) -> RunOptions {
         think_ms: rng.gen_range(1_000..=10_000),
         session_ms: (500, rng.gen_range(2_000..=40_000)),
         orgs: rng.gen_range(1..=3),
-        patience_ms: f.activation_timeout_ms + 30_000,
+        // Set by `settle_bounds` once the scenario has tuned the world.
+        patience_ms: 0,
     };
     opts.fault_phase_ms = rng.gen_range(120_000..=200_000);
     // Sessions in flight end, then TTL, dead threshold and two reap passes.
@@ -175,6 +195,12 @@ pub fn plan(opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
         let (d, extra_ms) = (range(rng, f.duration_ms), range(rng, f.cluster_slow_ms));
         if let Some(ms) = fit(at, d) {
             plan.push(at, Fault::ClusterSlow { extra_ms, ms });
+        }
+    }
+    for at in arrivals(rng, f.delete_refusal_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.delete_refusal_ms);
+        if let Some(ms) = fit(at, d) {
+            plan.push(at, Fault::DeleteRefusal { ms });
         }
     }
     for at in arrivals(rng, f.crash_after_secret_per_min, WARMUP_MS, end) {

@@ -21,9 +21,9 @@ pub async fn serve(world: Arc<World>) {
         Ok(ep) => ep,
         Err(e) => panic!("cluster node cannot bind {addr}: {e}"),
     };
-    rpc::serve(ep, CLUSTER_TAG, move |from, replica, req: ClusterRequest| {
+    rpc::serve(ep, CLUSTER_TAG, move |sender: rpc::Sender, req: ClusterRequest| {
         let world = world.clone();
-        async move { handle(&world, from, replica, req).await }
+        async move { handle(&world, sender, req).await }
     })
     .await
 }
@@ -34,14 +34,19 @@ fn record(world: &World, kind: EventKind) {
 
 /// Apply one request through the fault layer. `None`: no reply (the caller
 /// was crashed by a trap).
-async fn handle(world: &World, from: u64, replica: usize, req: ClusterRequest) -> Option<Reply> {
-    let slow = world.lock().cluster_faults.slow_ms;
-    if slow > 0 {
-        madsim::time::sleep(Duration::from_millis(slow)).await;
-    }
+async fn handle(world: &World, sender: rpc::Sender, req: ClusterRequest) -> Option<Reply> {
+    let rpc::Sender { from, replica, gated } = sender;
     let (result, trap_fires) = {
         let mut g = world.lock();
         let now = g.origin.elapsed().as_millis() as u64;
+        if let ClusterRequest::DeletePod { name } = &req {
+            if g.cluster_faults.refused.contains(name) {
+                drop(g);
+                let error = "injected: delete refused".to_string();
+                record(world, EventKind::ClusterFailed { from, op: req.op().into(), error: error.clone() });
+                return Some(Err(ClusterError::Failed(error)));
+            }
+        }
         if let ClusterRequest::CreatePod { .. } = req {
             let pct = g.cluster_faults.pod_fail_pct;
             if pct > 0 && g.rng.gen_range(0..100) < pct {
@@ -65,18 +70,30 @@ async fn handle(world: &World, from: u64, replica: usize, req: ClusterRequest) -
         (result, trap && replica < g.slots.len())
     };
     match (&req, &result) {
-        (ClusterRequest::CreateSecret { name, .. }, Ok(_)) => record(world, EventKind::SecretCreated { from, name: name.clone() }),
-        (ClusterRequest::DeleteSecret { name }, Ok(_)) => record(world, EventKind::SecretDeleted { from, name: name.clone() }),
+        (ClusterRequest::CreateSecret { name, .. }, Ok(_)) => {
+            record(world, EventKind::SecretCreated { from, name: name.clone(), gated })
+        }
+        (ClusterRequest::DeleteSecret { name }, Ok(_)) => {
+            record(world, EventKind::SecretDeleted { from, name: name.clone(), gated })
+        }
         (ClusterRequest::CreatePod { name, .. }, Ok(_)) => {
             let start_ms = world.lock().cluster.start_delay(name).unwrap_or(0);
             record(world, EventKind::PodCreated { from, name: name.clone(), start_ms });
         }
-        (ClusterRequest::DeletePod { name }, Ok(_)) => record(world, EventKind::PodDeleted { from, name: name.clone() }),
+        (ClusterRequest::DeletePod { name }, Ok(_)) => {
+            record(world, EventKind::PodDeleted { from, name: name.clone(), gated })
+        }
         _ => {}
     }
     if trap_fires {
         crash_requester(world, replica);
         return None;
+    }
+    // A slow API answers late; what it did, it did on arrival (so a call
+    // the caller gave up on is still done, but never later than sent).
+    let slow = world.lock().cluster_faults.slow_ms;
+    if slow > 0 {
+        madsim::time::sleep(Duration::from_millis(slow)).await;
     }
     Some(result)
 }

@@ -42,8 +42,12 @@ pub enum Fault {
     PodFailures { pct: u32, ms: u64 },
     /// A running pod (chosen when it fires) dies.
     PodDeath,
-    /// The cluster API answers `extra_ms` late.
+    /// The cluster API answers `extra_ms` late (what it does, it does on
+    /// arrival).
     ClusterSlow { extra_ms: u64, ms: u64 },
+    /// The cluster refuses to delete one pod (chosen when it fires) for
+    /// `ms`: the pod stays, every delete of it fails.
+    DeleteRefusal { ms: u64 },
     /// The next replica to create a secret crashes before creating its pod;
     /// it restarts after `down_ms`. Gives up after `wait_ms` with no spawn.
     CrashAfterSecret { down_ms: u64, wait_ms: u64 },

@@ -89,7 +89,7 @@ impl Injector {
                 self.world.lock().slots[i].instance = None;
                 self.record(EventKind::Crash { target: name.clone() });
                 sleep_ms(down_ms).await;
-                self.restart(i).await;
+                self.restart(i);
             }
             Fault::Shutdown { target, down_ms } => {
                 let i = self.resolve(target);
@@ -217,6 +217,31 @@ impl Injector {
                     self.record(EventKind::PodDied { name });
                 }
             }
+            Fault::DeleteRefusal { ms } => {
+                let refused = {
+                    let mut g = self.world.lock();
+                    let now = g.origin.elapsed().as_millis() as u64;
+                    let pods: Vec<String> = g
+                        .cluster
+                        .pods(now)
+                        .into_iter()
+                        .map(|p| p.name)
+                        .filter(|n| !g.cluster_faults.refused.contains(n))
+                        .collect();
+                    if pods.is_empty() {
+                        None
+                    } else {
+                        let name = pods[g.rng.gen_range(0..pods.len())].clone();
+                        g.cluster_faults.refused.insert(name.clone());
+                        Some(name)
+                    }
+                };
+                let Some(name) = refused else { return };
+                self.record(EventKind::DeleteRefused { name: name.clone(), ms });
+                sleep_ms(ms).await;
+                self.world.lock().cluster_faults.refused.remove(&name);
+                self.record(EventKind::DeleteRefusalHealed { name });
+            }
             Fault::CrashAfterSecret { down_ms, wait_ms } => self.trap(Trap::AfterSecret, down_ms, wait_ms).await,
             Fault::CrashInActivation { down_ms, wait_ms } => self.trap(Trap::InActivation, down_ms, wait_ms).await,
             Fault::ScaleDown { target } => {
@@ -238,7 +263,7 @@ impl Injector {
                     let name = self.world.lock().slots[i].name.clone();
                     self.world.lock().slots[i].enabled = true;
                     self.record(EventKind::ScaleUp { target: name });
-                    self.restart(i).await;
+                    self.restart(i);
                 }
             }
         }
@@ -249,11 +274,12 @@ impl Injector {
     async fn trap(&self, trap: Trap, down_ms: u64, wait_ms: u64) {
         {
             let mut g = self.world.lock();
-            if g.cluster_faults.trap.is_some() {
+            // One trap at a time: a trap sprung but not yet seen by its task
+            // still owes that replica its restart.
+            if g.cluster_faults.trap.is_some() || g.cluster_faults.trapped.is_some() {
                 return;
             }
             g.cluster_faults.trap = Some(trap);
-            g.cluster_faults.trapped = None;
         }
         let mut waited = 0;
         let sprung = loop {
@@ -271,7 +297,7 @@ impl Injector {
             return;
         };
         sleep_ms(down_ms).await;
-        self.restart(i).await;
+        self.restart(i);
     }
 
     /// Enter (`on`) or leave a nested fault on replica `i`; true when this
@@ -293,7 +319,7 @@ impl Injector {
         let (_, node, up) = self.slot_info(i);
         if up && self.shutdown(i, node).await {
             sleep_ms(down_ms).await;
-            self.restart(i).await;
+            self.restart(i);
         }
     }
 
@@ -318,7 +344,23 @@ impl Injector {
         true
     }
 
-    async fn restart(&self, i: usize) {
+    /// Start again the fenced replicas whose restart delay is over (called
+    /// on every tick). One that another fault already brought back, or that
+    /// was scaled down meanwhile, is left as it is.
+    pub fn restart_fenced(&self) {
+        let due: Vec<usize> = {
+            let mut g = self.world.lock();
+            let now = g.origin.elapsed().as_micros() as u64;
+            let (due, later): (Vec<_>, Vec<_>) = g.fenced_restarts.iter().partition(|(_, at)| *at <= now);
+            g.fenced_restarts = later;
+            due.into_iter().map(|(i, _)| i).filter(|&i| g.slots[i].instance.is_none()).collect()
+        };
+        for i in due {
+            self.restart(i);
+        }
+    }
+
+    fn restart(&self, i: usize) {
         let (name, node, up) = self.slot_info(i);
         if !self.world.lock().slots[i].enabled {
             // Scaled down while this restart waited: it stays down.

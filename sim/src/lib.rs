@@ -27,7 +27,7 @@ pub mod sweep;
 pub mod world;
 
 pub use faults::{Fault, FaultPlan, PlannedFault, Target};
-pub use options::{ClockSpec, FaultRates, RunOptions, StoreKind, Workload};
+pub use options::{Bounds, ClockSpec, FaultRates, RunOptions, StoreKind, Workload};
 pub use oracle::Violation;
 pub use report::replay_command;
 pub use runner::{expand, run, run_with_plan, Outcome, RunConfig, Stats};

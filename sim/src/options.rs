@@ -105,6 +105,12 @@ pub struct FaultRates {
     pub lease_outage_per_min: f64,
     #[serde(default)]
     pub lease_outage_ms: (u64, u64),
+    /// Windows of `delete_refusal_ms` in which the cluster refuses to
+    /// delete one pod.
+    #[serde(default)]
+    pub delete_refusal_per_min: f64,
+    #[serde(default)]
+    pub delete_refusal_ms: (u64, u64),
 }
 
 /// Clients opening and closing sessions across replicas.
@@ -120,6 +126,20 @@ pub struct Workload {
     pub orgs: u32,
     /// How long a client waits for a worker before giving up.
     pub patience_ms: u64,
+}
+
+/// Bounds the oracle allows beyond the replicas' own timings (design doc,
+/// "The oracle"). Stated in the options record so a reader sees every bound
+/// a run was judged by.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Time a reap pass's own calls may take on top of its interval
+    /// (lists, claims, network latency, a pause within bounds).
+    pub rpc_slack_ms: u64,
+    /// Longest from a pod failing or vanishing to its worker no longer being
+    /// handed to new sessions (the health check's bound); 0: the run has no
+    /// health check, so the bound is the run's length.
+    pub health_check_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,6 +165,8 @@ pub struct RunOptions {
     /// Range of pod start times (activation waits for the pod to run).
     #[serde(default)]
     pub pod_start_ms: (u64, u64),
+    #[serde(default)]
+    pub bounds: Bounds,
 }
 
 impl RunOptions {
@@ -179,6 +201,13 @@ impl RunOptions {
         }
         if w.clients > 0 && (w.orgs == 0 || w.session_ms.0 > w.session_ms.1 || w.patience_ms == 0) {
             return Err(format!("bad workload {w:?}"));
+        }
+        if w.clients > 0 && w.patience_ms >= self.quiet_ms {
+            return Err(format!(
+                "client patience {}ms must be shorter than the quiet period {}ms, so every request is answered before \
+                 the run ends",
+                w.patience_ms, self.quiet_ms
+            ));
         }
         if self.pod_start_ms.0 > self.pod_start_ms.1 {
             return Err(format!("bad pod start range {:?}", self.pod_start_ms));

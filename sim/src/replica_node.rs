@@ -7,7 +7,7 @@ use crate::remote_cluster::RemoteCluster;
 use crate::remote_store::RemoteStore;
 use crate::rpc::{self, Caller, SESSION_PORT, SESSION_TAG};
 use crate::world::World;
-use haywire_core::lease::stop_requested;
+use haywire_core::lease::{stop_requested, BoxLoop};
 use haywire_core::{CoreEvent, InstanceId, Observer, Replica, ReplicaConfig};
 use haywire_traces::EventKind;
 use madsim::net::Endpoint;
@@ -30,8 +30,9 @@ impl Observer for TraceObserver {
             CoreEvent::SteppedDown { epoch, reason } => EventKind::SteppedDown { epoch, reason },
             CoreEvent::LeaseReleased { epoch } => EventKind::LeaseReleased { epoch },
             CoreEvent::ReleaseFailed { epoch, reason } => EventKind::ReleaseFailed { epoch, reason },
-            CoreEvent::LoopStarted { name, epoch } => EventKind::LoopStarted { name: name.into(), epoch },
-            CoreEvent::LoopStopped { name, epoch } => EventKind::LoopStopped { name: name.into(), epoch },
+            // The task probe below records when leader tasks really start
+            // and finish; core's own word for it would only repeat that.
+            CoreEvent::LoopStarted { .. } | CoreEvent::LoopStopped { .. } => return,
             CoreEvent::LeaderWorkStopped { epoch } => EventKind::LeaderWorkStopped { epoch },
             CoreEvent::EffectApplied { epoch, seq } => EventKind::EffectApplied { epoch, seq },
             CoreEvent::EffectRejected { epoch, reason } => EventKind::EffectRejected { epoch, reason },
@@ -39,12 +40,27 @@ impl Observer for TraceObserver {
             CoreEvent::ShutdownBegan => EventKind::ShutdownBegan,
             CoreEvent::ShutdownDone => EventKind::ShutdownDone,
             CoreEvent::HeartbeatFailed { error } => EventKind::HeartbeatFailed { error },
+            CoreEvent::Fenced { reason } => EventKind::Fenced { reason },
             CoreEvent::SpawnFailed { worker, reason } => EventKind::SpawnFailed { worker, reason },
             CoreEvent::ReapFailed { reaper, pass, error } => {
                 EventKind::ReapFailed { reaper: reaper.into(), pass: pass.into(), error }
             }
         };
         self.world.record(&self.node, Some(self.inst), kind);
+    }
+
+    /// The task probe: wraps each leader-gated task so that the trace shows
+    /// when it really runs (first polled) and really finishes (returned),
+    /// and so that every call it makes is marked as leader-gated for its
+    /// epoch (see [`rpc::LEADER_TASK`]). A task that dies with its process
+    /// records nothing: the injector's crash or exit closes it.
+    fn leader_task(&self, name: &'static str, epoch: u64, task: BoxLoop) -> BoxLoop {
+        let (world, node, inst) = (self.world.clone(), self.node.clone(), self.inst);
+        Box::pin(async move {
+            world.record(&node, Some(inst), EventKind::LoopStarted { name: name.into(), epoch });
+            rpc::LEADER_TASK.scope(epoch, task).await;
+            world.record(&node, Some(inst), EventKind::LoopStopped { name: name.into(), epoch });
+        })
     }
 }
 
@@ -91,7 +107,7 @@ pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
         Ok(ep) => ep,
         Err(e) => panic!("replica {name} cannot bind its session port: {e}"),
     };
-    madsim::task::spawn(rpc::serve(server, SESSION_TAG, move |_, _, req: SessionRequest| {
+    madsim::task::spawn(rpc::serve(server, SESSION_TAG, move |_, req: SessionRequest| {
         let sessions = sessions.clone();
         async move {
             let reply: SessionReply = match req {
@@ -103,8 +119,22 @@ pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
             Some(reply)
         }
     }));
-    stop_requested(&mut rx).await;
-    replica.shutdown().await;
+    // A fenced instance is stopped at once, running or shutting down: it
+    // may already be dead to the registry.
+    let fenced = replica.fenced();
+    let graceful = async {
+        stop_requested(&mut rx).await;
+        replica.shutdown().await;
+    };
+    tokio::select! {
+        biased;
+        _ = fenced => {
+            world.fenced(slot);
+            madsim::runtime::Handle::current().kill(madsim::plugin::node());
+            return;
+        }
+        _ = graceful => {}
+    }
     // Process exit: nothing of this incarnation runs past this point.
     {
         let mut g = world.lock();

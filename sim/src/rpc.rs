@@ -16,14 +16,34 @@ pub const SESSION_TAG: u64 = 3;
 /// Port replicas serve client sessions on.
 pub const SESSION_PORT: u16 = 7000;
 
-/// A request on the wire, with who sent it.
-pub struct Envelope<R> {
-    pub reply_tag: u64,
+/// Who sent a request, as the simulator (not the sender) knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sender {
     /// Instance of the sender (0 for clients).
     pub from: u64,
     /// Replica index of the sender (usize::MAX for clients).
     pub replica: usize,
+    /// The lease epoch of the leader-gated task that made the call, if a
+    /// leader-gated task made it (seen by the task probe).
+    pub gated: Option<u64>,
+}
+
+/// A request on the wire, with who sent it.
+pub struct Envelope<R> {
+    pub reply_tag: u64,
+    pub sender: Sender,
     pub req: R,
+}
+
+tokio::task_local! {
+    /// Set by the task probe around every leader-gated task of a replica:
+    /// the epoch it runs for.
+    pub static LEADER_TASK: u64;
+}
+
+/// The epoch of the leader-gated task running now, if any.
+pub fn current_leader_task() -> Option<u64> {
+    LEADER_TASK.try_with(|e| *e).ok()
 }
 
 /// The calling side of one connection.
@@ -46,7 +66,8 @@ impl Caller {
         Rep: Any + Send + Sync,
     {
         let reply_tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-        let env = Envelope { reply_tag, from: self.from, replica: self.replica, req };
+        let sender = Sender { from: self.from, replica: self.replica, gated: current_leader_task() };
+        let env = Envelope { reply_tag, sender, req };
         self.ep.send_to_raw(to, tag, Box::new(env)).await.map_err(|e| e.to_string())?;
         let (payload, _) = self.ep.recv_from_raw(reply_tag).await.map_err(|e| e.to_string())?;
         payload.downcast::<Rep>().map(|b| *b).map_err(|_| "reply of unexpected type".to_string())
@@ -59,14 +80,14 @@ pub async fn serve<Req, Rep, F, Fut>(ep: Endpoint, tag: u64, handler: F)
 where
     Req: Any + Send + Sync,
     Rep: Any + Send + Sync,
-    F: Fn(u64, usize, Req) -> Fut,
+    F: Fn(Sender, Req) -> Fut,
     Fut: std::future::Future<Output = Option<Rep>> + Send + 'static,
 {
     loop {
         let Ok((payload, from_addr)) = ep.recv_from_raw(tag).await else { continue };
         let Ok(env) = payload.downcast::<Envelope<Req>>() else { continue };
-        let Envelope { reply_tag, from, replica, req } = *env;
-        let reply = handler(from, replica, req);
+        let Envelope { reply_tag, sender, req } = *env;
+        let reply = handler(sender, req);
         let ep = ep.clone();
         madsim::task::spawn(async move {
             if let Some(rep) = reply.await {

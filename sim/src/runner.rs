@@ -96,10 +96,18 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
             reap_us: real(f.reap_interval_ms),
             dead_after_us: real(f.dead_after_ms + f.heartbeat_ms),
             dead_threshold_us: f.dead_after_ms * 1000,
+            heartbeat_us: real(f.heartbeat_ms),
+            orphan_min_age_us: f.orphan_min_age_ms * 1000,
+            max_pause_us: l.max_pause_ms * 1000,
+            drift_beyond: opts.clocks.iter().map(|c| c.drift_ppm.unsigned_abs() > l.max_drift_ppm).collect(),
             stale_spawn_us: f.stale_spawn_ms * 1000,
             min_hot_idle: f.min_hot_idle,
-            slack_us: 2_000_000 + 8 * f.call_timeout_ms * 1000,
+            slack_us: opts.bounds.rpc_slack_ms * 1000,
             quick_us: 4 * f.call_timeout_ms * 1000 + 8 * opts.latency_ms.1 * 1000,
+            health_bound_us: match opts.bounds.health_check_ms {
+                0 => (opts.fault_phase_ms + opts.quiet_ms) * 1000,
+                ms => ms * 1000,
+            },
         },
     }
 }
@@ -248,13 +256,16 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
     }
 
     let w = world.clone();
+    let injector = Injector::new(world.clone(), opts);
+    let supervisor = injector.clone();
     let ticker = madsim::task::spawn(async move {
         loop {
             madsim::time::sleep(Duration::from_millis(100)).await;
             w.tick();
+            supervisor.restart_fenced();
         }
     });
-    let injector = Injector::new(world.clone(), opts).run(plan);
+    let injector = injector.run(plan);
     let fault_phase = Duration::from_millis(opts.fault_phase_ms);
     let quiet = Duration::from_millis(opts.quiet_ms);
     // The quiet period starts when the fault phase is over *and* every
@@ -283,7 +294,7 @@ fn stats(trace: &Trace, faults: usize) -> Stats {
             EventKind::LeaseAcquired { .. } => s.acquisitions += 1,
             EventKind::EffectWrite { applied: true, .. } => s.effects += 1,
             EventKind::SessionRequested { .. } => s.sessions += 1,
-            EventKind::WorkerWrite { applied: true, ref op, .. } if op == "insert" => s.workers += 1,
+            EventKind::WorkerWrite { applied: true, op: haywire_traces::WorkerOp::Insert, .. } => s.workers += 1,
             _ => {}
         }
     }

@@ -74,7 +74,7 @@ fn halve(f: &mut Fault) -> bool {
             h(ms)
         }
         Fault::StoreSlow { extra_ms, ms, .. } => h(extra_ms) | h(ms),
-        Fault::StoreFaults { ms, .. } | Fault::PodFailures { ms, .. } => h(ms),
+        Fault::StoreFaults { ms, .. } | Fault::PodFailures { ms, .. } | Fault::DeleteRefusal { ms } => h(ms),
         Fault::ClusterSlow { extra_ms, ms } => h(extra_ms) | h(ms),
         Fault::CrashAfterSecret { down_ms, .. } | Fault::CrashInActivation { down_ms, .. } => h(down_ms),
         Fault::PodDeath | Fault::ScaleDown { .. } | Fault::ScaleUp => false,

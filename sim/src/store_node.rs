@@ -5,7 +5,7 @@
 use crate::world::World;
 use haywire_core::store::{StoreError, StoreReply, StoreRequest};
 use haywire_core::InstanceId;
-use haywire_traces::{EventKind, LeaseState, WorkerState};
+use haywire_traces::{EventKind, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
 use crate::rpc::{self, STORE_TAG};
 use madsim::net::Endpoint;
 use std::sync::Arc;
@@ -20,9 +20,9 @@ pub async fn serve(world: Arc<World>) {
         Ok(ep) => ep,
         Err(e) => panic!("store node cannot bind {addr}: {e}"),
     };
-    rpc::serve(ep, STORE_TAG, move |from, replica, req: StoreRequest| {
+    rpc::serve(ep, STORE_TAG, move |sender: rpc::Sender, req: StoreRequest| {
         let world = world.clone();
-        async move { handle(&world, (InstanceId(from), replica), req).await }
+        async move { handle(&world, (InstanceId(sender.from), sender.replica), req).await }
     })
     .await
 }
@@ -72,9 +72,37 @@ fn lease_state(r: &haywire_core::store::LeaseRecord) -> LeaseState {
     LeaseState { holder: r.holder.map(|h| h.0), epoch: r.epoch, expires_at_ms: r.expires_at, version: r.version }
 }
 
-fn worker_state(w: &haywire_core::store::WorkerRecord) -> WorkerState {
-    WorkerState {
-        state: w.state.name().to_string(),
+/// Core's lifecycle state as the trace names it (a match, so a state added
+/// to core without a trace name fails the build).
+pub fn lifecycle(s: haywire_core::worker::WorkerState) -> Lifecycle {
+    use haywire_core::worker::WorkerState as W;
+    match s {
+        W::Spawning => Lifecycle::Spawning,
+        W::Activating => Lifecycle::Activating,
+        W::Hot => Lifecycle::Hot,
+        W::HotIdle => Lifecycle::HotIdle,
+        W::Draining => Lifecycle::Draining,
+        W::Retired => Lifecycle::Retired,
+        W::Lost => Lifecycle::Lost,
+    }
+}
+
+fn slot_reply(r: &haywire_core::store::SlotResult) -> SlotReply {
+    use haywire_core::store::SlotResult as R;
+    match r {
+        R::Reserved => SlotReply::Reserved,
+        R::OrgCap => SlotReply::OrgCap,
+        R::GlobalCap => SlotReply::GlobalCap,
+        R::Exists => SlotReply::Exists,
+        R::Freed => SlotReply::Freed,
+        R::NotFound => SlotReply::NotFound,
+        R::Fenced => SlotReply::Fenced,
+    }
+}
+
+fn worker_state(w: &haywire_core::store::WorkerRecord) -> WorkerRow {
+    WorkerRow {
+        state: lifecycle(w.state),
         org: w.org.clone(),
         owner: w.owner.0,
         epoch: w.owner_epoch,
@@ -94,19 +122,19 @@ fn describe(from: InstanceId, req: &StoreRequest, result: &Reply, reply_lost: bo
         (StoreRequest::RegisterInstance { .. }, Ok(_)) => EventKind::InstanceRegistered { from },
         (StoreRequest::ReserveSlot { worker, org, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
             from,
-            op: "reserve".into(),
+            op: SlotOp::Reserve,
             worker: worker.clone(),
             org: Some(org.clone()),
-            result: format!("{r:?}"),
+            result: slot_reply(r),
             fence,
             reply_lost,
         },
         (StoreRequest::FreeSlot { worker, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
             from,
-            op: "free".into(),
+            op: SlotOp::Free,
             worker: worker.clone(),
             org: None,
-            result: format!("{r:?}"),
+            result: slot_reply(r),
             fence,
             reply_lost,
         },
@@ -115,16 +143,16 @@ fn describe(from: InstanceId, req: &StoreRequest, result: &Reply, reply_lost: bo
             Ok(StoreReply::Worker(r)),
         ) => {
             let (op, id, as_owner, as_epoch) = match req {
-                StoreRequest::InsertWorker { worker } => ("insert", worker.id.clone(), None, None),
-                StoreRequest::UpdateWorker { id, owner, epoch, .. } => ("update", id.clone(), Some(owner.0), Some(*epoch)),
-                StoreRequest::ClaimWorker { id, owner, epoch, .. } => ("claim", id.clone(), Some(owner.0), Some(*epoch)),
+                StoreRequest::InsertWorker { worker } => (WorkerOp::Insert, worker.id.clone(), None, None),
+                StoreRequest::UpdateWorker { id, owner, epoch, .. } => (WorkerOp::Update, id.clone(), Some(owner.0), Some(*epoch)),
+                StoreRequest::ClaimWorker { id, owner, epoch, .. } => (WorkerOp::Claim, id.clone(), Some(owner.0), Some(*epoch)),
                 _ => unreachable!("matched above"),
             };
             let (applied, reject, worker) = match r {
                 WorkerCas::Applied(w) => (true, None, Some(worker_state(w))),
                 WorkerCas::Rejected { reason, .. } => (false, Some(format!("{reason:?}")), None),
             };
-            EventKind::WorkerWrite { from, op: op.into(), id, applied, as_owner, as_epoch, fence, reject, worker, reply_lost }
+            EventKind::WorkerWrite { from, op, id, applied, as_owner, as_epoch, fence, reject, worker, reply_lost }
         }
         _ => describe_lease(from, req, result, reply_lost),
     })
@@ -136,21 +164,21 @@ fn describe_lease(from: u64, req: &StoreRequest, result: &Reply, reply_lost: boo
     match (req, result) {
         (_, Err(e)) => EventKind::StoreFailed { from, op: format!("{} ({e})", req.op()) },
         (StoreRequest::ReadLease { .. }, Ok(_)) => EventKind::StoreRead { from },
-        (StoreRequest::FencedEffect { epoch, .. }, Ok(StoreReply::Effect(r))) => match r {
-            EffectResult::Applied { seq } => {
-                EventKind::EffectWrite { from, epoch: *epoch, applied: true, seq: Some(*seq), reject: None, reply_lost }
-            }
-            EffectResult::Rejected { reason } => EventKind::EffectWrite {
-                from,
-                epoch: *epoch,
-                applied: false,
-                seq: None,
-                reject: Some(format!("{reason:?}")),
-                reply_lost,
-            },
-        },
+        (StoreRequest::FencedEffect { epoch, effect, .. }, Ok(StoreReply::Effect(r))) => {
+            let (applied, seq, reject) = match r {
+                EffectResult::Applied { seq } => (true, Some(*seq), None),
+                EffectResult::Rejected { reason } => (false, None, Some(format!("{reason:?}"))),
+                EffectResult::Duplicate { seq } => (false, Some(*seq), Some("Duplicate".to_string())),
+            };
+            EventKind::EffectWrite { from, epoch: *epoch, key: effect.clone(), applied, seq, reject, reply_lost }
+        }
         (_, Ok(StoreReply::Cas(r))) => {
-            let op = req.op().trim_end_matches("_lease").to_string();
+            let op = match req {
+                StoreRequest::AcquireLease { .. } => LeaseOp::Acquire,
+                StoreRequest::RenewLease { .. } => LeaseOp::Renew,
+                StoreRequest::ReleaseLease { .. } => LeaseOp::Release,
+                _ => return EventKind::StoreFailed { from, op: format!("{} (mismatched reply {r:?})", req.op()) },
+            };
             match r {
                 CasResult::Applied(rec) => EventKind::LeaseWrite {
                     from,

@@ -19,6 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use haywire_core::signal as watch;
 use tokio::sync::Notify;
 
+/// How long a fenced replica stays down before it starts as a new instance
+/// (a supervisor's restart delay).
+pub const FENCED_RESTART_MS: u64 = 1_000;
+
 /// One replica machine (a madsim node that restarts as new instances).
 pub struct Slot {
     pub name: String,
@@ -63,6 +67,8 @@ pub struct ClusterFaultState {
     pub trap: Option<Trap>,
     /// The replica a trap crashed, for the injector to restart.
     pub trapped: Option<usize>,
+    /// Pods the cluster refuses to delete.
+    pub refused: std::collections::BTreeSet<String>,
 }
 
 /// Store-side fault switches, set by the injector, read per request.
@@ -101,6 +107,9 @@ pub struct Inner {
     /// Draws the world's own random choices (store fault rolls, which
     /// replica a "leader" fault hits when there is none), in event order.
     pub rng: ChaCha8Rng,
+    /// Replicas whose process fenced itself, and when (µs) to start them
+    /// again as new instances.
+    pub fenced_restarts: Vec<(usize, u64)>,
 }
 
 pub struct World {
@@ -145,6 +154,7 @@ impl World {
                 workload: opts.workload.clone(),
                 // A stream separate from madsim's and the plan's.
                 rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_57_0e_e5),
+                fenced_restarts: Vec::new(),
             }),
             violated: Notify::new(),
         })
@@ -223,6 +233,21 @@ impl World {
         g.slots[slot].instance = Some(id);
         g.slots[slot].exited = false;
         id
+    }
+
+    /// Replica `slot`'s process fenced itself: it is gone now (its caller
+    /// kills it right after), and restarts as a new instance after
+    /// [`FENCED_RESTART_MS`].
+    pub fn fenced(&self, slot: usize) {
+        let name = {
+            let mut g = self.lock();
+            let due = g.origin.elapsed().as_micros() as u64 + FENCED_RESTART_MS * 1000;
+            g.slots[slot].instance = None;
+            g.slots[slot].shutdown = None;
+            g.fenced_restarts.push((slot, due));
+            g.slots[slot].name.clone()
+        };
+        self.record("sim", None, EventKind::SelfFenced { target: name });
     }
 
     /// A fresh client session id.

@@ -15,10 +15,97 @@ pub struct LeaseState {
     pub version: u64,
 }
 
+/// A worker's lifecycle state as the trace names it. The trace's own copy
+/// (this crate depends on serde only): a state the schema does not know is
+/// a parse error, never a default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    Spawning,
+    Activating,
+    Hot,
+    HotIdle,
+    Draining,
+    Retired,
+    Lost,
+}
+
+impl Lifecycle {
+    pub const ALL: [Lifecycle; 7] = [
+        Lifecycle::Spawning,
+        Lifecycle::Activating,
+        Lifecycle::Hot,
+        Lifecycle::HotIdle,
+        Lifecycle::Draining,
+        Lifecycle::Retired,
+        Lifecycle::Lost,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lifecycle::Spawning => "spawning",
+            Lifecycle::Activating => "activating",
+            Lifecycle::Hot => "hot",
+            Lifecycle::HotIdle => "hot_idle",
+            Lifecycle::Draining => "draining",
+            Lifecycle::Retired => "retired",
+            Lifecycle::Lost => "lost",
+        }
+    }
+
+    /// Retired and lost workers are gone for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Lifecycle::Retired | Lifecycle::Lost)
+    }
+}
+
+impl std::fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A lease write's operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseOp {
+    Acquire,
+    Renew,
+    Release,
+}
+
+/// A worker write's operation: `claim` takes ownership and bumps the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerOp {
+    Insert,
+    Update,
+    Claim,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotOp {
+    Reserve,
+    Free,
+}
+
+/// The store's answer to a slot write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlotReply {
+    Reserved,
+    OrgCap,
+    GlobalCap,
+    Exists,
+    Freed,
+    NotFound,
+    Fenced,
+}
+
 /// A worker row as the store holds it after a write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerState {
-    pub state: String,
+pub struct WorkerRow {
+    pub state: Lifecycle,
     pub org: String,
     pub owner: u64,
     pub epoch: u64,
@@ -51,6 +138,9 @@ pub enum EventKind {
     SteppedDown { epoch: u64, reason: String },
     LeaseReleased { epoch: u64 },
     ReleaseFailed { epoch: u64, reason: String },
+    /// A leader-gated task began / actually finished running. Recorded by
+    /// the simulator's task probe around the task itself, not reported by
+    /// core: S2 judges leadership from these.
     LoopStarted { name: String, epoch: u64 },
     LoopStopped { name: String, epoch: u64 },
     LeaderWorkStopped { epoch: u64 },
@@ -67,7 +157,7 @@ pub enum EventKind {
     /// the record after it when applied.
     LeaseWrite {
         from: u64,
-        op: String,
+        op: LeaseOp,
         applied: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reject: Option<String>,
@@ -80,6 +170,9 @@ pub enum EventKind {
     EffectWrite {
         from: u64,
         epoch: u64,
+        /// The effect's idempotency key (epoch, sweep and step it belongs to).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        key: String,
         applied: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
@@ -95,7 +188,7 @@ pub enum EventKind {
     /// `fence` is the lease epoch a leader-gated write carried.
     WorkerWrite {
         from: u64,
-        op: String,
+        op: WorkerOp,
         id: String,
         applied: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,18 +200,18 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reject: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        worker: Option<WorkerState>,
+        worker: Option<WorkerRow>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         reply_lost: bool,
     },
     /// A capacity slot reserved or freed (`result` is the store's answer).
     SlotWrite {
         from: u64,
-        op: String,
+        op: SlotOp,
         worker: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         org: Option<String>,
-        result: String,
+        result: SlotReply,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fence: Option<u64>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -129,11 +222,28 @@ pub enum EventKind {
     InstanceHeartbeat { from: u64 },
 
     // --- cluster node (what the k8s-like API did) ---
-    SecretCreated { from: u64, name: String },
-    SecretDeleted { from: u64, name: String },
+    /// `gated`: the lease epoch of the leader-gated task that sent the call
+    /// (seen by the simulator's task probe; none for other tasks).
+    SecretCreated {
+        from: u64,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gated: Option<u64>,
+    },
+    SecretDeleted {
+        from: u64,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gated: Option<u64>,
+    },
     /// `start_ms`: how long the pod takes to run.
     PodCreated { from: u64, name: String, start_ms: u64 },
-    PodDeleted { from: u64, name: String },
+    PodDeleted {
+        from: u64,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gated: Option<u64>,
+    },
     /// A cluster call that failed (injected, or refused).
     ClusterFailed { from: u64, op: String, error: String },
 
@@ -151,10 +261,16 @@ pub enum EventKind {
     SpawnFailed { worker: String, reason: String },
     ReapFailed { reaper: String, pass: String, error: String },
     HeartbeatFailed { error: String },
+    /// Core's word that it fenced itself (a label: the oracle goes by the
+    /// host's `self_fenced` below).
+    Fenced { reason: String },
 
     // --- fault injector ---
     /// Process killed: memory lost, nothing released.
     Crash { target: String },
+    /// The host killed the process because core fenced itself; it starts
+    /// again as a new instance shortly after.
+    SelfFenced { target: String },
     /// Process started again (as a new instance, reported by its `started`).
     Restart { target: String },
     /// Graceful shutdown asked of a process.
@@ -190,6 +306,9 @@ pub enum EventKind {
     ClusterSlowHealed,
     /// A running pod died.
     PodDied { name: String },
+    /// The cluster refuses to delete pod `name` for `ms`.
+    DeleteRefused { name: String, ms: u64 },
+    DeleteRefusalHealed { name: String },
     /// A replica leaves for good (scale down) or joins (scale up).
     ScaleDown { target: String },
     ScaleUp { target: String },

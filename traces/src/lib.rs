@@ -10,7 +10,7 @@ mod event;
 mod trace;
 
 pub use diff::{first_divergence, Divergence};
-pub use event::{Event, EventKind, LeaseState, WorkerState};
+pub use event::{Event, EventKind, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
 pub use trace::{canonical_event, event_json, fnv1a64, Trace, TraceError, TraceHeader, FORMAT};
 
 #[cfg(test)]
@@ -36,7 +36,7 @@ mod tests {
                     inst: None,
                     kind: EventKind::LeaseWrite {
                         from: 1,
-                        op: "acquire".into(),
+                        op: LeaseOp::Acquire,
                         applied: true,
                         reject: None,
                         lease: Some(LeaseState { holder: Some(1), epoch: 1, expires_at_ms: 16_500, version: 1 }),

@@ -10,7 +10,7 @@
 //!    release the record (never the other way round);
 //! 4. go back to 1, until shutdown.
 
-use super::{stop_requested, BoxLoop, LeaderWork};
+use super::{stop_requested, BoxLoop, Horizon, LeaderWork};
 use crate::clock::{sleep_until, timeout, Clock, Millis};
 use crate::config::{ms, LeaseConfig};
 use crate::ids::InstanceId;
@@ -148,10 +148,11 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
         self.is_leader.store(true, Ordering::SeqCst);
         self.emit(CoreEvent::LeaseAcquired { epoch });
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let loops = self.spawn_loops(epoch, cancel_rx);
+        let mut deadline = held.confirmed_sent + self.cfg.renew_deadline_ms;
+        let horizon = Horizon::new(deadline);
+        let loops = self.spawn_loops(epoch, cancel_rx, horizon.clone());
 
         let rpc = ms(self.cfg.rpc_timeout_ms);
-        let mut deadline = held.confirmed_sent + self.cfg.renew_deadline_ms;
         let mut next_renew = held.confirmed_sent + self.cfg.renew_interval_ms;
         let reason = loop {
             tokio::select! {
@@ -172,6 +173,7 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
                 Ok(Ok(CasResult::Applied(rec))) => {
                     held = Held { rec, confirmed_sent: sent };
                     deadline = sent + self.cfg.renew_deadline_ms;
+                    horizon.set(deadline);
                     next_renew = sent + self.cfg.renew_interval_ms;
                     self.emit(CoreEvent::LeaseRenewed { epoch });
                 }
@@ -191,16 +193,19 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
                 }
             }
         };
+        // Nothing unfenceable goes out once leadership is over.
+        horizon.set(0);
         self.stop(held, reason, cancel_tx, loops).await
     }
 
-    fn spawn_loops(&self, epoch: u64, cancel: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        let loops: Vec<(&'static str, BoxLoop)> = self.work.loops(epoch, cancel);
+    fn spawn_loops(&self, epoch: u64, cancel: watch::Receiver<bool>, horizon: Horizon) -> Vec<tokio::task::JoinHandle<()>> {
+        let loops: Vec<(&'static str, BoxLoop)> = self.work.loops(epoch, cancel, horizon);
         loops
             .into_iter()
             .map(|(name, fut)| {
                 let obs = self.obs.clone();
                 obs.observe(CoreEvent::LoopStarted { name, epoch });
+                let fut = obs.leader_task(name, epoch, fut);
                 tokio::spawn(async move {
                     fut.await;
                     obs.observe(CoreEvent::LoopStopped { name, epoch });

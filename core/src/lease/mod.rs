@@ -8,7 +8,7 @@ mod work;
 mod tests;
 
 pub use coordinator::LeaseCoordinator;
-pub use work::{AllOf, BoxLoop, LeaderWork, NoWork};
+pub use work::{AllOf, BoxLoop, Horizon, LeaderWork, NoWork};
 
 use crate::signal as watch;
 

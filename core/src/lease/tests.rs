@@ -18,7 +18,7 @@
 //! holds for any interleaving; `MADSIM_TEST_NUM=50 cargo test -p haywire-core
 //! lease::tests` runs each case under 50 seeds.
 
-use super::{stop_requested, BoxLoop, LeaderWork, LeaseCoordinator};
+use super::{stop_requested, BoxLoop, Horizon, LeaderWork, LeaseCoordinator};
 use crate::clock::{sleep_until, Clock, Millis, SystemClock};
 use crate::cluster::{LocalCluster, MemCluster};
 use crate::config::{LeaseConfig, ReplicaConfig};
@@ -282,7 +282,7 @@ struct TestWork {
 }
 
 impl LeaderWork for TestWork {
-    fn loops(&self, epoch: u64, mut cancel: watch::Receiver<bool>) -> Vec<(&'static str, BoxLoop)> {
+    fn loops(&self, epoch: u64, mut cancel: watch::Receiver<bool>, _horizon: Horizon) -> Vec<(&'static str, BoxLoop)> {
         let (who, clock, delay, log) = (self.who, self.clock.clone(), self.exit_delay_ms, self.log.clone());
         let fut = async move {
             let push = |ev| lock(&log.0).push((clock.now(), who, ev));

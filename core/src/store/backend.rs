@@ -46,6 +46,9 @@ pub trait StoreBackend: Send {
         expected_version: u64,
         now: Millis,
     ) -> Result<CasResult, StoreError>;
+    /// Commit `effect` (its idempotency key) if `holder` holds the live
+    /// lease at `epoch`. A key that already committed answers `Duplicate`
+    /// and writes nothing, so a retry after an unknown outcome is safe.
     fn fenced_effect(
         &mut self,
         name: &str,
@@ -114,6 +117,24 @@ pub trait StoreBackend: Send {
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
+    ) -> Result<WorkerCas, StoreError> {
+        self.claim_worker_to(id, owner, epoch, from, None, new_owner, fence, now)
+    }
+    /// [`Self::claim_worker`], and with `to` given, the state moves to `to`
+    /// in the same write (BadTransition, after WrongState, if the lifecycle
+    /// forbids the step; `session` is cleared). Ends the claimed row's
+    /// `idle_since` clock only as `update_worker` would.
+    #[allow(clippy::too_many_arguments)]
+    fn claim_worker_to(
+        &mut self,
+        id: &str,
+        owner: InstanceId,
+        epoch: u64,
+        from: Option<WorkerState>,
+        to: Option<WorkerState>,
+        new_owner: InstanceId,
+        fence: Option<&LeaseFence>,
+        now: Millis,
     ) -> Result<WorkerCas, StoreError>;
     /// All workers, by id.
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError>;
@@ -152,8 +173,8 @@ pub trait StoreBackend: Send {
             StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence } => StoreReply::Worker(
                 self.update_worker(id, *owner, *epoch, *from, *to, *session, fence.as_ref(), now)?,
             ),
-            StoreRequest::ClaimWorker { id, owner, epoch, from, new_owner, fence } => {
-                StoreReply::Worker(self.claim_worker(id, *owner, *epoch, *from, *new_owner, fence.as_ref(), now)?)
+            StoreRequest::ClaimWorker { id, owner, epoch, from, to, new_owner, fence } => {
+                StoreReply::Worker(self.claim_worker_to(id, *owner, *epoch, *from, *to, *new_owner, fence.as_ref(), now)?)
             }
             StoreRequest::ListWorkers => StoreReply::Workers { now, list: self.list_workers()? },
         })

@@ -195,17 +195,18 @@ impl StoreBackend for FileStore {
     ) -> Result<WorkerCas, StoreError> {
         self.store.update_worker(id, owner, epoch, from, to, session, fence, now)
     }
-    fn claim_worker(
+    fn claim_worker_to(
         &mut self,
         id: &str,
         owner: InstanceId,
         epoch: u64,
         from: Option<WorkerState>,
+        to: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
     ) -> Result<WorkerCas, StoreError> {
-        self.store.claim_worker(id, owner, epoch, from, new_owner, fence, now)
+        self.store.claim_worker_to(id, owner, epoch, from, to, new_owner, fence, now)
     }
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
         self.store.list_workers()
@@ -460,6 +461,26 @@ fn fence_reject_precedence<B: StoreBackend>(mk: impl Fn() -> B) {
     assert_eq!(b.effects().unwrap(), vec![]);
 }
 
+/// E1: an effect key commits at most once, whatever the lease says when
+/// the retry comes (design doc, "Effects at most once").
+fn effect_keys_commit_once<B: StoreBackend>(mk: impl Fn() -> B) {
+    let mut b = mk();
+    applied(b.acquire_lease(L, id(1), None, 100, 0));
+    assert_eq!(seq_of(b.fenced_effect(L, id(1), 1, "k1", 0)), 1);
+    // The retry of a commit whose reply was lost: nothing new is written.
+    assert_eq!(b.fenced_effect(L, id(1), 1, "k1", 5), Ok(EffectResult::Duplicate { seq: 1 }));
+    // Still a duplicate after the lease moved on: the first commit stands.
+    applied(b.acquire_lease(L, id(2), Some(1), 100, 200));
+    assert_eq!(b.fenced_effect(L, id(1), 1, "k1", 201), Ok(EffectResult::Duplicate { seq: 1 }));
+    // A rejected key never committed, so it may commit later.
+    assert_eq!(fence_reason(b.fenced_effect(L, id(1), 1, "k2", 202)), FenceReject::NotHolder);
+    assert_eq!(seq_of(b.fenced_effect(L, id(2), 2, "k2", 203)), 2);
+    // Keys are per lease.
+    applied(b.acquire_lease("other", id(3), None, 100, 204));
+    assert_eq!(seq_of(b.fenced_effect("other", id(3), 1, "k1", 205)), 3);
+    assert_eq!(b.effects().unwrap().len(), 3);
+}
+
 fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
     let mut via_apply = mk();
     let mut typed = mk();
@@ -479,6 +500,7 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
         owner: id(owner),
         epoch,
         from: None,
+        to: None,
         new_owner: id(new_owner),
         fence,
     };
@@ -537,7 +559,18 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
         (claim(2, 1, 3, Some(fence(2, 2))), 210),
         (claim(2, 1, 3, Some(fence(2, 1))), 211),
         (claim(2, 1, 3, None), 212),
-        (StoreRequest::ClaimWorker { id: "nope".into(), owner: id(2), epoch: 1, from: None, new_owner: id(3), fence: None }, 213),
+        (
+            StoreRequest::ClaimWorker {
+                id: "nope".into(),
+                owner: id(2),
+                epoch: 1,
+                from: None,
+                to: None,
+                new_owner: id(3),
+                fence: None,
+            },
+            213,
+        ),
         (
             StoreRequest::UpdateWorker {
                 id: "w1".into(),
@@ -595,9 +628,9 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
             StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence } => StoreReply::Worker(
                 typed.update_worker(id, *owner, *epoch, *from, *to, *session, fence.as_ref(), *now).unwrap(),
             ),
-            StoreRequest::ClaimWorker { id, owner, epoch, from, new_owner, fence } => {
-                StoreReply::Worker(typed.claim_worker(id, *owner, *epoch, *from, *new_owner, fence.as_ref(), *now).unwrap())
-            }
+            StoreRequest::ClaimWorker { id, owner, epoch, from, to, new_owner, fence } => StoreReply::Worker(
+                typed.claim_worker_to(id, *owner, *epoch, *from, *to, *new_owner, fence.as_ref(), *now).unwrap(),
+            ),
             StoreRequest::ListWorkers => StoreReply::Workers { now: *now, list: typed.list_workers().unwrap() },
         };
         assert_eq!(got, want, "{} at {now}", req.op());
@@ -1020,6 +1053,37 @@ fn claim_worker_only_from_the_state_seen<B: StoreBackend>(mk: impl Fn() -> B) {
     assert_eq!((c.owner, c.owner_epoch), (id(3), 3));
 }
 
+/// A take-over and its first step in one CAS: the claimed row never sits
+/// hot-idle under the reaper's name.
+fn claim_worker_to_moves_the_state_in_the_same_write<B: StoreBackend>(mk: impl Fn() -> B) {
+    use WorkerReject::*;
+    let mut b = mk();
+    w_applied(b.insert_worker(&worker("w1", "acme", S::Hot, 1, 1), 0));
+    let idle = w_applied(b.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 5));
+    // A step the lifecycle forbids is refused, after the state check.
+    assert_eq!(
+        w_rejected(b.claim_worker_to("w1", id(1), 1, Some(S::HotIdle), Some(S::Activating), id(2), None, 6)),
+        (BadTransition, Some(idle.clone()))
+    );
+    assert_eq!(
+        w_rejected(b.claim_worker_to("w1", id(1), 1, Some(S::Hot), Some(S::Draining), id(2), None, 6)),
+        (WrongState, Some(idle.clone()))
+    );
+    let c = w_applied(b.claim_worker_to("w1", id(1), 1, Some(S::HotIdle), Some(S::Draining), id(2), None, 7));
+    assert_eq!(
+        c,
+        WorkerRecord { state: S::Draining, owner: id(2), owner_epoch: 2, updated_at: 7, version: idle.version + 1, ..idle.clone() }
+    );
+    assert_eq!(workers(&mut b), vec![c.clone()]);
+    // To lost, with the session cleared.
+    let w = WorkerRecord { session: Some(3), ..worker("w2", "acme", S::Hot, 1, 1) };
+    w_applied(b.insert_worker(&w, 8));
+    let lost = w_applied(b.claim_worker_to("w2", id(1), 1, None, Some(S::Lost), id(2), None, 9));
+    assert_eq!((lost.state, lost.session, lost.owner, lost.owner_epoch), (S::Lost, None, id(2), 2));
+    // A terminal row is never claimed.
+    assert_eq!(w_rejected(b.claim_worker_to("w2", id(2), 2, None, Some(S::Lost), id(3), None, 10)).0, WrongState);
+}
+
 fn claim_worker_fences_stale_owners<B: StoreBackend>(mk: impl Fn() -> B) {
     use WorkerReject::*;
     let mut b = mk();
@@ -1247,6 +1311,7 @@ conformance!(
     no_record_for_renew_or_release,
     leases_are_independent,
     fenced_effects,
+    effect_keys_commit_once,
     fence_reject_precedence,
     apply_matches_typed_calls,
     u64_values_round_trip,
@@ -1261,6 +1326,7 @@ conformance!(
     terminal_workers_are_final,
     claim_worker_fences_stale_owners,
     claim_worker_only_from_the_state_seen,
+    claim_worker_to_moves_the_state_in_the_same_write,
     fenced_worker_writes,
     fleet_lists_are_ordered,
     fleet_u64_values_round_trip,
@@ -1306,7 +1372,7 @@ mod sqlite_only {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode.to_ascii_lowercase(), "wal");
-        assert_eq!(pragma_i64(&db.path, "user_version"), 2);
+        assert_eq!(pragma_i64(&db.path, "user_version"), 3);
     }
 
     #[test]
@@ -1447,12 +1513,14 @@ mod sqlite_only {
             // The old lease fences the new tables.
             let f = LeaseFence { lease: L.into(), holder: id(1), epoch: 3 };
             w_applied(s.update_worker("w1", id(1), 1, S::Spawning, S::Activating, None, Some(&f), 20));
+            // The old effect's key is taken.
+            assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
         }
-        assert_eq!(pragma_i64(&db.path, "user_version"), 2);
+        assert_eq!(pragma_i64(&db.path, "user_version"), 3);
         assert_eq!(tables(&db.path), ["effects", "instances", "leases", "slots", "workers"]);
         // Reopening a migrated database changes nothing.
         let mut s = SqliteStore::open(&db.path).unwrap();
-        assert_eq!(pragma_i64(&db.path, "user_version"), 2);
+        assert_eq!(pragma_i64(&db.path, "user_version"), 3);
         assert_eq!(read(&mut s, L), Some(lease));
         assert_eq!(s.effects().unwrap(), vec![old]);
         assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
@@ -1726,6 +1794,7 @@ mod model {
             owner: Option<u64>,
             epoch: i64,
             from: Option<WorkerState>,
+            to: Option<WorkerState>,
             new_owner: u64,
             fence: Option<FenceOp>,
         },
@@ -1770,8 +1839,8 @@ mod model {
                 .prop_map(|(worker, owner, epoch, from, to, session, fence)| {
                     Op::Update { worker, owner, epoch, from, to, session, fence }
                 }),
-            3 => (worker, owner, off, prop::option::of(state), holder, fence).prop_map(
-                |(worker, owner, epoch, from, new_owner, fence)| Op::Claim { worker, owner, epoch, from, new_owner, fence }
+            3 => (worker, owner, off, prop::option::of(state.clone()), prop::option::weighted(0.4, state), holder, fence).prop_map(
+                |(worker, owner, epoch, from, to, new_owner, fence)| Op::Claim { worker, owner, epoch, from, to, new_owner, fence }
             ),
         ];
         // How far the store's clock advances before the op.
@@ -1896,10 +1965,11 @@ mod model {
                 let f = snap.fence(fence);
                 StoreReply::Worker(b.update_worker(WORKERS[*worker], o, e, from, to, *session, f.as_ref(), now)?)
             }
-            Op::Claim { worker, owner, epoch, from, new_owner, fence } => {
+            Op::Claim { worker, owner, epoch, from, to, new_owner, fence } => {
                 let (o, e) = snap.owner(*worker, *owner, *epoch);
                 let f = snap.fence(fence);
-                StoreReply::Worker(b.claim_worker(WORKERS[*worker], o, e, *from, InstanceId(*new_owner), f.as_ref(), now)?)
+                let new_owner = InstanceId(*new_owner);
+                StoreReply::Worker(b.claim_worker_to(WORKERS[*worker], o, e, *from, *to, new_owner, f.as_ref(), now)?)
             }
         })
     }

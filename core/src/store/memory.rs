@@ -154,6 +154,10 @@ impl StoreBackend for MemStore {
         effect: &str,
         now: Millis,
     ) -> Result<EffectResult, StoreError> {
+        // At most once per key, whatever the lease says now.
+        if let Some(row) = self.effects.iter().find(|r| r.lease == name && r.effect == effect) {
+            return Ok(EffectResult::Duplicate { seq: row.seq });
+        }
         let reason = match self.leases.get(name) {
             None => Some(FenceReject::NoLease),
             Some(r) if r.holder != Some(holder) => Some(FenceReject::NotHolder),
@@ -268,12 +272,13 @@ impl StoreBackend for MemStore {
         Ok(WorkerCas::Applied(rec))
     }
 
-    fn claim_worker(
+    fn claim_worker_to(
         &mut self,
         id: &str,
         owner: InstanceId,
         epoch: u64,
         from: Option<WorkerState>,
+        to: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
@@ -285,7 +290,17 @@ impl StoreBackend for MemStore {
         if w.state.is_terminal() || from.is_some_and(|f| f != w.state) {
             return Ok(WorkerCas::Rejected { reason: WorkerReject::WrongState, current: Some(w.clone()) });
         }
+        if to.is_some_and(|to| !w.state.can_become(to)) {
+            return Ok(WorkerCas::Rejected { reason: WorkerReject::BadTransition, current: Some(w.clone()) });
+        }
         let mut rec = w.clone();
+        if let Some(to) = to {
+            if to == WorkerState::HotIdle && rec.state != WorkerState::HotIdle {
+                rec.idle_since = now;
+            }
+            rec.state = to;
+            rec.session = None;
+        }
         rec.owner = new_owner;
         rec.owner_epoch = bump(rec.owner_epoch, "owner epoch")?;
         rec.updated_at = now;

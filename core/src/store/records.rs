@@ -75,12 +75,16 @@ pub enum StoreRequest {
         fence: Option<LeaseFence>,
     },
     /// Take ownership: CAS on `(owner, epoch)` and, if `from` is given, the
-    /// state; sets `new_owner` and bumps the epoch; the state is unchanged.
+    /// state; sets `new_owner` and bumps the epoch; moves the state to `to`
+    /// in the same write if given (a reaper's take-over and its first step
+    /// are one CAS, so the row never sits idle under the reaper's name).
     ClaimWorker {
         id: String,
         owner: InstanceId,
         epoch: u64,
         from: Option<WorkerState>,
+        #[serde(default)]
+        to: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<LeaseFence>,
     },
@@ -181,6 +185,8 @@ impl Reject {
 pub enum EffectResult {
     Applied { seq: u64 },
     Rejected { reason: FenceReject },
+    /// This effect key already committed (at `seq`): nothing was written.
+    Duplicate { seq: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,9 @@ use std::time::Duration;
 /// - 1: `leases`, `effects`.
 /// - 2: adds the worker fleet: `instances`, `slots`, `workers`. A version-1
 ///   database is migrated in place (its tables are kept as they are).
-const SCHEMA_VERSION: i64 = 2;
+/// - 3: a unique index on `effects (lease, effect)`: an effect key commits
+///   at most once (design doc, E1).
+const SCHEMA_VERSION: i64 = 3;
 
 /// How long a writer waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS effects (
     effect TEXT    NOT NULL,
     at     INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS effects_by_key ON effects (lease, effect);
 CREATE TABLE IF NOT EXISTS instances (
     id           INTEGER PRIMARY KEY NOT NULL,
     started_at   INTEGER NOT NULL,
@@ -315,6 +318,17 @@ impl StoreBackend for SqliteStore {
         now: Millis,
     ) -> Result<EffectResult, StoreError> {
         let tx = self.write_tx()?;
+        // At most once per key: a retry after an unknown outcome finds the
+        // first commit, whatever the lease says now.
+        let done: Option<i64> = tx
+            .prepare_cached("SELECT seq FROM effects WHERE lease = ?1 AND effect = ?2")
+            .map_err(backend)?
+            .query_row(params![name, effect], |row| row.get(0))
+            .optional()
+            .map_err(backend)?;
+        if let Some(seq) = done {
+            return abandon(tx, EffectResult::Duplicate { seq: dec(seq) });
+        }
         let reason = match read_row(&tx, name)? {
             None => Some(FenceReject::NoLease),
             Some(r) if r.holder != Some(holder) => Some(FenceReject::NotHolder),
@@ -542,12 +556,13 @@ impl StoreBackend for SqliteStore {
         finish(tx, WorkerCas::Applied(next))
     }
 
-    fn claim_worker(
+    fn claim_worker_to(
         &mut self,
         id: &str,
         owner: InstanceId,
         epoch: u64,
         from: Option<WorkerState>,
+        to: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
@@ -560,7 +575,20 @@ impl StoreBackend for SqliteStore {
         if w.state.is_terminal() || from.is_some_and(|f| f != w.state) {
             return abandon(tx, WorkerCas::Rejected { reason: WorkerReject::WrongState, current: Some(w) });
         }
+        if to.is_some_and(|to| !w.state.can_become(to)) {
+            return abandon(tx, WorkerCas::Rejected { reason: WorkerReject::BadTransition, current: Some(w) });
+        }
+        let (state, session, idle_since) = match to {
+            Some(to) => {
+                let idle_since = if to == WorkerState::HotIdle && w.state != WorkerState::HotIdle { now } else { w.idle_since };
+                (to, None, idle_since)
+            }
+            None => (w.state, w.session, w.idle_since),
+        };
         let next = WorkerRecord {
+            state,
+            session,
+            idle_since,
             owner: new_owner,
             owner_epoch: w.owner_epoch.checked_add(1).ok_or_else(|| overflow("owner epoch"))?,
             updated_at: now,

@@ -1,12 +1,15 @@
 //! Workers: the lifecycle state machine, the per-replica pool, and the
 //! reapers that keep idle workers from leaking.
 
+pub mod floor;
+pub mod gate;
 pub mod pool;
 pub mod reaper;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use gate::Gate;
 pub use pool::{Pool, PoolError, Sessions};
 pub use reaper::{Janitor, Reapers};
 pub use state::WorkerState;

@@ -9,6 +9,7 @@
 //! the secret is created before the pod; a long activation heartbeats its
 //! row.
 
+use super::gate::Gate;
 use super::WorkerState;
 use crate::clock::{timeout, Clock};
 use crate::cluster::{Cluster, ClusterExt, Labels, PodPhase};
@@ -270,9 +271,13 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             // A worker busy elsewhere (spawning, parking) is not reusable
             // now; never wait on it.
             let Ok(mut w) = slot.try_lock() else { continue };
+            // Not while a write of ours may still land: a stale park
+            // arriving after the reuse would leave the row idle under the
+            // new session. The next epoch refresh fences it out first.
             let reusable = w.org == org
                 && w.session.is_none()
                 && !w.failed
+                && !w.unsure
                 && matches!(w.state, WorkerState::HotIdle | WorkerState::Hot);
             if !reusable {
                 continue;
@@ -609,6 +614,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             owner: self.me,
             epoch: w.epoch,
             from: None,
+            to: None,
             new_owner: self.me,
             fence: None,
         };
@@ -647,14 +653,13 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// Retire this replica's own hot-idle workers past the TTL (keeping the
     /// floor), newest kept. Used by the fallback reaper. `now` is store time.
     pub async fn retire_expired_idle(&self, rows: &[WorkerRecord], now: u64) -> Result<(), String> {
-        let mut idle: Vec<&WorkerRecord> =
-            rows.iter().filter(|r| r.owner == self.me && r.state == WorkerState::HotIdle).collect();
-        idle.sort_by_key(|r| std::cmp::Reverse((r.idle_since, r.id.clone())));
+        // Only the workers this pool serves from: a row our janitor claimed
+        // from another owner to retire it is not one of our idle workers.
+        let mine = rows.iter().filter(|r| self.owns(&r.id));
+        let expired =
+            super::floor::expired_beyond_floor(mine, Some(self.me), self.cfg.min_hot_idle, self.cfg.hot_idle_ttl_ms, now);
         let mut errors = Vec::new();
-        for r in idle.into_iter().skip(self.cfg.min_hot_idle as usize) {
-            if r.idle_since.saturating_add(self.cfg.hot_idle_ttl_ms) > now {
-                continue;
-            }
+        for r in expired {
             let Some(slot) = self.map().get(&r.id).cloned() else { continue };
             let Ok(mut w) = slot.try_lock() else { continue };
             if w.state != WorkerState::HotIdle || w.session.is_some() {
@@ -674,18 +679,24 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// Retire one of our hot-idle workers now (the janitor's call for its
     /// own replica's workers: claiming our own would fence our pool out).
     /// Skipped if it is busy or no longer idle.
-    pub async fn retire_idle(&self, id: &str) -> Result<(), String> {
+    pub async fn retire_idle(&self, gate: &Gate, id: &str) -> Result<(), String> {
         let Some(slot) = self.map().get(id).cloned() else { return Ok(()) };
         let Ok(mut w) = slot.try_lock() else { return Ok(()) };
         if w.state != WorkerState::HotIdle || w.session.is_some() {
             return Ok(());
         }
-        self.drain_own(id, &mut w).await
+        self.drain_gated(gate, id, &mut w).await
     }
 
     /// hot_idle → draining → (pod and secret deleted) → retired, slot
     /// freed; resumes a drain that stopped half way.
     async fn drain_own(&self, id: &str, w: &mut Owned) -> Result<(), String> {
+        self.drain_gated(&Gate::none(), id, w).await
+    }
+
+    /// [`Self::drain_own`] for leader-gated callers: the cluster deletes go
+    /// out only while `gate` is open (the row's writes are ours alone).
+    async fn drain_gated(&self, gate: &Gate, id: &str, w: &mut Owned) -> Result<(), String> {
         if w.state != WorkerState::Draining {
             match self.transition(id, w, WorkerState::Draining, None).await {
                 Call::Ok(_) => w.state = WorkerState::Draining,
@@ -699,7 +710,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
         // A pod or secret that will not go is left to the janitor's orphan
         // pass: the row is retired either way.
-        let _ = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, &w.pod, &w.secret).await;
+        let _ = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, gate, &w.pod, &w.secret).await;
         match self.transition(id, w, WorkerState::Retired, None).await {
             Call::Ok(_) => w.state = WorkerState::Retired,
             Call::Rejected(r) => return Err(format!("{id} to retired: {r:?}")),
@@ -750,15 +761,19 @@ fn flatten<T, E: fmt::Display>(r: Result<Result<T, E>, crate::clock::Elapsed>) -
 }
 
 /// Delete a worker's pod, then its secret (missing ones are fine).
+/// Each call goes out only while `gate` is open.
 pub async fn delete_objects<K: Cluster, C: Clock>(
     cluster: &K,
     clock: &C,
     call_timeout_ms: u64,
+    gate: &Gate,
     pod: &str,
     secret: &str,
 ) -> Result<(), String> {
     let call = ms(call_timeout_ms);
+    gate.open()?;
     flatten(timeout(clock, call, cluster.delete_pod(pod)).await).map_err(|e| format!("delete pod {pod}: {e}"))?;
+    gate.open()?;
     flatten(timeout(clock, call, cluster.delete_secret(secret)).await).map_err(|e| format!("delete secret {secret}: {e}"))
 }
 

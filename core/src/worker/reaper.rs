@@ -12,13 +12,15 @@
 //! Both stamp "last successful reap" only after a pass in which nothing
 //! failed.
 
+use super::floor::expired_beyond_floor;
+use super::gate::Gate;
 use super::pool::{delete_objects, deployment_selector, Pool, SECRET_POD_LABEL};
 use super::WorkerState;
 use crate::clock::{timeout, Clock, Millis};
 use crate::cluster::{Cluster, ClusterExt};
 use crate::config::{ms, FleetConfig};
 use crate::ids::InstanceId;
-use crate::lease::{stop_requested, BoxLoop, LeaderWork};
+use crate::lease::{stop_requested, BoxLoop, Horizon, LeaderWork};
 use crate::mutants::{Mutant, Mutants};
 use crate::observe::{CoreEvent, Observer};
 use crate::registry::live_instances;
@@ -41,6 +43,39 @@ enum End {
     Stuck,
     /// A take-over of ours left unsettled: hot ones drain, others retire.
     Stray,
+}
+
+/// The janitor's passes, in the order one run makes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JanitorPass {
+    Idle,
+    DeadOwners,
+    Stuck,
+    OrphanPods,
+    OrphanSecrets,
+    Slots,
+}
+
+impl JanitorPass {
+    const ALL: [JanitorPass; 6] = [
+        JanitorPass::Idle,
+        JanitorPass::DeadOwners,
+        JanitorPass::Stuck,
+        JanitorPass::OrphanPods,
+        JanitorPass::OrphanSecrets,
+        JanitorPass::Slots,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            JanitorPass::Idle => "idle",
+            JanitorPass::DeadOwners => "dead-owners",
+            JanitorPass::Stuck => "stuck",
+            JanitorPass::OrphanPods => "orphan-pods",
+            JanitorPass::OrphanSecrets => "orphan-secrets",
+            JanitorPass::Slots => "slots",
+        }
+    }
 }
 
 pub struct Reapers<S, C, K> {
@@ -74,22 +109,6 @@ struct View {
 }
 
 type PassResult = Result<(), String>;
-
-/// Cancellation seen between store and cluster calls: a janitor stops
-/// within one call of losing the lease (the fallback reaper has no gate).
-pub struct Gate(Option<watch::Receiver<bool>>);
-
-impl Gate {
-    pub fn none() -> Self {
-        Gate(None)
-    }
-    fn open(&self) -> PassResult {
-        match &self.0 {
-            Some(rx) if *rx.borrow() || rx.has_changed().is_err() => Err("cancelled".into()),
-            _ => Ok(()),
-        }
-    }
-}
 
 impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     async fn list(&self, g: &Gate, req: StoreRequest) -> Result<StoreReply, String> {
@@ -131,6 +150,16 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     async fn take_and_end(&self, g: &Gate, w: &WorkerRecord, end: End, fence: Option<&LeaseFence>) -> PassResult {
         // Settled only once the row is ended (or was never ours to take).
         self.unsettled().insert(w.id.clone(), w.owner_epoch);
+        // The claim and the first step are one CAS, so a worker taken over
+        // never sits idle under our name (where a floor would count it).
+        let to = match (end, w.state) {
+            (End::OwnerDead, _) => Some(WorkerState::Lost),
+            // A drain someone left half done: finish it.
+            (_, WorkerState::Draining) => None,
+            (End::Idle, _) => Some(WorkerState::Draining),
+            (End::Stray, WorkerState::Hot | WorkerState::HotIdle) => Some(WorkerState::Draining),
+            (End::Stuck | End::Stray, _) => Some(WorkerState::Retired),
+        };
         let claim = StoreRequest::ClaimWorker {
             id: w.id.clone(),
             owner: w.owner,
@@ -138,13 +167,14 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             // Only the state this pass judged: a worker reused since the
             // list (hot_idle -> hot keeps the epoch) is not taken.
             from: Some(w.state),
+            to,
             new_owner: self.me,
             fence: fence.cloned(),
         };
         let mine = match self.list(g, claim).await? {
             StoreReply::Worker(WorkerCas::Applied(rec)) => rec,
             StoreReply::Worker(WorkerCas::Rejected {
-                reason: WorkerReject::StaleOwner | WorkerReject::WrongState,
+                reason: WorkerReject::StaleOwner | WorkerReject::WrongState | WorkerReject::BadTransition,
                 current,
             }) => {
                 // Someone else's now, or ended: settled. Ours already (the
@@ -157,36 +187,21 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             }
             other => return Err(format!("claim {}: {other:?}", w.id)),
         };
-        let step = |from: WorkerState, to: WorkerState| StoreRequest::UpdateWorker {
-            id: mine.id.clone(),
-            owner: self.me,
-            epoch: mine.owner_epoch,
-            from,
-            to,
-            session: None,
-            fence: fence.cloned(),
-        };
-        let mut state = mine.state;
-        let path: &[WorkerState] = match (end, mine.state) {
-            (End::OwnerDead, _) => &[WorkerState::Lost],
-            // A drain someone left half done: finish it.
-            (_, WorkerState::Draining) => &[],
-            (End::Idle, _) => &[WorkerState::Draining],
-            (End::Stray, WorkerState::Hot | WorkerState::HotIdle) => &[WorkerState::Draining],
-            (End::Stuck | End::Stray, _) => &[WorkerState::Retired],
-        };
-        for &to in path {
-            match self.list(g, step(state, to)).await? {
-                StoreReply::Worker(WorkerCas::Applied(_)) => state = to,
-                other => return Err(format!("{} {state}->{to}: {other:?}", w.id)),
-            }
-        }
-        g.open()?;
+        let state = mine.state;
         // A pod or secret that will not go is left to the orphan pass: the
         // row is retired either way, so it never strands in draining.
-        let deleted = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, &w.pod, &w.secret).await;
+        let deleted = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, g, &w.pod, &w.secret).await;
         if state == WorkerState::Draining {
-            match self.list(g, step(state, WorkerState::Retired)).await? {
+            let retire = StoreRequest::UpdateWorker {
+                id: mine.id.clone(),
+                owner: self.me,
+                epoch: mine.owner_epoch,
+                from: WorkerState::Draining,
+                to: WorkerState::Retired,
+                session: None,
+                fence: fence.cloned(),
+            };
+            match self.list(g, retire).await? {
                 StoreReply::Worker(WorkerCas::Applied(_)) => {}
                 other => return Err(format!("{} draining->retired: {other:?}", w.id)),
             }
@@ -220,17 +235,14 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     // --- janitor passes ---
 
     async fn reap_idle(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
-        let mut idle: Vec<&WorkerRecord> = v.workers.iter().filter(|w| w.state == WorkerState::HotIdle).collect();
-        idle.sort_by_key(|w| std::cmp::Reverse((w.idle_since, w.id.clone())));
-        let expired: Vec<&WorkerRecord> = idle
-            .into_iter()
-            .skip(self.cfg.min_hot_idle as usize)
-            .filter(|w| w.idle_since.saturating_add(self.cfg.hot_idle_ttl_ms) <= v.now)
-            .collect();
+        // Take-overs of ours still under way are nobody's idle workers.
+        let unsettled = self.unsettled().clone();
+        let rows = v.workers.iter().filter(|w| !unsettled.contains_key(&w.id));
+        let expired = expired_beyond_floor(rows, None, self.cfg.min_hot_idle, self.cfg.hot_idle_ttl_ms, v.now);
         self.each(expired, |w| async move {
             if w.owner == self.me {
                 g.open()?;
-                self.pool.retire_idle(&w.id).await
+                self.pool.retire_idle(g, &w.id).await
             } else {
                 self.take_and_end(g, w, End::Idle, Some(fence)).await
             }
@@ -292,16 +304,13 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         self.each(stuck, |w| self.take_and_end(g, w, End::Stuck, Some(fence))).await
     }
 
-    /// Pods and secrets of this deployment that no live row owns, older than
-    /// the minimum age.
-    async fn reap_orphan_objects(&self, g: &Gate, v: &View) -> PassResult {
+    /// Pods of this deployment that no live row owns, older than the
+    /// minimum age.
+    async fn reap_orphan_pods(&self, g: &Gate, v: &View) -> PassResult {
         let call = ms(self.cfg.call_timeout_ms);
-        let selector = deployment_selector(&self.cfg.deployment);
-        let live_rows: Vec<&WorkerRecord> = v.workers.iter().filter(|w| !w.state.is_terminal()).collect();
-        let live_pods: BTreeSet<&str> = live_rows.iter().map(|w| w.pod.as_str()).collect();
-        let live_secrets: BTreeSet<&str> = live_rows.iter().map(|w| w.secret.as_str()).collect();
+        let live_pods: BTreeSet<&str> = v.workers.iter().filter(|w| !w.state.is_terminal()).map(|w| w.pod.as_str()).collect();
         g.open()?;
-        let (cnow, pods) = flat(timeout(&*self.clock, call, self.cluster.list_pods(selector.clone())).await)?;
+        let (cnow, pods) = flat(timeout(&*self.clock, call, self.cluster.list_pods(deployment_selector(&self.cfg.deployment))).await)?;
         let old = |created: Millis| created.saturating_add(self.cfg.orphan_min_age_ms) <= cnow;
         let mut errors = Vec::new();
         for p in pods.iter().filter(|p| !live_pods.contains(p.name.as_str()) && old(p.created_at)) {
@@ -310,28 +319,38 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 errors.push(format!("delete pod {}: {e}", p.name));
             }
         }
-        if !self.mutants.on(Mutant::NoSecretReaper) {
-            let existing: BTreeSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
-            let (_, secrets) = flat(timeout(&*self.clock, call, self.cluster.list_secrets(selector)).await)?;
-            for s in secrets {
-                let pod = s.labels.get(SECRET_POD_LABEL).map(String::as_str).unwrap_or("");
-                let keep = pod.is_empty()
-                    || live_secrets.contains(s.name.as_str())
-                    || (existing.contains(pod) && live_pods.contains(pod))
-                    || !old(s.created_at);
-                if !keep {
-                    g.open()?;
-                    if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_secret(&s.name)).await) {
-                        errors.push(format!("delete secret {}: {e}", s.name));
-                    }
+        joined(errors)
+    }
+
+    /// Secrets of this deployment that belong to no live row (by name, or by
+    /// the pod they are labelled for), older than the minimum age: a crash
+    /// between secret and pod leaves one behind (field report 004). Its own
+    /// pass with its own list, so a pod pass that fails never starves it.
+    async fn reap_orphan_secrets(&self, g: &Gate, v: &View) -> PassResult {
+        if self.mutants.on(Mutant::NoSecretReaper) {
+            return Ok(());
+        }
+        let call = ms(self.cfg.call_timeout_ms);
+        let live: Vec<&WorkerRecord> = v.workers.iter().filter(|w| !w.state.is_terminal()).collect();
+        let live_pods: BTreeSet<&str> = live.iter().map(|w| w.pod.as_str()).collect();
+        let live_secrets: BTreeSet<&str> = live.iter().map(|w| w.secret.as_str()).collect();
+        g.open()?;
+        let (cnow, secrets) = flat(timeout(&*self.clock, call, self.cluster.list_secrets(deployment_selector(&self.cfg.deployment))).await)?;
+        let mut errors = Vec::new();
+        for s in secrets {
+            let pod = s.labels.get(SECRET_POD_LABEL).map(String::as_str).unwrap_or("");
+            let keep = pod.is_empty()
+                || live_secrets.contains(s.name.as_str())
+                || live_pods.contains(pod)
+                || s.created_at.saturating_add(self.cfg.orphan_min_age_ms) > cnow;
+            if !keep {
+                g.open()?;
+                if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_secret(&s.name)).await) {
+                    errors.push(format!("delete secret {}: {e}", s.name));
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        joined(errors)
     }
 
     /// Leaked slots: a retired or lost worker's slot whose free failed
@@ -384,12 +403,23 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 return;
             }
         };
+        // Every pass runs whatever the others did (design doc, "Reapers").
         let mut bad = false;
-        bad |= self.failed("janitor", "idle", self.reap_idle(g, &v, &fence).await);
-        bad |= self.failed("janitor", "dead-owners", self.reap_dead_owners(g, &v, Some(&fence)).await);
-        bad |= self.failed("janitor", "stuck", self.reap_stuck(g, &v, &fence).await);
-        bad |= self.failed("janitor", "orphan-objects", self.reap_orphan_objects(g, &v).await);
-        bad |= self.failed("janitor", "slots", self.reap_slots(g, &v, Some(&fence), None).await);
+        for pass in JanitorPass::ALL {
+            if bad && self.mutants.on(Mutant::JanitorStopsAtFirstError) {
+                // The bug: the first failing pass ends the janitor's run.
+                return;
+            }
+            let r = match pass {
+                JanitorPass::Idle => self.reap_idle(g, &v, &fence).await,
+                JanitorPass::DeadOwners => self.reap_dead_owners(g, &v, Some(&fence)).await,
+                JanitorPass::Stuck => self.reap_stuck(g, &v, &fence).await,
+                JanitorPass::OrphanPods => self.reap_orphan_pods(g, &v).await,
+                JanitorPass::OrphanSecrets => self.reap_orphan_secrets(g, &v).await,
+                JanitorPass::Slots => self.reap_slots(g, &v, Some(&fence), None).await,
+            };
+            bad |= self.failed("janitor", pass.name(), r);
+        }
         if !bad {
             self.janitor_last_ok.store(v.now, Ordering::SeqCst);
         }
@@ -433,6 +463,14 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     }
 }
 
+fn joined(errors: Vec<String>) -> PassResult {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
 fn flat<T, E: std::fmt::Display>(r: Result<Result<T, E>, crate::clock::Elapsed>) -> Result<T, String> {
     match r {
         Ok(Ok(v)) => Ok(v),
@@ -445,9 +483,10 @@ fn flat<T, E: std::fmt::Display>(r: Result<Result<T, E>, crate::clock::Elapsed>)
 pub struct Janitor<S, C, K>(pub Arc<Reapers<S, C, K>>);
 
 impl<S: Store, C: Clock, K: Cluster> LeaderWork for Janitor<S, C, K> {
-    fn loops(&self, epoch: u64, mut cancel: watch::Receiver<bool>) -> Vec<(&'static str, BoxLoop)> {
+    fn loops(&self, epoch: u64, mut cancel: watch::Receiver<bool>, horizon: Horizon) -> Vec<(&'static str, BoxLoop)> {
         let r = self.0.clone();
-        let gate = Gate(Some(cancel.clone()));
+        let clock = r.clock.clone();
+        let gate = Gate::leader(cancel.clone(), horizon, move || clock.now());
         let run = async move {
             loop {
                 tokio::select! {

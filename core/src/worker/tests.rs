@@ -31,7 +31,7 @@ use crate::store::{
     CasResult, InstanceRecord, LocalStore, MemStore, Store, StoreBackend, StoreError, StoreExt, StoreReply,
     StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
 };
-use crate::worker::reaper::Gate;
+use crate::worker::gate::Gate;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,22 +1,36 @@
-//! The invariant oracle: judges every event of a run, in global time.
+//! The invariant oracle: judges every event of a run, in global time, from
+//! ground truth (design doc, "The oracle").
 //!
-//! It knows nothing of core's internals: it rebuilds the truth from what
-//! reached the store (lease writes, fenced effects), what replicas say they
-//! are doing (leader work start and stop) and what the injector did (faults).
+//! [`model`] rebuilds the world from what the store committed, what the
+//! cluster did, what clients saw and what the injector did to processes;
+//! nothing a replica says about itself opens, closes or excuses a check.
+//! One checker per family of invariants, each in its own file, all fed by
+//! the dispatcher here:
 //!
-//! - S1 exclusive effects ([`safety`])
-//! - S2 no double holder ([`safety`])
-//! - L1 no abandoned lease ([`liveness`])
+//! - [`lease`]: S1 exclusive effects, S2 no double holder, L1 no abandoned lease
+//! - [`workers`]: S3 fencing and the lifecycle, S4 caps
+//! - [`sessions`]: S5 no live session lost, S6 exclusive and isolated, L3 progress
+//! - [`idle`]: L2 no idle leak (and no premature reaping)
+//! - [`orphans`]: L2 no orphan pod or secret outlives its deadline
+//! - [`effects`]: E1 effects at most once
+//! - [`instances`]: I1 no false death of a live, connected instance
+//!
+//! Each checker judges an event against the model as it was before the
+//! event; then the model applies it; then the deadlines are checked.
 
-mod fleet;
-mod liveness;
+mod effects;
+mod idle;
+mod instances;
+mod lease;
 mod model;
-mod safety;
+mod orphans;
+mod sessions;
+#[cfg(test)]
+mod tests;
+mod workers;
 
-pub use fleet::FleetParams;
-
-use haywire_traces::{Event, EventKind};
-use model::World as Model;
+use haywire_traces::Event;
+use model::Model;
 use serde::Serialize;
 
 /// A broken invariant.
@@ -40,16 +54,82 @@ pub struct OracleParams {
     pub fleet: FleetParams,
 }
 
+/// Fleet bounds, from the run's options (µs where times).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FleetParams {
+    pub org_cap: u32,
+    pub global_cap: u32,
+    pub ttl_us: u64,
+    /// One reap interval, stretched by the slowest clock.
+    pub reap_us: u64,
+    /// From a death to every replica treating it as one: the registry's
+    /// threshold plus a heartbeat, stretched by the slowest clock.
+    pub dead_after_us: u64,
+    /// The registry's threshold itself, in store (= simulated) time: an
+    /// instance with no heartbeat taken for this long is dead.
+    pub dead_threshold_us: u64,
+    /// One heartbeat interval, stretched by the slowest clock.
+    pub heartbeat_us: u64,
+    pub stale_spawn_us: u64,
+    pub min_hot_idle: u32,
+    /// The RPC slack the options record states: a reap pass's own calls,
+    /// latency, a pause within bounds.
+    pub slack_us: u64,
+    /// "At once": the few calls that follow a step in a calm world.
+    pub quick_us: u64,
+    /// The pause bound the replicas are configured for, and which replicas'
+    /// clocks drift beyond theirs: an instance paused or drifting beyond its
+    /// bounds cannot fence itself in time, so S5 is not promised for it.
+    pub max_pause_us: u64,
+    pub drift_beyond: Vec<bool>,
+    /// Pods and secrets younger than this are never reaped as orphans.
+    pub orphan_min_age_us: u64,
+    /// Longest a worker whose pod failed or vanished may still be handed
+    /// to a new session (the health check's bound, from the options).
+    pub health_bound_us: u64,
+}
+
+/// One family of invariants. Every method sees the model as it is; in
+/// `observe` that is before the event applies.
+trait Check {
+    fn observe(&mut self, _p: &OracleParams, _m: &Model, _e: &Event) -> Option<Violation> {
+        None
+    }
+    /// Deadlines that expire with time alone.
+    fn tick(&mut self, _p: &OracleParams, _m: &Model, _t: u64) -> Option<Violation> {
+        None
+    }
+    /// After the quiet period.
+    fn finish(&mut self, _p: &OracleParams, _m: &Model, _t: u64) -> Option<Violation> {
+        None
+    }
+}
+
 pub struct Oracle {
     params: OracleParams,
     m: Model,
-    s2: safety::Intervals,
-    fleet: fleet::Fleet,
+    lease: lease::Lease,
+    workers: workers::Workers,
+    sessions: sessions::Sessions,
+    idle: idle::Idle,
+    orphans: orphans::Orphans,
+    effects: effects::Effects,
+    instances: instances::Instances,
 }
 
 impl Oracle {
     pub fn new(params: OracleParams, replicas: usize) -> Self {
-        Oracle { params, m: Model::new(replicas), s2: safety::Intervals::default(), fleet: fleet::Fleet::default() }
+        Oracle {
+            params,
+            m: Model::new(replicas),
+            lease: Default::default(),
+            workers: Default::default(),
+            sessions: Default::default(),
+            idle: Default::default(),
+            orphans: Default::default(),
+            effects: Default::default(),
+            instances: Default::default(),
+        }
     }
 
     pub fn params(&self) -> &OracleParams {
@@ -61,36 +141,48 @@ impl Oracle {
         self.m.live_holder(t_us)
     }
 
+    /// Run `f` over every checker (all of them, so each keeps its state);
+    /// the first violation wins.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Check, &OracleParams, &Model) -> Option<Violation>) -> Option<Violation> {
+        let checks: [&mut dyn Check; 7] = [
+            &mut self.lease,
+            &mut self.workers,
+            &mut self.sessions,
+            &mut self.idle,
+            &mut self.orphans,
+            &mut self.effects,
+            &mut self.instances,
+        ];
+        let mut verdict = None;
+        for c in checks {
+            let v = f(c, &self.params, &self.m);
+            verdict = verdict.or(v);
+        }
+        verdict
+    }
+
     /// Judge one event (already stamped with its time).
     pub fn observe(&mut self, e: &Event) -> Option<Violation> {
-        let t = e.t;
-        let verdict = self.safety(e).or_else(|| self.fleet.observe(&self.params.fleet, &self.m, e));
+        let verdict = self.each(|c, p, m| c.observe(p, m, e));
         self.m.apply(e);
-        if let EventKind::Crash { .. } | EventKind::Exited { .. } = e.kind {
-            // The process is gone and its loops with it.
-            if let Some(inst) = self.m.last_dead {
-                self.s2.close(inst);
-                self.fleet.note_death(inst, t);
-            }
-        }
-        verdict.or_else(|| self.check_time(t))
+        verdict.or_else(|| self.check_time(e.t))
     }
 
     /// Checks that fail by time passing: the liveness deadlines.
     pub fn check_time(&mut self, t: u64) -> Option<Violation> {
-        self.liveness(t).or_else(|| self.fleet.check_time(&self.params.fleet, &self.m, t))
+        self.each(|c, p, m| c.tick(p, m, t))
     }
 
-    /// After the quiet period: the lease held by a live replica, and nothing
-    /// of the fleet leaked.
+    /// After the quiet period: the lease held by a live replica, every
+    /// request answered, and nothing of the fleet leaked.
     pub fn finish(&mut self, t: u64) -> Option<Violation> {
-        self.final_liveness(t).or_else(|| self.fleet.finish(&self.params.fleet, &self.m, t))
+        self.each(|c, p, m| c.finish(p, m, t))
     }
 
     /// Idle worker-time beyond TTL + one reap interval: over the run, and
     /// after the quiet period settled (µs).
     pub fn idle_overdue_us(&self) -> (u64, u64) {
-        (self.fleet.overdue_us, self.fleet.overdue_quiet_us)
+        self.idle.overdue()
     }
 }
 

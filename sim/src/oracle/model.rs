@@ -1,18 +1,24 @@
-//! The oracle's model of the world, rebuilt from events alone: the lease as
-//! the store holds it, and each replica's health as the injector made it.
+//! The oracle's model of the world, rebuilt from ground truth alone: the
+//! lease and the worker rows as the store committed them, the pods and
+//! secrets as the cluster holds them, the sessions as the clients saw them,
+//! and each replica process as the injector left it (up, paused, cut off,
+//! slowed, shutting down). Nothing here comes from what a replica says
+//! about itself; the checkers read it, only [`Model::apply`] changes it.
 
-use haywire_traces::{Event, EventKind, LeaseState};
+use haywire_traces::{Event, EventKind, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// One replica machine as the injector left it.
 #[derive(Clone, Debug, Default)]
-pub struct Rep {
+pub struct Proc {
+    /// The running incarnation, if the process is up.
     pub inst: Option<u64>,
     pub up: bool,
     pub paused: bool,
     pub partitioned: bool,
     pub slow: bool,
     pub shutting_down: bool,
-    /// Since when the replica has been continuously healthy (None: it is not).
+    /// Since when the process has been continuously healthy (None: it is not).
     pub healthy_since: Option<u64>,
     /// Last time the store heard from the current instance.
     pub last_contact: u64,
@@ -20,24 +26,71 @@ pub struct Rep {
     pub shutdown_clean: bool,
 }
 
-impl Rep {
-    fn healthy(&self) -> bool {
+impl Proc {
+    /// Up, running, and able to reach the store at full speed.
+    pub fn healthy(&self) -> bool {
         self.up && !self.paused && !self.partitioned && !self.slow && !self.shutting_down
     }
 }
 
-pub struct World {
+/// A worker row as the store committed it.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub org: String,
+    pub state: Lifecycle,
+    pub owner: u64,
+    pub epoch: u64,
+    pub session: Option<u64>,
+    /// When it entered its current state (store time, µs).
+    pub since: u64,
+}
+
+/// A capacity slot as the store holds it.
+#[derive(Clone, Debug)]
+pub struct SlotHeld {
+    pub reserver: u64,
+    pub org: String,
+    pub at: u64,
+}
+
+/// What a client has seen of one of its requests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Pending,
+    /// It got `worker`, and holds it until `Ended`.
+    Holding { worker: String, at: u64 },
+    Ended { worker: String },
+    Refused,
+    TimedOut,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub client: String,
+    pub org: String,
+    /// The instance the client asked (the replica's incarnation at request
+    /// time, as the injector knows it).
+    pub server: Option<u64>,
+    pub requested_at: u64,
+    pub answer: Answer,
+}
+
+#[derive(Default)]
+pub struct Model {
     /// The lease record as the store holds it.
     pub lease: Option<LeaseState>,
     /// When the record last became free by release.
     pub released_at: u64,
+    /// When the current holder's term (holder and epoch) began.
+    pub term_since: u64,
     /// When each instance stopped being the live holder.
     pub ceased: BTreeMap<u64, u64>,
-    pub reps: Vec<Rep>,
+    pub reps: Vec<Proc>,
     pub inst_rep: BTreeMap<u64, usize>,
-    pub dead: BTreeSet<u64>,
-    /// The instance the last crash or exit ended.
-    pub last_dead: Option<u64>,
+    /// Instances whose process died (crashed, killed, exited), and when.
+    pub dead: BTreeMap<u64, u64>,
+    /// Instances the injector asked to shut down.
+    pub shutdown_asked: BTreeSet<u64>,
     /// An instance that exited gracefully with no fault in its way: it
     /// should have released the lease before exiting.
     pub clean_exit: Option<(u64, u64)>,
@@ -47,28 +100,48 @@ pub struct World {
     /// A lease outage is on (nobody can lead), and when the last one ended.
     pub lease_outage: bool,
     pub lease_calm_since: u64,
+    cluster_disturbances: u32,
+    pub cluster_calm_since: u64,
+    pub quiet_since: Option<u64>,
+
+    // --- the fleet ---
+    pub workers: BTreeMap<String, Row>,
+    /// Capacity slots the store holds, by worker.
+    pub slots: BTreeMap<String, SlotHeld>,
+    /// Pods the cluster holds: name → when it failed, if it did.
+    pub pods: BTreeMap<String, Option<u64>>,
+    /// Pods the cluster deleted, and when (until created again).
+    pub pods_gone: BTreeMap<String, u64>,
+    pub secrets: BTreeSet<String>,
+    /// When each pod or secret was (last) created.
+    pub created: BTreeMap<String, u64>,
+    /// Pods the cluster refuses to delete now, and when each refusal ended.
+    pub refused: BTreeSet<String>,
+    pub refusal_healed: BTreeMap<String, u64>,
+    /// When the store last took each instance's registration or heartbeat.
+    pub beats: BTreeMap<u64, u64>,
+    pub sessions: BTreeMap<u64, Session>,
+    /// worker → the sessions whose clients hold it now.
+    pub held: BTreeMap<String, BTreeSet<u64>>,
 }
 
+/// `r3` → 2.
 pub fn rep_index(name: &str) -> Option<usize> {
     name.strip_prefix('r')?.parse::<usize>().ok()?.checked_sub(1)
 }
 
-impl World {
+/// Core's object names (`pod-<worker>`, `secret-<worker>`) back to the worker.
+pub fn worker_of_pod(name: &str) -> Option<&str> {
+    name.strip_prefix("pod-")
+}
+
+pub fn worker_of_secret(name: &str) -> Option<&str> {
+    name.strip_prefix("secret-")
+}
+
+impl Model {
     pub fn new(replicas: usize) -> Self {
-        World {
-            lease: None,
-            released_at: 0,
-            ceased: BTreeMap::new(),
-            reps: vec![Rep::default(); replicas],
-            inst_rep: BTreeMap::new(),
-            dead: BTreeSet::new(),
-            last_dead: None,
-            clean_exit: None,
-            store_disturbances: 0,
-            calm_since: 0,
-            lease_outage: false,
-            lease_calm_since: 0,
-        }
+        Model { reps: vec![Proc::default(); replicas], ..Default::default() }
     }
 
     pub fn store_calm(&self) -> bool {
@@ -80,11 +153,36 @@ impl World {
         !self.lease_outage
     }
 
+    pub fn cluster_calm(&self) -> bool {
+        self.cluster_disturbances == 0
+    }
+
+    /// The process record of a replica named `r<n>`.
+    pub fn rep(&self, name: &str) -> Option<&Proc> {
+        rep_index(name).and_then(|i| self.reps.get(i))
+    }
+
+    /// The process running instance `inst`, if it is still up.
+    pub fn proc_of(&self, inst: u64) -> Option<&Proc> {
+        let i = *self.inst_rep.get(&inst)?;
+        self.reps.get(i).filter(|r| r.inst == Some(inst))
+    }
+
+    /// Whether the process of `inst` is up (not crashed or exited).
+    pub fn is_up(&self, inst: u64) -> bool {
+        !self.dead.contains_key(&inst) && self.proc_of(inst).is_some_and(|r| r.up)
+    }
+
     /// The holder whose lease is unexpired at `t` (µs).
     pub fn live_holder(&self, t: u64) -> Option<u64> {
         let l = self.lease.as_ref()?;
         let h = l.holder?;
         (l.expires_at_ms * 1000 > t).then_some(h)
+    }
+
+    /// Whether `inst` holds the live lease at `epoch` at `t`.
+    pub fn holds_lease(&self, inst: u64, epoch: u64, t: u64) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.holder == Some(inst) && l.epoch == epoch && l.expires_at_ms * 1000 > t)
     }
 
     /// Since when the lease has been abandoned at `t`, if it is: never
@@ -114,11 +212,27 @@ impl World {
         Some(self.ceased.get(&inst).copied().unwrap_or(0))
     }
 
-    fn rep_mut(&mut self, name: &str) -> Option<&mut Rep> {
+    /// Since when some replica has been continuously healthy, if one is.
+    pub fn any_healthy_since(&self) -> Option<u64> {
+        self.reps.iter().filter_map(|r| r.healthy_since).min()
+    }
+
+    /// Since when a healthy replica has held the live lease with the store
+    /// and the lease calm: a janitor can act (None: none can now).
+    pub fn janitor_able_since(&self, t: u64) -> Option<u64> {
+        if !self.store_calm() || !self.lease_calm() {
+            return None;
+        }
+        let holder = self.live_holder(t)?;
+        let healthy = self.proc_of(holder)?.healthy_since?;
+        Some(healthy.max(self.term_since).max(self.calm_since).max(self.lease_calm_since))
+    }
+
+    fn rep_mut(&mut self, name: &str) -> Option<&mut Proc> {
         rep_index(name).and_then(|i| self.reps.get_mut(i))
     }
 
-    fn touch_health(&mut self, name: &str, t: u64, f: impl FnOnce(&mut Rep)) {
+    fn touch_health(&mut self, name: &str, t: u64, f: impl FnOnce(&mut Proc)) {
         if let Some(r) = self.rep_mut(name) {
             let was = r.healthy();
             f(r);
@@ -147,6 +261,17 @@ impl World {
         }
     }
 
+    fn disturb_cluster(&mut self, on: bool, t: u64) {
+        if on {
+            self.cluster_disturbances += 1;
+        } else {
+            self.cluster_disturbances = self.cluster_disturbances.saturating_sub(1);
+            if self.cluster_disturbances == 0 {
+                self.cluster_calm_since = t;
+            }
+        }
+    }
+
     fn contact(&mut self, inst: u64, t: u64) {
         if let Some(&i) = self.inst_rep.get(&inst) {
             if self.reps[i].inst == Some(inst) {
@@ -155,18 +280,26 @@ impl World {
         }
     }
 
-    fn kill(&mut self, name: &str, t: u64) {
-        self.last_dead = None;
-        let Some(i) = rep_index(name) else { return };
-        let Some(r) = self.reps.get_mut(i) else { return };
-        if let Some(inst) = r.inst.take() {
-            self.dead.insert(inst);
-            self.last_dead = Some(inst);
-        }
+    /// The process on `name` is gone: the instance it ran, if any.
+    fn kill(&mut self, name: &str, t: u64) -> Option<u64> {
+        let r = self.rep_mut(name)?;
+        let inst = r.inst.take();
         r.up = false;
         r.shutting_down = false;
         r.healthy_since = None;
-        let _ = t;
+        if let Some(inst) = inst {
+            self.dead.entry(inst).or_insert(t);
+        }
+        inst
+    }
+
+    fn end_hold(&mut self, session: u64, worker: &str) {
+        if let Some(h) = self.held.get_mut(worker) {
+            h.remove(&session);
+            if h.is_empty() {
+                self.held.remove(worker);
+            }
+        }
     }
 
     pub fn apply(&mut self, e: &Event) {
@@ -174,10 +307,11 @@ impl World {
         match &e.kind {
             EventKind::Started => {
                 if let (Some(inst), Some(i)) = (e.inst, rep_index(&e.node)) {
-                    self.inst_rep.insert(inst, i);
-                    let r = &mut self.reps[i];
-                    r.inst = Some(inst);
-                    r.last_contact = t;
+                    if let Some(r) = self.reps.get_mut(i) {
+                        self.inst_rep.insert(inst, i);
+                        r.inst = Some(inst);
+                        r.last_contact = t;
+                    }
                 }
                 self.touch_health(&e.node, t, |r| {
                     r.up = true;
@@ -196,21 +330,31 @@ impl World {
                             }
                         }
                     }
+                    if self.lease.as_ref().is_none_or(|old| (old.holder, old.epoch) != (new.holder, new.epoch)) {
+                        self.term_since = t;
+                    }
                     if new.holder.is_none() {
                         self.released_at = t;
                     }
                     self.lease = Some(new.clone());
                 }
             }
-            EventKind::Crash { target } => self.kill(target, t),
-            EventKind::Exited { target, graceful } => {
-                let clean = *graceful && self.rep_mut(target).map(|r| r.shutdown_clean).unwrap_or(false);
+            EventKind::Crash { target } | EventKind::SelfFenced { target } => {
                 self.kill(target, t);
-                if let (true, Some(inst)) = (clean, self.last_dead) {
+            }
+            EventKind::Exited { target, graceful } => {
+                let clean = *graceful && self.rep(target).is_some_and(|r| r.shutdown_clean);
+                if let (true, Some(inst)) = (clean, self.kill(target, t)) {
                     self.clean_exit = Some((inst, t));
+                } else {
+                    // Killed at the end of its grace period, or a fault in
+                    // its way: it may not have released anything.
                 }
             }
             EventKind::ShutdownRequested { target } => {
+                if let Some(inst) = self.rep(target).and_then(|r| r.inst) {
+                    self.shutdown_asked.insert(inst);
+                }
                 let calm = self.store_calm();
                 if let Some(r) = self.rep_mut(target) {
                     r.shutdown_clean = r.healthy() && calm;
@@ -235,7 +379,114 @@ impl World {
                 self.lease_outage = false;
                 self.lease_calm_since = t;
             }
+            EventKind::PodFailures { .. } | EventKind::ClusterSlow { .. } => self.disturb_cluster(true, t),
+            EventKind::PodFailuresHealed | EventKind::ClusterSlowHealed => self.disturb_cluster(false, t),
+            EventKind::QuietPeriod => self.quiet_since = Some(t),
+
+            // --- what the store committed ---
+            EventKind::WorkerWrite { op, id, applied: true, worker: Some(after), .. } => {
+                let since = match self.workers.get(id) {
+                    Some(w) if w.state == after.state && *op != WorkerOp::Insert => w.since,
+                    _ => t,
+                };
+                self.workers.insert(
+                    id.clone(),
+                    Row {
+                        org: after.org.clone(),
+                        state: after.state,
+                        owner: after.owner,
+                        epoch: after.epoch,
+                        session: after.session,
+                        since,
+                    },
+                );
+            }
+            EventKind::SlotWrite { from, op, worker, result, org, .. } => match (op, result) {
+                (SlotOp::Reserve, SlotReply::Reserved) => {
+                    let org = org.clone().unwrap_or_default();
+                    self.slots.insert(worker.clone(), SlotHeld { reserver: *from, org, at: t });
+                }
+                (SlotOp::Free, SlotReply::Freed) => {
+                    self.slots.remove(worker);
+                }
+                _ => {}
+            },
+            EventKind::InstanceRegistered { from } | EventKind::InstanceHeartbeat { from } => {
+                self.beats.insert(*from, t);
+            }
+
+            // --- what the cluster did ---
+            EventKind::PodCreated { name, .. } => {
+                self.created.insert(name.clone(), t);
+                self.pods.insert(name.clone(), None);
+                self.pods_gone.remove(name);
+            }
+            EventKind::PodDeleted { name, .. } => {
+                if self.pods.remove(name).is_some() {
+                    self.pods_gone.insert(name.clone(), t);
+                }
+            }
+            EventKind::DeleteRefused { name, .. } => {
+                self.refused.insert(name.clone());
+            }
+            EventKind::DeleteRefusalHealed { name } => {
+                self.refused.remove(name);
+                self.refusal_healed.insert(name.clone(), t);
+            }
+            EventKind::PodDied { name } => {
+                if let Some(failed) = self.pods.get_mut(name) {
+                    failed.get_or_insert(t);
+                }
+            }
+            EventKind::SecretCreated { name, .. } => {
+                self.created.insert(name.clone(), t);
+                self.secrets.insert(name.clone());
+            }
+            EventKind::SecretDeleted { name, .. } => {
+                self.secrets.remove(name);
+            }
+
+            // --- what the clients saw ---
+            EventKind::SessionRequested { session, org, replica } => {
+                let server = self.rep(replica).and_then(|r| r.inst);
+                self.sessions.insert(
+                    *session,
+                    Session { client: e.node.clone(), org: org.clone(), server, requested_at: t, answer: Answer::Pending },
+                );
+            }
+            EventKind::SessionStarted { session, worker } => {
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.answer = Answer::Holding { worker: worker.clone(), at: t };
+                }
+                self.held.entry(worker.clone()).or_default().insert(*session);
+            }
+            EventKind::SessionEnded { session, worker } => {
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.answer = Answer::Ended { worker: worker.clone() };
+                }
+                self.end_hold(*session, worker);
+            }
+            EventKind::SessionRefused { session, .. } => {
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.answer = Answer::Refused;
+                }
+            }
+            EventKind::SessionTimedOut { session } => {
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.answer = Answer::TimedOut;
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Live (not retired or lost) workers, in all or in one org.
+    pub fn live_count(&self, org: Option<&str>) -> usize {
+        self.workers.values().filter(|w| !w.state.is_terminal() && org.is_none_or(|o| w.org == o)).count()
+    }
+
+    /// The sessions whose clients hold `worker` now.
+    pub fn holders(&self, worker: &str) -> impl Iterator<Item = (u64, &Session)> + '_ {
+        self.held.get(worker).into_iter().flatten().filter_map(|s| self.sessions.get(s).map(|x| (*s, x)))
     }
 }

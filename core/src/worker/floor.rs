@@ -1,0 +1,82 @@
+//! The floor: the one rule both reapers follow for idle workers (design
+//! doc, "Reapers"). Each owner keeps its newest `min_hot_idle` hot-idle
+//! workers (newest by `idle_since`, ties by id) whatever their age; every
+//! other hot-idle worker is retired once it has been idle for the TTL.
+
+use super::WorkerState;
+use crate::clock::Millis;
+use crate::ids::InstanceId;
+use crate::store::WorkerRecord;
+use std::collections::BTreeMap;
+
+/// The hot-idle rows of `rows` that are past the TTL at store time `now`
+/// and kept by no owner's floor; only `owner`'s if given. Callers leave out
+/// rows that are nobody's idle workers (a take-over in progress, which a
+/// reaper claimed only to retire it).
+pub fn expired_beyond_floor<'a>(
+    rows: impl IntoIterator<Item = &'a WorkerRecord>,
+    owner: Option<InstanceId>,
+    min_hot_idle: u32,
+    ttl_ms: u64,
+    now: Millis,
+) -> Vec<&'a WorkerRecord> {
+    let mut by_owner: BTreeMap<InstanceId, Vec<&WorkerRecord>> = BTreeMap::new();
+    for r in rows.into_iter().filter(|r| r.state == WorkerState::HotIdle && owner.is_none_or(|o| r.owner == o)) {
+        by_owner.entry(r.owner).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (_, mut idle) in by_owner {
+        idle.sort_by(|a, b| (b.idle_since, &b.id).cmp(&(a.idle_since, &a.id)));
+        out.extend(
+            idle.into_iter().skip(min_hot_idle as usize).filter(|r| r.idle_since.saturating_add(ttl_ms) <= now),
+        );
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, owner: u64, state: WorkerState, idle_since: Millis) -> WorkerRecord {
+        WorkerRecord {
+            id: id.into(),
+            org: "o".into(),
+            state,
+            owner: InstanceId(owner),
+            owner_epoch: 1,
+            pod: format!("pod-{id}"),
+            secret: format!("secret-{id}"),
+            session: None,
+            created_at: 0,
+            updated_at: idle_since,
+            idle_since,
+            version: 1,
+        }
+    }
+
+    fn ids(v: Vec<&WorkerRecord>) -> Vec<&str> {
+        v.into_iter().map(|r| r.id.as_str()).collect()
+    }
+
+    #[test]
+    fn each_owner_keeps_its_newest() {
+        let rows = vec![
+            row("a1", 1, WorkerState::HotIdle, 0),
+            row("a2", 1, WorkerState::HotIdle, 10),
+            row("b1", 2, WorkerState::HotIdle, 5),
+            row("b2", 2, WorkerState::Hot, 50),
+            row("c1", 3, WorkerState::HotIdle, 100),
+        ];
+        // TTL 60 at 200: all hot-idle rows expired; each owner keeps one.
+        assert_eq!(ids(expired_beyond_floor(&rows, None, 1, 60, 200)), ["a1"]);
+        assert_eq!(ids(expired_beyond_floor(&rows, None, 0, 60, 200)), ["a1", "a2", "b1", "c1"]);
+        assert_eq!(ids(expired_beyond_floor(&rows, Some(InstanceId(1)), 0, 60, 200)), ["a1", "a2"]);
+        // Young rows are never taken, floor or not.
+        assert_eq!(ids(expired_beyond_floor(&rows, None, 0, 60, 65)), ["a1", "b1"]);
+        // Ties in idle_since break by id (the larger id is newer).
+        let tie = vec![row("x1", 1, WorkerState::HotIdle, 0), row("x2", 1, WorkerState::HotIdle, 0)];
+        assert_eq!(ids(expired_beyond_floor(&tie, None, 1, 60, 200)), ["x1"]);
+    }
+}

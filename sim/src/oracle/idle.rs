@@ -1,0 +1,371 @@
+//! Idle workers: L2 no idle leak, both ways.
+//!
+//! A worker is *idle* from the moment its client ended the session, or from
+//! when the store parked it hot-idle if that came later (so a worker
+//! stranded hot by a lost write still counts, while its TTL restarts where
+//! the store's does). Each live instance may keep its newest `min_hot_idle`
+//! idle workers (its floor).
+//!
+//! - Timely: an idle worker beyond its owner's floor starts draining within
+//!   TTL + one reap interval + the RPC slack of when its TTL ran out (or it
+//!   left the floor). The clock runs only while a reaper responsible for it
+//!   can act: its owner up and able to reach a calm store, or (for a dead
+//!   owner, once the death is visible) any healthy replica, or a healthy
+//!   leader's janitor. Nothing else excuses it.
+//! - Premature: no reaper drains a hot-idle worker younger than its TTL, or
+//!   one inside a live owner's floor (an owner's own graceful shutdown aside).
+//! - A drain ends; the slot of an ended worker is freed at once in a calm
+//!   world; at the end pods = live rows, no orphan secret, no slot without a
+//!   live worker, nothing owned by a dead instance.
+//! - Measured: idle worker-time beyond TTL + one reap interval + slack, over
+//!   the run and after the quiet period settled (the latter must be zero).
+
+use super::model::Model;
+use super::{secs, violation, Check, OracleParams, Violation};
+use haywire_traces::{Event, EventKind, Lifecycle};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, Default)]
+struct IdleWorker {
+    /// When it became idle (None: serving, or never served).
+    since: Option<u64>,
+    /// Who owned it when it went idle: the instance whose floor it may be
+    /// and whose death orphans it (a reaper taking it over does not make it
+    /// the reaper's idle worker).
+    owner: u64,
+    /// When its drain began, and who owned it then.
+    draining: Option<(u64, u64)>,
+    /// When it became retired or lost, and who owned it then.
+    ended: Option<(u64, u64)>,
+    /// Last time it was one of its owner's floor, and last time it was seen
+    /// idle outside it.
+    in_floor_at: Option<u64>,
+    outside_floor_at: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct Idle {
+    w: BTreeMap<String, IdleWorker>,
+    last_tick: u64,
+    overdue_us: u64,
+    overdue_quiet_us: u64,
+}
+
+impl Idle {
+    pub fn overdue(&self) -> (u64, u64) {
+        (self.overdue_us, self.overdue_quiet_us)
+    }
+
+    /// Idle workers (hot or hot-idle in the store, idle to their clients).
+    fn idle<'a>(&'a self, m: &'a Model) -> impl Iterator<Item = (&'a String, &'a IdleWorker, u64)> + 'a {
+        self.w.iter().filter_map(move |(id, w)| {
+            let since = w.since?;
+            let row = m.workers.get(id)?;
+            matches!(row.state, Lifecycle::Hot | Lifecycle::HotIdle).then_some((id, w, since))
+        })
+    }
+
+    /// The idle workers the floors keep: each live instance's newest
+    /// `min_hot_idle` of the workers the store holds hot-idle under its name
+    /// (the row's owner, as the reapers see it; a worker left hot by a failed
+    /// park is idle to its client but no reaper can tell). Dead instances
+    /// keep none.
+    fn floor(&self, p: &OracleParams, m: &Model) -> BTreeSet<String> {
+        let mut by_owner: BTreeMap<u64, Vec<(u64, &String)>> = BTreeMap::new();
+        for (id, _, since) in self.idle(m) {
+            let Some(row) = m.workers.get(id).filter(|r| r.state == Lifecycle::HotIdle) else { continue };
+            if !m.dead.contains_key(&row.owner) {
+                by_owner.entry(row.owner).or_default().push((since, id));
+            }
+        }
+        let mut kept = BTreeSet::new();
+        for (_, mut idle) in by_owner {
+            // Newest first as the store stamps it (whole milliseconds),
+            // ties by id: the design's floor rule.
+            idle.sort_by(|a, b| (b.0 / 1000, b.1).cmp(&(a.0 / 1000, a.1)));
+            kept.extend(idle.into_iter().take(p.fleet.min_hot_idle as usize).map(|(_, id)| id.clone()));
+        }
+        kept
+    }
+
+    /// Since when a reaper responsible for `owner`'s workers has been able
+    /// to act (None: none can now): the owner itself, up and reaching a calm
+    /// store; for a dead owner, once its death is visible, any healthy
+    /// replica; or, if `janitor_can` (the store shows the worker hot-idle,
+    /// which a janitor can see), a healthy leader's janitor.
+    fn able_since(p: &OracleParams, m: &Model, owner: u64, t: u64, janitor_can: bool) -> Option<u64> {
+        if !m.store_calm() {
+            return None;
+        }
+        let own = match m.dead.get(&owner) {
+            Some(&died) => m.any_healthy_since().map(|h| h.max(died + p.fleet.dead_after_us)),
+            None => m.proc_of(owner).and_then(|r| r.healthy_since),
+        };
+        let janitor = m.janitor_able_since(t).filter(|_| janitor_can).map(|j| match m.dead.get(&owner) {
+            Some(&died) => j.max(died + p.fleet.dead_after_us),
+            None => j,
+        });
+        let since = own.into_iter().chain(janitor).min()?;
+        Some(since.max(m.calm_since))
+    }
+
+    /// When an idle worker is due to start draining, if a reaper can act.
+    fn due(&self, p: &OracleParams, m: &Model, id: &str, w: &IdleWorker, since: u64, t: u64) -> Option<u64> {
+        let expired = self.expired(p, w, since);
+        // Taken over by an instance that then died: it waits for that death
+        // to be noticed, like any orphan.
+        let row = m.workers.get(id);
+        let row_owner = row.map(|r| r.owner).unwrap_or(w.owner);
+        let owner = if m.dead.contains_key(&row_owner) { row_owner } else { w.owner };
+        let parked = row.is_some_and(|r| r.state == Lifecycle::HotIdle);
+        let able = Self::able_since(p, m, owner, t, parked)?;
+        Some(expired.max(able) + p.fleet.reap_us + p.fleet.slack_us)
+    }
+
+    /// When an idle worker's TTL ran out, or it left its owner's floor.
+    fn expired(&self, p: &OracleParams, w: &IdleWorker, since: u64) -> u64 {
+        (since + p.fleet.ttl_us).max(w.in_floor_at.unwrap_or(0))
+    }
+
+    /// No premature reaping: `id` (hot-idle) is being drained by `from`.
+    fn premature(&self, p: &OracleParams, m: &Model, t: u64, id: &str, from: u64) -> Option<Violation> {
+        let row = m.workers.get(id)?;
+        let w = self.w.get(id)?;
+        // The owner retiring its own on a graceful shutdown is no reaper
+        // (the write may land after the process is gone); a dead owner's
+        // workers are orphans, reaped whatever their age.
+        if (from == w.owner && m.shutdown_asked.contains(&from)) || !m.is_up(w.owner) {
+            return None;
+        }
+        // The store stamps idle_since in whole milliseconds.
+        if t + 1_000 < row.since + p.fleet.ttl_us {
+            return violation(
+                "L2",
+                t,
+                format!(
+                    "no premature reaping: i{from} drained {id}, hot-idle only since {} (TTL {})",
+                    secs(row.since),
+                    secs(p.fleet.ttl_us)
+                ),
+            );
+        }
+        // Inside a live owner's floor for longer than a reap pass's view
+        // can be stale.
+        let in_floor = w.in_floor_at.is_some_and(|f| f + 100_000 >= t)
+            && w.outside_floor_at.is_none_or(|o| o + p.fleet.slack_us < t);
+        if in_floor {
+            return violation(
+                "L2",
+                t,
+                format!(
+                    "no premature reaping: i{from} drained {id}, one of owner i{}'s newest {} idle workers (its floor)",
+                    row.owner, p.fleet.min_hot_idle
+                ),
+            );
+        }
+        None
+    }
+}
+
+impl Check for Idle {
+    fn observe(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
+        let t = e.t;
+        match &e.kind {
+            EventKind::WorkerWrite { from, id, applied: true, worker: Some(after), .. } => {
+                let before = m.workers.get(id).map(|w| w.state);
+                let verdict = match (before, after.state) {
+                    (Some(Lifecycle::HotIdle), Lifecycle::Draining) => self.premature(p, m, t, id, *from),
+                    _ => None,
+                };
+                let w = self.w.entry(id.clone()).or_insert_with(|| IdleWorker { owner: after.owner, ..Default::default() });
+                if before != Some(after.state) {
+                    match after.state {
+                        // Parked durably: its TTL starts now (as the store
+                        // stamps it), whether or not a client was seen to end.
+                        Lifecycle::HotIdle => {
+                            w.since = Some(t);
+                            w.owner = after.owner;
+                        }
+                        Lifecycle::Draining => w.draining = Some((t, m.workers.get(id).map_or(after.owner, |r| r.owner))),
+                        s if s.is_terminal() => w.ended = Some((t, after.owner)),
+                        _ => {}
+                    }
+                }
+                verdict
+            }
+            EventKind::SessionStarted { worker, .. } => {
+                if let Some(w) = self.w.get_mut(worker) {
+                    w.since = None;
+                }
+                None
+            }
+            EventKind::SessionEnded { worker, .. } => {
+                let owner = m.workers.get(worker).map(|r| r.owner);
+                if let (Some(w), Some(owner)) = (self.w.get_mut(worker), owner) {
+                    w.since = Some(t);
+                    w.owner = owner;
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Idle workers retired in time, drains finished, slots of ended
+    /// workers freed; and the overdue idle time measured.
+    fn tick(&mut self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
+        let fp = &p.fleet;
+        let dt = t.saturating_sub(self.last_tick);
+        self.last_tick = t;
+        let floor = self.floor(p, m);
+        let idle_ids: Vec<String> = self.idle(m).map(|(id, ..)| id.clone()).collect();
+        for id in idle_ids {
+            let w = self.w.get_mut(&id).expect("listed above");
+            if floor.contains(&id) {
+                w.in_floor_at = Some(t);
+            } else {
+                w.outside_floor_at = Some(t);
+            }
+        }
+        let beyond: Vec<(&String, &IdleWorker, u64)> = self.idle(m).filter(|(id, ..)| !floor.contains(*id)).collect();
+        // The measure: idle beyond TTL + one reap interval + slack, no
+        // excuses for faults.
+        let over = beyond.iter().filter(|(_, w, s)| t > self.expired(p, w, *s) + fp.reap_us + fp.slack_us).count() as u64;
+        let mut over_quiet = 0;
+        if let Some(q) = m.quiet_since {
+            let settled = q + fp.dead_after_us + 2 * fp.reap_us + fp.slack_us;
+            over_quiet = beyond
+                .iter()
+                .filter(|(_, w, s)| t > (self.expired(p, w, *s) + fp.reap_us + fp.slack_us).max(settled))
+                .count() as u64;
+        }
+        // The invariant: overdue with only the responsible reapers' excuse.
+        let mut late: Vec<(u64, &String)> = beyond
+            .iter()
+            .filter_map(|(id, w, s)| self.due(p, m, id, w, *s, t).filter(|d| t > *d).map(|d| (d, *id)))
+            .collect();
+        let verdict = if late.is_empty() {
+            self.stuck_drain(p, m, t).or_else(|| self.stray_slot(p, m, t))
+        } else {
+            late.sort();
+            let (d, id) = late[0];
+            let w = &self.w[id];
+            let row = &m.workers[id];
+            violation(
+                "L2",
+                t,
+                format!(
+                    "no idle leak: {} workers idle past TTL + reap interval beyond their owners' floors; {id} ({}, owner i{}, idle owner i{}) idle since {} was due to start draining by {}",
+                    late.len(),
+                    row.state,
+                    row.owner,
+                    w.owner,
+                    secs(w.since.unwrap_or(0)),
+                    secs(d)
+                ),
+            )
+        };
+        self.overdue_us += over * dt;
+        self.overdue_quiet_us += over_quiet * dt;
+        verdict
+    }
+
+    /// After the quiet period: nothing leaked.
+    fn finish(&mut self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
+        let live: Vec<(&String, &super::model::Row)> = m.workers.iter().filter(|(_, w)| !w.state.is_terminal()).collect();
+        let live_pods: BTreeSet<String> = live.iter().map(|(id, _)| format!("pod-{id}")).collect();
+        let live_secrets: BTreeSet<String> = live.iter().map(|(id, _)| format!("secret-{id}")).collect();
+        let pods: BTreeSet<String> = m.pods.keys().cloned().collect();
+        let stray_pods: Vec<&String> = pods.symmetric_difference(&live_pods).collect();
+        if !stray_pods.is_empty() {
+            return violation("L2", t, format!("pods = live rows: these differ at the end: {stray_pods:?}"));
+        }
+        let orphan_secrets: Vec<&String> = m.secrets.difference(&live_secrets).collect();
+        if !orphan_secrets.is_empty() {
+            return violation("L2", t, format!("no orphan secret: {orphan_secrets:?} outlived their workers"));
+        }
+        let dead_owned: Vec<&String> =
+            live.iter().filter(|(_, w)| m.dead.contains_key(&w.owner)).map(|(id, _)| *id).collect();
+        if !dead_owned.is_empty() {
+            return violation("L2", t, format!("nothing owned by a dead instance: {dead_owned:?} still are"));
+        }
+        for (worker, slot) in &m.slots {
+            let row = m.workers.get(worker);
+            let live_row = row.is_some_and(|w| !w.state.is_terminal());
+            // A slot with no live worker may wait for the slow sweep only if
+            // whoever should have freed it died.
+            let owner = row.map(|w| w.owner).unwrap_or(slot.reserver);
+            let excused = m.dead.contains_key(&owner) && t < slot.at + p.fleet.stale_spawn_us + 2 * p.fleet.reap_us;
+            if !live_row && !excused {
+                return violation("L2", t, format!("no stray slot: {worker} holds a slot with no live worker"));
+            }
+        }
+        if self.overdue_quiet_us > 0 {
+            return violation(
+                "L2",
+                t,
+                format!(
+                    "no idle leak: {} idle worker-seconds beyond TTL + reap interval after the quiet period settled",
+                    self.overdue_quiet_us as f64 / 1e6
+                ),
+            );
+        }
+        None
+    }
+}
+
+impl Idle {
+    /// A drain, once begun, finishes (or is finished by a reaper).
+    fn stuck_drain(&self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
+        for (id, w) in &self.w {
+            let Some((since, by)) = w.draining else { continue };
+            if m.workers.get(id).map(|r| r.state) != Some(Lifecycle::Draining) {
+                continue;
+            }
+            let Some(able) = Self::able_since(p, m, by, t, true) else { continue };
+            let due = since.max(able) + 2 * p.fleet.reap_us + p.fleet.slack_us;
+            if t > due {
+                return violation(
+                    "L2",
+                    t,
+                    format!("no idle leak: the drain of {id} begun by i{by} at {} was due to end by {}", secs(since), secs(due)),
+                );
+            }
+        }
+        None
+    }
+
+    /// Slots of ended workers are freed at once by an owner that lives and
+    /// can reach a calm store; if anything disturbed it since, by its next
+    /// reap pass once it can. (Cluster trouble only slows the pod and secret
+    /// deletes before the free, each bounded by a call timeout.)
+    fn stray_slot(&self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
+        for worker in m.slots.keys() {
+            let Some((ended, owner)) = self.w.get(worker).and_then(|w| w.ended) else { continue };
+            if m.dead.contains_key(&owner) || !m.store_calm() {
+                continue;
+            }
+            let Some(healthy) = m.proc_of(owner).and_then(|r| r.healthy_since) else { continue };
+            let calm_from = m.calm_since.max(healthy);
+            // Calm for a while before it ended too: the calls that ended it
+            // were not caught in the disturbance (a stalled write can land
+            // after its caller gave up on it).
+            let deadline = if calm_from + p.fleet.quick_us <= ended {
+                ended + p.fleet.quick_us
+            } else {
+                calm_from + p.fleet.reap_us + p.fleet.slack_us
+            };
+            if t > deadline {
+                return violation(
+                    "L2",
+                    t,
+                    format!(
+                        "no stray slot: {worker} ended at {} but its slot is still held (owner i{owner} is alive)",
+                        secs(ended)
+                    ),
+                );
+            }
+        }
+        None
+    }
+}
