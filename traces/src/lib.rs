@@ -114,6 +114,19 @@ mod tests {
         text.push_str("{\"t\":1,\"node\":\"x\",\"ev\":\"no_such_event\"}\n");
         let err = Trace::from_jsonl(&text).unwrap_err();
         assert_eq!(err.line, 6);
+        // States, ops and replies are typed: an unknown one fails the parse
+        // instead of defaulting to something.
+        for bad in [
+            r#"{"t":1,"node":"store","ev":"worker_write","from":1,"op":"insert","id":"w","applied":true,"worker":{"state":"idle","org":"o","owner":1,"epoch":1}}"#,
+            r#"{"t":1,"node":"store","ev":"worker_write","from":1,"op":"upsert","id":"w","applied":false}"#,
+            r#"{"t":1,"node":"store","ev":"lease_write","from":1,"op":"steal","applied":false}"#,
+            r#"{"t":1,"node":"store","ev":"slot_write","from":1,"op":"reserve","worker":"w","result":"Maybe"}"#,
+        ] {
+            let text = format!("{}{bad}\n", sample().to_jsonl());
+            assert_eq!(Trace::from_jsonl(&text).unwrap_err().line, 6, "{bad}");
+        }
+        let good = r#"{"t":1,"node":"store","ev":"worker_write","from":1,"op":"insert","id":"w","applied":true,"worker":{"state":"hot_idle","org":"o","owner":1,"epoch":1}}"#;
+        assert!(Trace::from_jsonl(&format!("{}{good}\n", sample().to_jsonl())).is_ok());
         let wrong_format = text.replacen("\"haywire_trace\":1", "\"haywire_trace\":99", 1);
         assert!(Trace::from_jsonl(&wrong_format).unwrap_err().message.contains("format 99"));
     }

@@ -1,0 +1,762 @@
+//! Each invariant on short hand-written traces: one that breaks it and one
+//! that does not, so a reader sees what every check means.
+//!
+//! Times are in seconds of simulated time; the bounds in [`params`] are
+//! small round numbers, not the defaults.
+
+use super::*;
+use haywire_traces::{EventKind as K, LeaseOp, LeaseState, Lifecycle as L, SlotOp, SlotReply, WorkerOp, WorkerRow};
+
+const S: u64 = 1_000_000;
+
+/// Bounds for the fleet's checks; L1's are out of the way (see
+/// [`lease_params`]) so each test is about the invariant it names.
+fn params() -> OracleParams {
+    OracleParams {
+        takeover_us: 10_000 * S,
+        contend_us: 10_000 * S,
+        enforce_s2: true,
+        fleet: FleetParams {
+            org_cap: 2,
+            global_cap: 3,
+            ttl_us: 60 * S,
+            reap_us: 10 * S,
+            dead_after_us: 45 * S,
+            dead_threshold_us: 30 * S,
+            heartbeat_us: 15 * S,
+            stale_spawn_us: 600 * S,
+            min_hot_idle: 1,
+            slack_us: 2 * S,
+            quick_us: S / 2,
+            max_pause_us: S,
+            drift_beyond: vec![false; 3],
+            orphan_min_age_us: 30 * S,
+            health_bound_us: 5 * S,
+        },
+    }
+}
+
+/// A run fed event by event. Instances in `beating` heartbeat every 10 s,
+/// and `leader` renews its lease every 5 s, as time passes.
+struct Run {
+    o: Oracle,
+    beating: Vec<u64>,
+    leader: Option<(u64, u64)>,
+    next_beat: f64,
+    next_renew: f64,
+    version: u64,
+}
+
+/// L1's own bounds: a free lease is taken within 3 s, a non-holder asks
+/// the store every 5 s.
+fn lease_params() -> OracleParams {
+    OracleParams { takeover_us: 3 * S, contend_us: 5 * S, ..params() }
+}
+
+impl Run {
+    fn new() -> Run {
+        Run::with(params())
+    }
+
+    fn with(p: OracleParams) -> Run {
+        Run { o: Oracle::new(p, 3), beating: Vec::new(), leader: None, next_beat: 10.0, next_renew: 5.0, version: 100 }
+    }
+
+    /// The keep-alive events due before `t`.
+    fn advance(&mut self, t: f64) -> Option<Violation> {
+        loop {
+            let (beat, renew) = (self.next_beat, self.next_renew);
+            let next = if self.leader.is_some() { beat.min(renew) } else { beat };
+            if next >= t {
+                return None;
+            }
+            let us = (next * S as f64) as u64;
+            let mut events = Vec::new();
+            if next == beat {
+                self.next_beat += 10.0;
+                events.extend(self.beating.iter().map(|&i| K::InstanceHeartbeat { from: i }));
+            } else if let Some((inst, epoch)) = self.leader {
+                self.next_renew += 5.0;
+                self.version += 1;
+                let expires_at_ms = (next * 1000.0) as u64 + 15_000;
+                let lease = LeaseState { holder: Some(inst), epoch, expires_at_ms, version: self.version };
+                events.push(K::LeaseWrite {
+                    from: inst,
+                    op: LeaseOp::Renew,
+                    applied: true,
+                    reject: None,
+                    lease: Some(lease),
+                    reply_lost: false,
+                });
+            }
+            for kind in events {
+                if let Some(v) = self.o.observe(&Event { t: us, node: "store".into(), inst: None, kind }) {
+                    return Some(v);
+                }
+            }
+        }
+    }
+
+    /// Feed one event at `t` seconds (after the keep-alives due before it);
+    /// the violation it causes, if any.
+    fn at(&mut self, t: f64, node: &str, inst: Option<u64>, kind: K) -> Option<Violation> {
+        if let Some(v) = self.advance(t) {
+            return Some(v);
+        }
+        let e = Event { t: (t * S as f64) as u64, node: node.into(), inst, kind };
+        self.o.observe(&e)
+    }
+
+    /// Feed an event that must be fine.
+    fn ok(&mut self, t: f64, node: &str, inst: Option<u64>, kind: K) {
+        if let Some(v) = self.at(t, node, inst, kind) {
+            panic!("unexpected violation at {t}s: {v:?}");
+        }
+    }
+
+    fn sim(&mut self, t: f64, kind: K) {
+        self.ok(t, "sim", None, kind)
+    }
+
+    fn store(&mut self, t: f64, kind: K) {
+        self.ok(t, "store", None, kind)
+    }
+
+    fn tick(&mut self, t: f64) -> Option<Violation> {
+        self.advance(t).or_else(|| self.o.check_time((t * S as f64) as u64))
+    }
+
+    /// Ticks every 100 ms from `from` to `to`: the first violation.
+    fn ticks(&mut self, from: f64, to: f64) -> Option<Violation> {
+        let mut t = from;
+        while t <= to {
+            if let Some(v) = self.tick(t) {
+                return Some(v);
+            }
+            t += 0.1;
+        }
+        None
+    }
+
+    fn finish(&mut self, t: f64) -> Option<Violation> {
+        self.o.finish((t * S as f64) as u64)
+    }
+
+    /// Replica `r<i>` starts as instance `inst` and registers.
+    fn start(&mut self, t: f64, i: usize, inst: u64) {
+        self.ok(t, &format!("r{i}"), Some(inst), K::Started);
+        self.store(t, K::InstanceRegistered { from: inst });
+    }
+
+    /// `inst` acquires (or renews) the lease at `epoch`, expiring at `exp` s.
+    fn lease(&mut self, t: f64, inst: u64, op: LeaseOp, epoch: u64, exp: f64, version: u64) {
+        let lease = LeaseState { holder: Some(inst), epoch, expires_at_ms: (exp * 1000.0) as u64, version };
+        self.store(t, K::LeaseWrite { from: inst, op, applied: true, reject: None, lease: Some(lease), reply_lost: false });
+    }
+
+    fn write(&mut self, t: f64, w: Write) -> Option<Violation> {
+        self.at(t, "store", None, w.event())
+    }
+}
+
+/// A worker write the store applied.
+struct Write {
+    from: u64,
+    op: WorkerOp,
+    id: &'static str,
+    as_: Option<(u64, u64)>,
+    fence: Option<u64>,
+    row: WorkerRow,
+}
+
+impl Write {
+    fn event(self) -> K {
+        K::WorkerWrite {
+            from: self.from,
+            op: self.op,
+            id: self.id.into(),
+            applied: true,
+            as_owner: self.as_.map(|a| a.0),
+            as_epoch: self.as_.map(|a| a.1),
+            fence: self.fence,
+            reject: None,
+            worker: Some(self.row),
+            reply_lost: false,
+        }
+    }
+}
+
+fn row(state: L, org: &str, owner: u64, epoch: u64, session: Option<u64>) -> WorkerRow {
+    WorkerRow { state, org: org.into(), owner, epoch, session }
+}
+
+fn insert(from: u64, id: &'static str, org: &str, session: Option<u64>) -> Write {
+    Write { from, op: WorkerOp::Insert, id, as_: None, fence: None, row: row(L::Spawning, org, from, 1, session) }
+}
+
+fn update(from: u64, id: &'static str, epoch: u64, state: L, session: Option<u64>) -> Write {
+    Write { from, op: WorkerOp::Update, id, as_: Some((from, epoch)), fence: None, row: row(state, "o", from, epoch, session) }
+}
+
+/// `from` claims `id` from (`owner`, `epoch`), landing it in `state`.
+fn claim(from: u64, id: &'static str, owner: u64, epoch: u64, state: L) -> Write {
+    Write { from, op: WorkerOp::Claim, id, as_: Some((owner, epoch)), fence: None, row: row(state, "o", from, epoch + 1, None) }
+}
+
+/// r1/i1 leads; worker `w1.1` of org `o` is spawned by i1 for session 1 of
+/// client c1, made hot and handed over at 5 s.
+fn serving() -> Run {
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.start(0.0, 2, 2);
+    r.lease(0.1, 1, LeaseOp::Acquire, 1, 15.0, 1);
+    // Both keep heartbeating and i1 keeps leading.
+    r.beating = vec![1, 2];
+    r.leader = Some((1, 1));
+    r.ok(1.0, "c1", None, K::SessionRequested { session: 1, org: "o".into(), replica: "r1".into() });
+    r.store(1.1, K::SlotWrite {
+        from: 1,
+        op: SlotOp::Reserve,
+        worker: "w1.1".into(),
+        org: Some("o".into()),
+        result: SlotReply::Reserved,
+        fence: None,
+        reply_lost: false,
+    });
+    assert_eq!(r.write(1.2, insert(1, "w1.1", "o", Some(1))), None);
+    r.ok(1.3, "cluster", None, K::SecretCreated { from: 1, name: "secret-w1.1".into(), gated: None });
+    r.ok(1.4, "cluster", None, K::PodCreated { from: 1, name: "pod-w1.1".into(), start_ms: 500 });
+    assert_eq!(r.write(1.5, update(1, "w1.1", 1, L::Activating, Some(1))), None);
+    assert_eq!(r.write(4.9, update(1, "w1.1", 1, L::Hot, Some(1))), None);
+    r.ok(5.0, "c1", None, K::SessionStarted { session: 1, worker: "w1.1".into() });
+    r
+}
+
+/// The owner retires `id`: drained at `t`, its pod and secret deleted,
+/// retired, its slot freed.
+fn retire(r: &mut Run, t: f64, id: &'static str) {
+    assert_eq!(r.write(t, update(1, id, 1, L::Draining, None)), None);
+    r.ok(t + 0.05, "cluster", None, K::PodDeleted { from: 1, name: format!("pod-{id}"), gated: None });
+    r.ok(t + 0.1, "cluster", None, K::SecretDeleted { from: 1, name: format!("secret-{id}"), gated: None });
+    retire_row(r, t + 0.2, id);
+}
+
+/// The row retired and its slot freed, its pod and secret left as they are.
+fn retire_row(r: &mut Run, t: f64, id: &'static str) {
+    assert_eq!(r.write(t, update(1, id, 1, L::Retired, None)), None);
+    let free = K::SlotWrite {
+        from: 1,
+        op: SlotOp::Free,
+        worker: id.into(),
+        org: None,
+        result: SlotReply::Freed,
+        fence: None,
+        reply_lost: false,
+    };
+    r.store(t + 0.1, free);
+}
+
+fn inv(v: Option<Violation>) -> &'static str {
+    v.map(|v| v.invariant).unwrap_or("none")
+}
+
+// --- S1 exclusive effects ---
+
+#[test]
+fn s1_effects_land_only_under_the_live_lease() {
+    let mut r = serving();
+    let effect = |from, epoch, key: &str| K::EffectWrite {
+        from,
+        epoch,
+        key: key.into(),
+        applied: true,
+        seq: Some(1),
+        reject: None,
+        reply_lost: false,
+    };
+    assert_eq!(r.at(2.0, "store", None, effect(1, 1, "a")), None);
+    // From a non-holder, at a stale epoch, or after expiry: broken.
+    assert_eq!(inv(Run::new().at(1.0, "store", None, effect(1, 1, "b"))), "S1");
+    assert_eq!(inv(serving().at(2.0, "store", None, effect(2, 1, "c"))), "S1");
+    assert_eq!(inv(serving().at(2.0, "store", None, effect(1, 2, "d"))), "S1");
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.lease(0.1, 1, LeaseOp::Acquire, 1, 15.0, 1);
+    assert_eq!(r.at(14.9, "store", None, effect(1, 1, "e")), None);
+    assert_eq!(inv(r.at(15.5, "store", None, effect(1, 1, "f"))), "S1");
+}
+
+#[test]
+fn s1_fenced_writes_and_leader_cluster_calls_land_only_under_the_live_lease() {
+    // A fenced worker write from the holder at its epoch: fine.
+    let mut r = serving();
+    let mut w = update(1, "w1.1", 1, L::Hot, Some(1));
+    w.fence = Some(1);
+    assert_eq!(r.write(6.0, w), None);
+    // The same after the lease moved on: broken.
+    let mut r = serving();
+    r.lease(16.0, 2, LeaseOp::Acquire, 2, 31.0, 2);
+    let mut w = update(1, "w1.1", 1, L::Hot, Some(1));
+    w.fence = Some(1);
+    assert_eq!(inv(r.write(16.5, w)), "S1");
+    // A pod delete sent by a leader task of epoch 1 that lands once i2 holds
+    // epoch 2: broken. The same delete from a task that is not leader-gated
+    // is no leader effect.
+    let mut r = serving();
+    r.lease(16.0, 2, LeaseOp::Acquire, 2, 31.0, 2);
+    let del = |gated| K::PodDeleted { from: 1, name: "pod-w9.9".into(), gated };
+    assert_eq!(r.at(16.1, "cluster", None, del(None)), None);
+    assert_eq!(inv(r.at(16.2, "cluster", None, del(Some(1)))), "S1");
+    let secret = K::SecretDeleted { from: 2, name: "secret-w9.9".into(), gated: Some(2) };
+    assert_eq!(r.at(16.3, "cluster", None, secret), None);
+}
+
+// --- S2 no double holder ---
+
+#[test]
+fn s2_leader_tasks_of_two_terms_never_overlap() {
+    let started = |epoch| K::LoopStarted { name: "janitor".into(), epoch };
+    let stopped = |epoch| K::LoopStopped { name: "janitor".into(), epoch };
+    let mut r = Run::new();
+    r.ok(1.0, "r1", Some(1), started(1));
+    // i2 starts leading while i1's task still runs: broken.
+    assert_eq!(inv(r.at(2.0, "r2", Some(2), started(2))), "S2");
+    // Once i1's task has finished, i2 may lead.
+    let mut r = Run::new();
+    r.ok(1.0, "r1", Some(1), started(1));
+    r.ok(1.5, "r1", Some(1), stopped(1));
+    assert_eq!(r.at(2.0, "r2", Some(2), started(2)), None);
+    // A process that died took its tasks with it.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "r1", Some(1), started(1));
+    r.sim(1.5, K::Crash { target: "r1".into() });
+    assert_eq!(r.at(2.0, "r2", Some(2), started(2)), None);
+    // Beyond the pause and drift bounds S2 is not promised.
+    let mut p = params();
+    p.enforce_s2 = false;
+    let mut r = Run::with(p);
+    r.ok(1.0, "r1", Some(1), started(1));
+    assert_eq!(r.at(2.0, "r2", Some(2), started(2)), None);
+}
+
+// --- L1 no abandoned lease ---
+
+#[test]
+fn l1_a_released_lease_is_taken_within_the_takeover_bound() {
+    let takeover_only = || OracleParams { contend_us: 10_000 * S, ..lease_params() };
+    let mut r = Run::with(takeover_only());
+    r.start(0.0, 1, 1);
+    r.lease(0.1, 1, LeaseOp::Acquire, 1, 15.0, 1);
+    let free = LeaseState { holder: None, epoch: 1, expires_at_ms: 5_000, version: 2 };
+    r.store(5.0, K::LeaseWrite { from: 1, op: LeaseOp::Release, applied: true, reject: None, lease: Some(free.clone()), reply_lost: false });
+    assert_eq!(r.ticks(5.0, 8.0), None);
+    assert_eq!(inv(r.tick(8.2)), "L1");
+    // Taken in time: fine.
+    let mut r = Run::with(takeover_only());
+    r.start(0.0, 1, 1);
+    r.lease(0.1, 1, LeaseOp::Acquire, 1, 15.0, 1);
+    r.store(5.0, K::LeaseWrite { from: 1, op: LeaseOp::Release, applied: true, reject: None, lease: Some(free), reply_lost: false });
+    r.lease(7.0, 1, LeaseOp::Acquire, 2, 22.0, 3);
+    assert_eq!(r.ticks(5.0, 12.0), None);
+}
+
+#[test]
+fn l1_a_healthy_non_holder_keeps_asking_the_store() {
+    let mut r = Run::with(lease_params());
+    r.start(0.0, 1, 1);
+    r.start(0.0, 2, 2);
+    r.lease(0.1, 1, LeaseOp::Acquire, 1, 1000.0, 1);
+    for k in 1..20 {
+        r.store(k as f64 * 2.0, K::StoreRead { from: 2 });
+        r.lease(k as f64 * 2.0, 1, LeaseOp::Renew, 1, 1000.0, 1 + k);
+    }
+    assert_eq!(r.ticks(0.2, 40.0), None);
+    // i2 falls silent (an elector that stopped) while nothing stops it.
+    assert_eq!(inv(r.ticks(40.1, 46.0)), "L1");
+}
+
+// --- S3 fencing and the lifecycle ---
+
+#[test]
+fn s3_writes_follow_owner_epoch_and_the_lifecycle() {
+    // Stale epoch.
+    let mut r = serving();
+    assert_eq!(inv(r.write(6.0, update(1, "w1.1", 0, L::HotIdle, None))), "S3");
+    // A claim bumps the epoch by exactly one.
+    let mut r = serving();
+    assert_eq!(r.write(6.0, claim(2, "w1.1", 1, 1, L::Hot)), None);
+    let mut r = serving();
+    let mut c = claim(2, "w1.1", 1, 1, L::Hot);
+    c.row.epoch = 3;
+    assert_eq!(inv(r.write(6.0, c)), "S3");
+    // The oracle's own lifecycle: hot -> activating is no step.
+    let mut r = serving();
+    assert_eq!(inv(r.write(6.0, update(1, "w1.1", 1, L::Activating, Some(1)))), "S3");
+    // A second insert of one id.
+    let mut r = serving();
+    assert_eq!(inv(r.write(6.0, insert(1, "w1.1", "o", None))), "S3");
+    // A write to a worker never inserted.
+    assert_eq!(inv(Run::new().write(1.0, update(1, "w7.7", 1, L::Hot, None))), "S3");
+    // An update that changes the owner without a claim.
+    let mut r = serving();
+    let mut u = update(1, "w1.1", 1, L::Hot, Some(1));
+    u.row.owner = 2;
+    assert_eq!(inv(r.write(6.0, u)), "S3");
+}
+
+#[test]
+fn the_lifecycle_table_is_the_designs() {
+    use workers::may_become;
+    for (a, b) in [(L::Spawning, L::Activating), (L::Activating, L::Hot), (L::Hot, L::HotIdle), (L::HotIdle, L::Hot)] {
+        assert!(may_become(a, b), "{a} -> {b}");
+    }
+    for (a, b) in [(L::HotIdle, L::Draining), (L::Draining, L::Retired), (L::Spawning, L::Retired), (L::Hot, L::Lost)] {
+        assert!(may_become(a, b), "{a} -> {b}");
+    }
+    for (a, b) in [(L::Hot, L::Retired), (L::Draining, L::Hot), (L::Retired, L::Retired), (L::Lost, L::Hot), (L::Spawning, L::Hot)]
+    {
+        assert!(!may_become(a, b), "{a} -> {b}");
+    }
+}
+
+// --- S4 caps ---
+
+#[test]
+fn s4_live_workers_and_slots_stay_under_the_caps() {
+    let mut r = serving();
+    assert_eq!(r.write(6.0, insert(1, "w1.2", "o", None)), None);
+    // A third live worker in org o (cap 2).
+    assert_eq!(inv(r.write(6.1, insert(1, "w1.3", "o", None))), "S4");
+    // The fleet cap (3), across orgs.
+    let mut r = serving();
+    assert_eq!(r.write(6.0, insert(1, "w1.2", "p", None)), None);
+    assert_eq!(r.write(6.1, insert(1, "w1.3", "q", None)), None);
+    assert_eq!(inv(r.write(6.2, insert(1, "w1.4", "z", None))), "S4");
+    // The store's own slot count.
+    let mut r = serving();
+    let reserve = |w: &str| K::SlotWrite {
+        from: 1,
+        op: SlotOp::Reserve,
+        worker: w.into(),
+        org: Some("o".into()),
+        result: SlotReply::Reserved,
+        fence: None,
+        reply_lost: false,
+    };
+    assert_eq!(r.at(6.0, "store", None, reserve("w1.2")), None);
+    assert_eq!(inv(r.at(6.1, "store", None, reserve("w1.3"))), "S4");
+}
+
+// --- S5 no live session lost ---
+
+#[test]
+fn s5_a_held_worker_is_not_ended_while_its_server_is_up() {
+    // Marked lost by a reaper while c1 holds it and i1 is up: broken.
+    let mut r = serving();
+    assert_eq!(inv(r.write(6.0, claim(2, "w1.1", 1, 1, L::Lost))), "S5");
+    // Its pod deleted under the client: broken.
+    let mut r = serving();
+    assert_eq!(inv(r.at(6.0, "cluster", None, K::PodDeleted { from: 2, name: "pod-w1.1".into(), gated: None })), "S5");
+    // Once the server died, its sessions are orphans and may be ended.
+    let mut r = serving();
+    r.sim(6.0, K::Crash { target: "r1".into() });
+    assert_eq!(r.write(40.0, claim(2, "w1.1", 1, 1, L::Lost)), None);
+    // After the client is done, the worker may go.
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(r.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
+    // A server paused beyond its bound cannot fence in time: not promised.
+    let mut r = serving();
+    r.sim(6.0, K::Pause { target: "r1".into(), ms: 40_000 });
+    assert_eq!(r.write(40.0, claim(2, "w1.1", 1, 1, L::Lost)), None);
+}
+
+#[test]
+fn s5_a_spawn_a_client_waits_for_is_given_up_only_by_its_server() {
+    let waiting = || {
+        let mut r = Run::new();
+        r.start(0.0, 1, 1);
+        r.start(0.0, 2, 2);
+        r.ok(1.0, "c1", None, K::SessionRequested { session: 1, org: "o".into(), replica: "r1".into() });
+        assert_eq!(r.write(1.2, insert(1, "w1.1", "o", Some(1))), None);
+        assert_eq!(r.write(1.5, update(1, "w1.1", 1, L::Activating, Some(1))), None);
+        r
+    };
+    // A reaper takes the activation over and retires it: broken.
+    let mut r = waiting();
+    assert_eq!(inv(r.write(9.0, claim(2, "w1.1", 1, 1, L::Retired))), "S5");
+    // The server's own spawn gives up (its client gets an error): fine.
+    let mut r = waiting();
+    assert_eq!(r.write(9.0, update(1, "w1.1", 1, L::Retired, None)), None);
+}
+
+#[test]
+fn s5_no_session_starts_on_a_worker_whose_pod_is_long_dead() {
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(r.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    r.sim(7.0, K::PodDied { name: "pod-w1.1".into() });
+    let reuse = |r: &mut Run, t: f64| {
+        r.ok(t - 0.2, "c2", None, K::SessionRequested { session: 2, org: "o".into(), replica: "r1".into() });
+        assert_eq!(r.write(t - 0.1, update(1, "w1.1", 1, L::Hot, Some(2))), None);
+        r.at(t, "c2", None, K::SessionStarted { session: 2, worker: "w1.1".into() })
+    };
+    // Within the health-check bound (5 s) the pool may not know yet.
+    let mut early = serving();
+    early.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(early.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    early.sim(7.0, K::PodDied { name: "pod-w1.1".into() });
+    assert_eq!(reuse(&mut early, 10.0), None);
+    // Past it: broken.
+    assert_eq!(inv(reuse(&mut r, 13.0)), "S5");
+}
+
+// --- S6 exclusive and isolated ---
+
+#[test]
+fn s6_a_session_starts_only_on_its_own_hot_bound_worker() {
+    // Another client still holds it.
+    let mut r = serving();
+    r.ok(6.0, "c2", None, K::SessionRequested { session: 2, org: "o".into(), replica: "r1".into() });
+    assert_eq!(inv(r.at(6.5, "c2", None, K::SessionStarted { session: 2, worker: "w1.1".into() })), "S6");
+    // A worker of another org.
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    r.ok(6.1, "c2", None, K::SessionRequested { session: 2, org: "p".into(), replica: "r1".into() });
+    assert_eq!(r.write(6.2, update(1, "w1.1", 1, L::Hot, Some(2))), None);
+    assert_eq!(inv(r.at(6.3, "c2", None, K::SessionStarted { session: 2, worker: "w1.1".into() })), "S6");
+    // A row the store still holds activating (memory said hot).
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "c1", None, K::SessionRequested { session: 1, org: "o".into(), replica: "r1".into() });
+    assert_eq!(r.write(1.2, insert(1, "w1.1", "o", Some(1))), None);
+    assert_eq!(r.write(1.5, update(1, "w1.1", 1, L::Activating, Some(1))), None);
+    assert_eq!(inv(r.at(5.0, "c1", None, K::SessionStarted { session: 1, worker: "w1.1".into() })), "S6");
+    // The worker, bound to this session, hot, same org: fine (serving()).
+    serving();
+}
+
+// --- L3 progress ---
+
+#[test]
+fn l3_requests_to_a_healthy_replica_are_answered() {
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "c1", None, K::SessionRequested { session: 1, org: "o".into(), replica: "r1".into() });
+    assert_eq!(inv(r.at(40.0, "c1", None, K::SessionTimedOut { session: 1 })), "L3");
+    // The store was failing meanwhile: excused.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "c1", None, K::SessionRequested { session: 1, org: "o".into(), replica: "r1".into() });
+    r.sim(2.0, K::StoreFaults { fail_pct: 50, lost_reply_pct: 0 });
+    r.sim(30.0, K::StoreFaultsHealed);
+    assert_eq!(r.at(40.0, "c1", None, K::SessionTimedOut { session: 1 }), None);
+    // Still unanswered when the run ends: broken; answered: fine.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "c1", None, K::SessionRequested { session: 1, org: "o".into(), replica: "r1".into() });
+    r.store(1.5, K::LeaseWrite {
+        from: 1,
+        op: LeaseOp::Acquire,
+        applied: true,
+        reject: None,
+        lease: Some(LeaseState { holder: Some(1), epoch: 1, expires_at_ms: 999_000, version: 1 }),
+        reply_lost: false,
+    });
+    assert_eq!(inv(r.finish(2.0)), "L3");
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    r.ok(6.1, "c1", None, K::SessionRequested { session: 2, org: "o".into(), replica: "r1".into() });
+    r.ok(6.2, "c1", None, K::SessionRefused { session: 2, error: "at capacity".into() });
+    assert_ne!(inv(r.finish(7.0)), "L3");
+}
+
+// --- L2 no idle leak ---
+
+/// `serving()`, then c1 ends at 6 s and i1 parks the worker; i1 has a
+/// newer idle worker w1.2 (its floor), so w1.1 is beyond the floor.
+fn idle_beyond_floor() -> Run {
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(r.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    assert_eq!(r.write(7.0, insert(1, "w1.2", "o", None)), None);
+    assert_eq!(r.write(7.1, update(1, "w1.2", 1, L::Activating, None)), None);
+    assert_eq!(r.write(7.2, update(1, "w1.2", 1, L::Hot, None)), None);
+    assert_eq!(r.write(8.0, update(1, "w1.2", 1, L::HotIdle, None)), None);
+    r
+}
+
+#[test]
+fn l2_an_idle_worker_beyond_the_floor_starts_draining_within_ttl_reap_and_slack() {
+    // TTL 60 s from the park at 6.1 s, + 10 s reap + 2 s slack = 78.1 s.
+    let mut r = idle_beyond_floor();
+    assert_eq!(r.ticks(8.0, 78.0), None);
+    assert_eq!(inv(r.tick(78.3)), "L2");
+    // Drained in time: fine.
+    let mut r = idle_beyond_floor();
+    assert_eq!(r.ticks(8.0, 70.0), None);
+    retire(&mut r, 70.5, "w1.1");
+    assert_eq!(r.ticks(70.9, 100.0), None);
+    // The floor (w1.2) may stay, long past its TTL.
+    let mut r = idle_beyond_floor();
+    retire(&mut r, 70.5, "w1.1");
+    assert_eq!(r.ticks(70.9, 200.0), None);
+}
+
+#[test]
+fn l2_the_deadline_waits_while_no_responsible_reaper_can_act() {
+    // i1 is cut off from the store and nobody else leads: excused until it
+    // heals at 90 s; due 90 + 10 + 2 s.
+    let mut r = idle_beyond_floor();
+    r.sim(50.0, K::Partition { target: "r1".into() });
+    assert_eq!(r.ticks(8.0, 89.9), None);
+    r.sim(90.0, K::PartitionHealed { target: "r1".into() });
+    assert_eq!(r.ticks(90.0, 101.9), None);
+    assert_eq!(inv(r.ticks(102.0, 103.0)), "L2");
+}
+
+#[test]
+fn l2_no_reaper_drains_a_young_worker_or_one_in_its_owners_floor() {
+    // Younger than the TTL.
+    let mut r = idle_beyond_floor();
+    assert_eq!(r.ticks(8.0, 30.0), None);
+    assert_eq!(inv(r.write(30.0, claim(2, "w1.1", 1, 1, L::Draining))), "L2");
+    // The floor (i1's newest idle worker), long past its TTL.
+    let mut r = idle_beyond_floor();
+    retire(&mut r, 70.0, "w1.1");
+    assert_eq!(r.ticks(70.4, 100.0), None);
+    assert_eq!(inv(r.write(100.0, claim(2, "w1.2", 1, 1, L::Draining))), "L2");
+    // Past its TTL and beyond the floor: fine.
+    let mut r = idle_beyond_floor();
+    assert_eq!(r.ticks(8.0, 70.0), None);
+    assert_eq!(r.write(70.0, claim(2, "w1.1", 1, 1, L::Draining)), None);
+    // The owner retiring its own on a graceful shutdown is no reaper.
+    let mut r = idle_beyond_floor();
+    r.sim(20.0, K::ShutdownRequested { target: "r1".into() });
+    assert_eq!(r.write(20.1, update(1, "w1.2", 1, L::Draining, None)), None);
+}
+
+#[test]
+fn l2_a_drain_ends_and_nothing_is_left_at_the_end() {
+    let mut r = idle_beyond_floor();
+    assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
+    // Due 70 + 2 reap intervals + slack.
+    assert_eq!(r.ticks(70.0, 91.9), None);
+    assert_eq!(inv(r.ticks(92.0, 93.0)), "L2");
+    // At the end: a pod with no live row.
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(r.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
+    assert_eq!(r.write(70.5, update(1, "w1.1", 1, L::Retired, None)), None);
+    let freed = K::SlotWrite {
+        from: 1,
+        op: SlotOp::Free,
+        worker: "w1.1".into(),
+        org: None,
+        result: SlotReply::Freed,
+        fence: None,
+        reply_lost: false,
+    };
+    r.store(70.6, freed);
+    r.ok(70.7, "cluster", None, K::SecretDeleted { from: 1, name: "secret-w1.1".into(), gated: None });
+    let v = r.finish(71.0).expect("the pod outlived its row");
+    assert!(v.message.contains("pods = live rows"), "{v:?}");
+    r.ok(71.1, "cluster", None, K::PodDeleted { from: 1, name: "pod-w1.1".into(), gated: None });
+    assert_eq!(r.finish(71.2), None);
+}
+
+#[test]
+fn l2_orphan_pods_and_secrets_are_deleted_in_time() {
+    // w1.1 retired at 70.5 s with its pod left behind (created at 1.4 s,
+    // so old enough): due at 70.5 + 10 + 2 = 82.5 s.
+    let orphan = || {
+        let mut r = idle_beyond_floor();
+        assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
+        retire_row(&mut r, 70.5, "w1.1");
+        r.ok(70.6, "cluster", None, K::SecretDeleted { from: 1, name: "secret-w1.1".into(), gated: None });
+        r
+    };
+    let mut r = orphan();
+    assert_eq!(r.ticks(70.7, 82.4), None);
+    let v = r.ticks(82.5, 83.0).expect("the orphan pod is late");
+    assert!(v.message.contains("no orphan pod"), "{v:?}");
+    // Deleted in time: fine.
+    let mut r = orphan();
+    r.ok(80.0, "cluster", None, K::PodDeleted { from: 1, name: "pod-w1.1".into(), gated: Some(1) });
+    assert_eq!(r.ticks(80.1, 120.0), None);
+    // A cluster that refuses to delete it excuses it until it relents.
+    let mut r = orphan();
+    r.sim(75.0, K::DeleteRefused { name: "pod-w1.1".into(), ms: 30_000 });
+    assert_eq!(r.ticks(75.1, 105.0), None);
+    r.sim(105.0, K::DeleteRefusalHealed { name: "pod-w1.1".into() });
+    assert_eq!(r.ticks(105.0, 116.9), None);
+    assert!(r.ticks(117.0, 118.0).is_some());
+    // An orphan secret (its spawn's row ended before the pod) likewise.
+    let mut r = idle_beyond_floor();
+    assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
+    retire_row(&mut r, 70.5, "w1.1");
+    r.ok(70.6, "cluster", None, K::PodDeleted { from: 1, name: "pod-w1.1".into(), gated: None });
+    let v = r.ticks(70.7, 83.0).expect("the orphan secret is late");
+    assert!(v.message.contains("no orphan secret"), "{v:?}");
+}
+
+// --- E1 effects at most once ---
+
+#[test]
+fn e1_an_effect_key_commits_once() {
+    let mut r = serving();
+    let effect = |seq, key: &str| K::EffectWrite {
+        from: 1,
+        epoch: 1,
+        key: key.into(),
+        applied: true,
+        seq: Some(seq),
+        reject: None,
+        reply_lost: false,
+    };
+    assert_eq!(r.at(2.0, "store", None, effect(1, "i1/e1/s1.0")), None);
+    assert_eq!(r.at(2.1, "store", None, effect(2, "i1/e1/s1.1")), None);
+    // A retry the store answered as a duplicate commits nothing: fine.
+    let dup = K::EffectWrite {
+        from: 1,
+        epoch: 1,
+        key: "i1/e1/s1.0".into(),
+        applied: false,
+        seq: Some(1),
+        reject: Some("Duplicate".into()),
+        reply_lost: false,
+    };
+    assert_eq!(r.at(2.2, "store", None, dup), None);
+    // Committed again: broken.
+    assert_eq!(inv(r.at(2.3, "store", None, effect(3, "i1/e1/s1.0"))), "E1");
+}
+
+// --- I1 no false death ---
+
+#[test]
+fn i1_a_live_connected_instance_keeps_its_heartbeat() {
+    // r1/i1 registered at 0 s and never heartbeats again: due at 30 + 15 +
+    // 2 s.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    assert_eq!(r.ticks(0.0, 46.9), None);
+    assert_eq!(inv(r.ticks(47.0, 48.0)), "I1");
+    // Cut off from the store, it cannot: excused until it heals.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.sim(10.0, K::Partition { target: "r1".into() });
+    assert_eq!(r.ticks(0.0, 60.0), None);
+    r.sim(60.0, K::PartitionHealed { target: "r1".into() });
+    assert_eq!(r.ticks(60.0, 106.9), None);
+    assert_eq!(inv(r.ticks(107.0, 108.0)), "I1");
+    // Heartbeating: fine.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    for k in 1..10 {
+        r.store(k as f64 * 15.0, K::InstanceHeartbeat { from: 1 });
+    }
+    assert_eq!(r.ticks(0.0, 140.0), None);
+}
