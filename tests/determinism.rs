@@ -69,3 +69,32 @@ fn replay_in_a_fresh_process_matches_the_sweep() {
         assert!(fresh == in_process, "{scenario} seed {seed}: fresh-process replay differs from in-process run");
     }
 }
+
+/// The oracle judges a recorded trace after the fact exactly as it judged
+/// the run live: same verdict, same invariant (what `haywire judge`-style
+/// checks of live traces rely on).
+#[test]
+fn a_recorded_trace_judged_again_gets_the_runs_verdict() {
+    use haywire_core::Mutant;
+    let cases: [(&str, u64, Option<Mutant>); 6] = [
+        ("steady", 1, None),
+        ("chaos", 3, None),
+        ("idle-churn", 0, None),
+        ("graceful-failover", 3, Some(Mutant::ReleaseBeforeCancel)),
+        ("spawn-faults", 0, Some(Mutant::JanitorStopsAtFirstError)),
+        ("persist-faults", 2, Some(Mutant::ActivateSplit)),
+    ];
+    for (name, seed, mutant) in cases {
+        let s = haywire_scenarios::by_name(name).expect("scenario exists");
+        let out = haywire_sim::run(s, seed, &haywire_sim::RunConfig { mutant, store: None }).expect("world builds");
+        let params = haywire_sim::oracle_params(&out.options);
+        let again = haywire_sim::judge(params, out.options.replicas, &out.trace.events);
+        assert_eq!(
+            again.as_ref().map(|v| v.invariant),
+            out.violation.as_ref().map(|v| v.invariant),
+            "{name} seed {seed} {mutant:?}: live {:?}, judged again {again:?}",
+            out.violation
+        );
+        assert_eq!(mutant.is_some(), out.violation.is_some(), "{name} seed {seed}: the mutant is caught, the clean core passes");
+    }
+}

@@ -28,7 +28,7 @@ pub mod world;
 
 pub use faults::{Fault, FaultPlan, PlannedFault, Target};
 pub use options::{Bounds, ClockSpec, FaultRates, RunOptions, StoreKind, Workload};
-pub use oracle::Violation;
+pub use oracle::{judge, Violation};
 pub use report::replay_command;
-pub use runner::{expand, run, run_with_plan, Outcome, RunConfig, Stats};
+pub use runner::{expand, oracle_params, run, run_with_plan, Outcome, RunConfig, Stats};
 pub use scenario::Scenario;

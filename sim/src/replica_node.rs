@@ -24,7 +24,8 @@ pub struct TraceObserver {
 impl Observer for TraceObserver {
     fn observe(&self, e: CoreEvent) {
         let kind = match e {
-            CoreEvent::Started { .. } => EventKind::Started,
+            // The host records the start itself (see `process`).
+            CoreEvent::Started { .. } => return,
             CoreEvent::LeaseAcquired { epoch } => EventKind::LeaseAcquired { epoch },
             CoreEvent::LeaseRenewed { epoch } => EventKind::LeaseRenewed { epoch },
             CoreEvent::SteppedDown { epoch, reason } => EventKind::SteppedDown { epoch, reason },
@@ -97,6 +98,8 @@ pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
     let obs = Arc::new(TraceObserver { world: world.clone(), node: name.clone(), inst });
     let (tx, mut rx) = watch::channel(false);
     world.lock().slots[slot].shutdown = Some(tx);
+    // The process is up as this instance: the host's word, not core's.
+    world.record(&name, Some(inst), EventKind::Started);
     // Options are validated before the run, so this cannot fail here.
     let replica = match Replica::start(InstanceId(inst), config, store, clock, cluster, obs) {
         Ok(r) => r,

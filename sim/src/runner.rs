@@ -260,7 +260,7 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
     let supervisor = injector.clone();
     let ticker = madsim::task::spawn(async move {
         loop {
-            madsim::time::sleep(Duration::from_millis(100)).await;
+            madsim::time::sleep(Duration::from_micros(crate::oracle::TICK_US)).await;
             w.tick();
             supervisor.restart_fenced();
         }

@@ -131,8 +131,11 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum EventKind {
-    // --- replica (reported by core through its observer) ---
+    /// The host started the replica's process as instance `inst` (recorded
+    /// by the simulator, not reported by core).
     Started,
+    // --- replica (reported by core through its observer: labels for
+    // readers; the oracle judges none of them) ---
     LeaseAcquired { epoch: u64 },
     LeaseRenewed { epoch: u64 },
     SteppedDown { epoch: u64, reason: String },

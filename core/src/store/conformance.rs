@@ -681,7 +681,10 @@ fn u64_values_round_trip<B: StoreBackend>(mk: impl Fn() -> B) {
     let r3 = applied(b.acquire_lease("top", id(0), None, 100, top));
     assert_eq!(r3.expires_at, u64::MAX);
     assert_eq!(seq_of(b.fenced_effect("top", id(0), 1, "top", u64::MAX - 1)), 2);
-    assert_eq!(fence_reason(b.fenced_effect("top", id(0), 1, "top", u64::MAX)), FenceReject::Expired);
+    // A fresh key at the very last instant is refused: expiry compares as u64.
+    assert_eq!(fence_reason(b.fenced_effect("top", id(0), 1, "top-late", u64::MAX)), FenceReject::Expired);
+    // The committed key's retry finds its seq (read back intact), whatever the time.
+    assert_eq!(b.fenced_effect("top", id(0), 1, "top", u64::MAX), Ok(EffectResult::Duplicate { seq: 2 }));
     assert_eq!(
         b.effects().unwrap(),
         vec![
@@ -1529,15 +1532,51 @@ mod sqlite_only {
         assert_eq!((w.len(), w[0].state, w[0].version), (1, S::Activating, 2));
     }
 
+    /// A version-2 database (the fleet tables, no key index on effects) is
+    /// migrated to 3: its rows are kept and an effect key commits at most
+    /// once, in the schema too.
     #[test]
-    fn version_three_is_rejected() {
-        let db = TempDb::new("schema3");
+    fn version_two_database_gains_the_effect_key_index() {
+        let db = TempDb::new("migrate2");
+        let key_index = |path: &Path| -> i64 {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'effects_by_key'", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let old = {
+            let mut s = SqliteStore::open(&db.path).unwrap();
+            applied(s.acquire_lease(L, id(1), None, 100, 0));
+            assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "e1", 1)), 1);
+            s.effects().unwrap()
+        };
+        // Back to the schema version 2 wrote: everything but the index.
         {
             let conn = rusqlite::Connection::open(&db.path).unwrap();
-            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch("DROP INDEX effects_by_key; PRAGMA user_version = 2;").unwrap();
+        }
+        assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (3, 1));
+        assert_eq!(s.effects().unwrap(), old);
+        assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
+        // The index itself refuses a second row for the key.
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        assert!(conn.execute("INSERT INTO effects (lease, holder, epoch, effect, at) VALUES (?1, 1, 1, 'e1', 3)", [L]).is_err());
+        assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "e2", 4)), 2);
+        assert_eq!(s.effects().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn version_four_is_rejected() {
+        let db = TempDb::new("schema4");
+        {
+            let conn = rusqlite::Connection::open(&db.path).unwrap();
+            conn.pragma_update(None, "user_version", 4).unwrap();
         }
         assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
-        assert_eq!(pragma_i64(&db.path, "user_version"), 3);
+        assert_eq!(pragma_i64(&db.path, "user_version"), 4);
         assert_eq!(tables(&db.path), Vec::<String>::new());
     }
 

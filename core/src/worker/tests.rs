@@ -25,10 +25,10 @@ use crate::config::{FleetConfig, ReplicaConfig};
 use crate::ids::InstanceId;
 use crate::mutants::{Mutant, Mutants};
 use crate::observe::{CoreEvent, Observer};
-use crate::registry::{heartbeat_loop, is_dead, live_instances};
+use crate::registry::{heartbeat_and_fence, heartbeat_loop, is_dead, live_instances, SelfFence};
 use crate::replica::Replica;
 use crate::store::{
-    CasResult, InstanceRecord, LocalStore, MemStore, Store, StoreBackend, StoreError, StoreExt, StoreReply,
+    CasResult, InstanceRecord, LeaseFence, LocalStore, MemStore, Store, StoreBackend, StoreError, StoreExt, StoreReply,
     StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
 };
 use crate::worker::gate::Gate;
@@ -969,7 +969,11 @@ async fn janitor_claim_fences_out_the_original_owner() {
     let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
     w.sleep(100).await;
     let r = w.row(&idle);
-    assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::HotIdle, J, 2), "claimed, not yet drained");
+    assert_eq!(
+        (r.state, r.owner, r.owner_epoch),
+        (WorkerState::Draining, J, 2),
+        "claimed and moved to draining in the one CAS, not yet retired"
+    );
 
     // The original owner's reuse is rejected as stale: it spawns instead.
     let next = pool.acquire("org", 2).await.unwrap();
@@ -1000,6 +1004,99 @@ async fn janitor_claim_fences_out_the_original_owner() {
     assert!(seen.windows(2).all(|p| p[0].1 <= p[1].1), "{seen:?}");
     assert_eq!(seen.first().map(|s| s.1), Some(1));
     assert_eq!(seen.last().map(|s| s.1), Some(2));
+}
+
+/// The worker writes (claims and updates) a store client made, in order.
+fn worker_writes(store: &FaultyStore) -> Vec<Call> {
+    store
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c.req, StoreRequest::ClaimWorker { .. } | StoreRequest::UpdateWorker { .. }))
+        .collect()
+}
+
+/// A janitor's take-over of another live instance's expired hot-idle worker
+/// is one claim CAS: it names the state listed and moves the row to
+/// draining under the janitor's instance in the same write (so the row
+/// never sits hot-idle under the janitor's name, where a floor would count
+/// it). Then the objects go and one update, at the claim's epoch, retires
+/// it.
+#[madsim::test]
+async fn janitor_takes_over_an_expired_idle_worker_in_one_claim_to_draining() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let id = idle_worker(&pool, "org", 1).await;
+    let jstore = w.client();
+    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
+    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(J).await;
+    let fence = Some(LeaseFence { lease: LEASE.into(), holder: J, epoch });
+    // The claim's reply is held back (within the call timeout), to look at
+    // the row between the claim and the retire.
+    jstore.slow_replies(500, is_op("claim_worker"));
+
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    w.beat(J).await;
+    let listed = w.row(&id);
+    assert_eq!((listed.state, listed.owner, listed.owner_epoch, listed.session), (WorkerState::HotIdle, A, 1, None));
+    let jan = janitor.clone();
+    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
+    w.sleep(100).await;
+
+    let writes = worker_writes(&jstore);
+    assert_eq!(writes.len(), 1, "the claim alone so far: {writes:#?}");
+    assert_eq!(
+        writes[0].req,
+        StoreRequest::ClaimWorker {
+            id: id.clone(),
+            owner: A,
+            epoch: 1,
+            from: Some(WorkerState::HotIdle),
+            to: Some(WorkerState::Draining),
+            new_owner: J,
+            fence: fence.clone(),
+        }
+    );
+    let claimed = w.row(&id);
+    assert_eq!(
+        claimed,
+        WorkerRecord {
+            state: WorkerState::Draining,
+            owner: J,
+            owner_epoch: 2,
+            updated_at: writes[0].at,
+            version: listed.version + 1,
+            ..listed.clone()
+        },
+        "one write: owner, epoch and state"
+    );
+    assert_eq!(writes[0].reply, Some(Ok(StoreReply::Worker(WorkerCas::Applied(claimed.clone())))));
+    assert!(w.has_pod(&claimed.pod) && w.has_secret(&claimed.secret), "not drained yet");
+    assert!(w.slots().contains(&id));
+
+    pass.await.unwrap();
+    assert!(w.log.reap_failures(J).is_empty(), "{:?}", w.log.reap_failures(J));
+    assert_gone(&w, &id, WorkerState::Retired);
+    let reqs: Vec<StoreRequest> = worker_writes(&jstore).into_iter().map(|c| c.req).collect();
+    assert_eq!(
+        reqs[1..],
+        [StoreRequest::UpdateWorker {
+            id: id.clone(),
+            owner: J,
+            epoch: 2,
+            from: WorkerState::Draining,
+            to: WorkerState::Retired,
+            session: None,
+            fence,
+        }],
+        "no separate write to draining; one update retires it: {reqs:#?}"
+    );
+    let r = w.row(&id);
+    assert_eq!((r.owner, r.owner_epoch, r.version), (J, 2, listed.version + 2), "{r:?}");
+    // A's memory of the worker is stale and fenced out: it is not served.
+    assert_ne!(pool.acquire("org", 2).await.unwrap(), id);
 }
 
 // ---------------------------------------------------------------------------
@@ -1192,6 +1289,61 @@ async fn heartbeat_loop_retries_registration_until_it_lands() {
     assert_eq!(failed, 3);
 }
 
+/// Self-fencing: registration lands (its reply 600 ms late), then the store
+/// is unreachable. The fenced signal fires `self_fence_after_ms` of local
+/// time after the registration was *sent* (not when its reply came), and
+/// not a moment before; failed heartbeats are retried within a second; the
+/// loop stops at the fence.
+#[madsim::test]
+async fn heartbeat_and_fence_fences_after_the_deadline_from_the_last_confirmed_send() {
+    let w = World::new();
+    let config = ReplicaConfig::default();
+    let c = config.fleet.clone();
+    let after = config.self_fence_after_ms();
+    assert!(after > c.heartbeat_ms && after < c.dead_after_ms, "{after}");
+    let store = w.client();
+    store.rule(Some(1), Action::SlowReply(600), is_op("register_instance"));
+    store.fail_all(is_op("heartbeat_instance"));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (fenced_tx, fenced) = watch::channel(false);
+    let fence = Some(SelfFence { after_ms: after, fenced: fenced_tx });
+    let task = tokio::spawn(heartbeat_and_fence(A, c.clone(), store.clone(), Arc::new(w.clock.clone()), w.observer(A), stop_rx, fence));
+
+    w.at(700).await;
+    let reg = store.calls()[0].clone();
+    assert_eq!((reg.req.op(), reg.reply), ("register_instance", Some(Ok(StoreReply::Done))));
+    let sent = reg.at;
+    assert!(sent <= 5, "registered at once: {sent}");
+    let is_fenced = |e: &CoreEvent| matches!(e, CoreEvent::Fenced { .. });
+
+    w.at(sent + after - 1).await;
+    assert!(!*fenced.borrow(), "fenced before the deadline");
+    assert!(!w.log.events(A).iter().any(is_fenced), "{:?}", w.log.events(A));
+    assert!(!task.is_finished());
+    w.at(sent + after + 1).await;
+    assert!(*fenced.borrow(), "not fenced at the deadline ({after} ms after the send at {sent})");
+    let fenced_at: Vec<Millis> =
+        lock(&w.log.0).iter().filter(|(_, who, e)| *who == A && is_fenced(e)).map(|(at, ..)| *at).collect();
+    assert!(matches!(fenced_at.as_slice(), [at] if (sent + after..=sent + after + 1).contains(at)), "one fence, at the deadline: {fenced_at:?}");
+    task.await.unwrap();
+
+    // The first heartbeat went out an interval after the registration was
+    // confirmed; each failed one was retried a second later, until the fence.
+    let beats: Vec<Millis> = store.calls().iter().filter(|c| c.req.op() == "heartbeat_instance").map(|c| c.at).collect();
+    assert!(!beats.is_empty() && beats.iter().all(|&at| at < sent + after), "{beats:?}");
+    let first = sent + 600 + c.heartbeat_ms;
+    assert!((first..=first + 5).contains(&beats[0]), "{beats:?}");
+    assert!(beats.windows(2).all(|p| (1_000..=1_005).contains(&(p[1] - p[0]))), "{beats:?}");
+    assert!(beats.last().unwrap() + 1_000 >= sent + after, "retried up to the fence: {beats:?}");
+    let failed = w.log.events(A).into_iter().filter(|e| matches!(e, CoreEvent::HeartbeatFailed { .. })).count();
+    assert_eq!(failed, beats.len());
+    // Nothing more once fenced.
+    let n = store.calls().len();
+    w.at(sent + after + 10_000).await;
+    assert_eq!(store.calls().len(), n, "no heartbeat after the fence");
+    drop(stop_tx);
+}
+
 #[test]
 fn is_dead_and_live_instances_use_the_threshold() {
     let rec = |id, heartbeat_at| InstanceRecord { id: InstanceId(id), started_at: 0, heartbeat_at };
@@ -1268,9 +1420,11 @@ async fn janitor_does_not_retire_a_worker_reused_after_its_list() {
     assert!(w.has_pod(&r.pod), "the session's pod was deleted");
 }
 
-/// A dead instance's busy worker: the reaper claims it, then its write to
-/// lost fails. The claim made a live instance its owner; later passes must
-/// still finish the job.
+/// A dead instance's busy worker: the reaper's write to lost (the claim
+/// itself, which moves the row to lost in the same CAS) fails, and the row
+/// is left as it was; the next claim lands, but freeing the slot after it
+/// fails, so the row is lost under a live instance with its slot held.
+/// Later passes must still finish the job.
 #[madsim::test]
 async fn a_dead_owners_worker_is_reaped_after_a_failed_lost_write() {
     let w = World::new();
@@ -1282,11 +1436,21 @@ async fn a_dead_owners_worker_is_reaped_after_a_failed_lost_write() {
     w.beat(A).await;
     let beats_b = w.heartbeats(B, &c);
     let busy = pool_a.acquire("org", 1).await.unwrap();
-    bstore.fail_next(1, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Lost, .. }));
+    let before = w.row(&busy);
+    bstore.fail_next(1, |r| matches!(r, StoreRequest::ClaimWorker { to: Some(WorkerState::Lost), .. }));
 
     w.at(c.dead_after_ms + 15_000).await;
     reapers_b.fallback_pass().await;
-    assert_eq!(w.log.reap_failures(B).len(), 1, "{:?}", w.log.reap_failures(B));
+    assert_one_failure(&w, B, "fallback", "dead-owners", "injected failure");
+    assert_eq!(w.row(&busy), before, "a failed claim to lost changes nothing");
+    // The next pass's claim lands (to lost, B's), but its slot free fails.
+    bstore.fail_next(1, is_op("free_slot"));
+    w.sleep(c.reap_interval_ms).await;
+    reapers_b.fallback_pass().await;
+    assert_eq!(w.log.reap_failures(B).len(), 2, "{:?}", w.log.reap_failures(B));
+    let r = w.row(&busy);
+    assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::Lost, B, 2), "{r:?}");
+    assert!(w.slots().contains(&busy), "the failed free left its slot: {:?}", w.slots());
     // The store has healed; the fallback reaper keeps running, and so does a
     // janitor.
     let jstore = w.client();
@@ -1416,8 +1580,10 @@ fn assert_one_failure(w: &World, who: InstanceId, reaper: &str, pass: &str, erro
 }
 
 /// The fallback reaper's claim of a dead owner's worker commits, but its
-/// reply is lost: the row is B's (hot, B alive, so no reaper sees an orphan)
-/// and B's pool does not hold it. B's next fallback pass finishes it.
+/// reply is lost: the claim moved the row to lost in the same CAS, so it is
+/// ended, B's, with its objects and slot still there, and B's pool does not
+/// hold it. B's next fallback pass settles it (no second claim) and frees
+/// its slot; the janitor's orphan passes delete its pod and secret.
 #[madsim::test]
 async fn fallback_finishes_a_take_over_whose_claim_reply_was_lost() {
     let c = cfg();
@@ -1425,42 +1591,58 @@ async fn fallback_finishes_a_take_over_whose_claim_reply_was_lost() {
     bstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
     reapers_b.fallback_pass().await;
     assert_one_failure(&w, B, "fallback", "dead-owners", "timed out");
-    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Hot, 2);
+    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Lost, 2);
 
     w.sleep(c.reap_interval_ms).await;
     w.beat(B).await;
     reapers_b.fallback_pass().await;
-    assert_gone(&w, &id, WorkerState::Retired);
     let r = w.row(&id);
-    assert_eq!((r.owner, r.owner_epoch), (B, 3), "ended by B, under a fresh claim of its own: {r:?}");
-    assert!(lock(&reapers_b.unsettled).is_empty());
+    assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::Lost, B, 2), "ended by the lost claim itself: {r:?}");
+    assert!(!w.slots().contains(&id), "its slot is freed: {:?}", w.slots());
+    assert!(lock(&reapers_b.unsettled).is_empty(), "settled: {:?}", lock(&reapers_b.unsettled));
     assert_eq!(w.log.reap_failures(B).len(), 1, "the second pass failed nothing: {:?}", w.log.reap_failures(B));
+    let claims = bstore.calls().into_iter().filter(|c| c.req.op() == "claim_worker").count();
+    assert_eq!(claims, 1, "no second claim of an ended row");
     assert!(pool_b.owned().is_empty());
-}
 
-/// The claim lands and is answered, then the write to lost fails: same
-/// stranding, finished by the next fallback pass (no janitor needed).
-#[madsim::test]
-async fn fallback_finishes_a_take_over_whose_lost_write_failed() {
-    let c = cfg();
-    let (w, pool_b, reapers_b, bstore, id) = dead_owner_and_reaper(&c).await;
-    bstore.fail_next(1, is_update_to(WorkerState::Lost));
-    reapers_b.fallback_pass().await;
-    assert_one_failure(&w, B, "fallback", "dead-owners", "injected failure");
-    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Hot, 2);
-
-    w.sleep(c.reap_interval_ms).await;
-    w.beat(B).await;
-    reapers_b.fallback_pass().await;
-    assert_gone(&w, &id, WorkerState::Retired);
-    assert!(lock(&reapers_b.unsettled).is_empty());
+    // The objects of an ended row are the orphan passes' (they are old).
+    let epoch = w.hold_lease(B).await;
+    reapers_b.janitor_pass(&Gate::none(), epoch).await;
+    assert_gone(&w, &id, WorkerState::Lost);
     assert_eq!(w.log.reap_failures(B).len(), 1, "{:?}", w.log.reap_failures(B));
 }
 
-/// The janitor (another replica) claims an expired idle worker; the reply
-/// is lost. The row is J's, hot-idle, and J's pool does not hold it (so
-/// neither J's pool nor its janitor's own-worker path retires it). J's
-/// fallback pass finishes it; A's stale memory is fenced out.
+/// The claim (to lost in the same CAS) lands and is answered, the objects
+/// are deleted, then freeing the slot fails: the row is ended, B's, with
+/// its slot held. The next fallback pass frees it (no janitor needed).
+#[madsim::test]
+async fn fallback_finishes_a_take_over_whose_slot_free_failed() {
+    let c = cfg();
+    let (w, pool_b, reapers_b, bstore, id) = dead_owner_and_reaper(&c).await;
+    bstore.fail_next(1, is_op("free_slot"));
+    reapers_b.fallback_pass().await;
+    assert_one_failure(&w, B, "fallback", "dead-owners", "injected failure");
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::Lost, B, 2), "{r:?}");
+    assert!(!w.has_pod(&r.pod) && !w.has_secret(&r.secret), "objects deleted before the free");
+    assert_eq!(w.slots(), vec![id.clone()], "the slot is still held");
+    assert!(!pool_b.owns(&id));
+    // The row is ended: nothing is left to take over.
+    assert!(lock(&reapers_b.unsettled).is_empty(), "{:?}", lock(&reapers_b.unsettled));
+
+    w.sleep(c.reap_interval_ms).await;
+    w.beat(B).await;
+    reapers_b.fallback_pass().await;
+    assert_gone(&w, &id, WorkerState::Lost);
+    assert_eq!((w.row(&id).owner, w.row(&id).owner_epoch), (B, 2));
+    assert_eq!(w.log.reap_failures(B).len(), 1, "{:?}", w.log.reap_failures(B));
+}
+
+/// The janitor (another replica) claims an expired idle worker, to draining
+/// in the same CAS; the reply is lost. The row is J's, draining, with its
+/// objects, and J's pool does not hold it (so neither J's pool nor its
+/// janitor's own-worker path retires it). J's fallback pass finishes it;
+/// A's stale memory is fenced out.
 #[madsim::test]
 async fn fallback_finishes_a_janitor_take_over_whose_claim_reply_was_lost() {
     let w = World::new();
@@ -1478,7 +1660,7 @@ async fn fallback_finishes_a_janitor_take_over_whose_claim_reply_was_lost() {
     w.beat(J).await;
     janitor.janitor_pass(&Gate::none(), epoch).await;
     assert_one_failure(&w, J, "janitor", "idle", "timed out");
-    assert_taken_not_held(&w, &jpool, &janitor, &id, WorkerState::HotIdle, 2);
+    assert_taken_not_held(&w, &jpool, &janitor, &id, WorkerState::Draining, 2);
 
     w.sleep(c.reap_interval_ms).await;
     w.beat(A).await;
@@ -1494,44 +1676,82 @@ async fn fallback_finishes_a_janitor_take_over_whose_claim_reply_was_lost() {
     assert!(owned(&pool, &id).is_none());
 }
 
-/// B is the leader too. Its janitor lists A's orphaned worker; before the
-/// janitor claims it, B's fallback pass claims it (reply lost). The
-/// janitor's claim, at the epoch it listed, is refused as stale with the
-/// row now B's: that must not drop the fallback's unsettled take-over,
+/// B is the leader. Its janitor's take-over of A's expired idle worker
+/// (claimed to draining in one CAS) loses its reply: the row is B's,
+/// draining, unsettled. Two reap intervals later a janitor pass lists the
+/// quiet draining row as stuck; before that janitor claims it, B's fallback
+/// pass resumes the take-over with a claim of its own (reply lost again).
+/// The janitor's claim, at the epoch it listed, is refused as stale with the
+/// row still B's and not ended: that must not drop the unsettled take-over,
 /// which the next fallback pass finishes.
 #[madsim::test]
 async fn janitor_claim_refused_because_this_instance_took_the_row_keeps_it_unsettled() {
+    let w = World::new();
     let c = cfg();
-    let (w, pool_b, reapers_b, bstore, id) = dead_owner_and_reaper(&c).await;
+    let pool_a = w.pool(A, &c, Mutants::none());
+    let id = idle_worker(&pool_a, "org", 1).await;
+    let bstore = w.client();
+    let pool_b = w.pool_on(B, bstore.clone(), &c, Mutants::none());
+    let reapers_b = w.reapers(&pool_b, bstore.clone(), &c, Mutants::none());
     let epoch = w.hold_lease(B).await;
+    let lose_claim_reply = || bstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
+
+    w.at(c.hot_idle_ttl_ms + 1_000).await;
+    w.beat(A).await;
+    w.beat(B).await;
+    lose_claim_reply();
+    reapers_b.janitor_pass(&Gate::none(), epoch).await;
+    assert_one_failure(&w, B, "janitor", "idle", "timed out");
+    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Draining, 2);
+
+    // Quiet for two reap intervals: stuck to the janitor.
+    w.at(w.row(&id).updated_at + 2 * c.reap_interval_ms + 1_000).await;
+    w.beat(A).await;
+    w.beat(B).await;
     // The janitor's worker list is taken at once; its slot list answers
     // 300 ms later. The fallback pass starts 100 ms in; its claim (the
-    // first) commits with its reply lost.
+    // first of this round) commits with its reply lost.
+    let before = bstore.calls().len();
     bstore.rule(Some(1), Action::SlowReply(300), is_op("list_slots"));
-    bstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
+    lose_claim_reply();
     let r = reapers_b.clone();
     let jan = tokio::spawn(async move { r.janitor_pass(&Gate::none(), epoch).await });
     w.sleep(100).await;
     reapers_b.fallback_pass().await;
     jan.await.unwrap();
 
-    let claims: Vec<Call> = bstore.calls().into_iter().filter(|c| c.req.op() == "claim_worker").collect();
+    let claims: Vec<Call> = bstore.calls()[before..].iter().filter(|c| c.req.op() == "claim_worker").cloned().collect();
     assert_eq!(claims.len(), 2, "{claims:#?}");
+    // The fallback's: resumes the drain at the epoch it is ours at.
+    assert!(
+        matches!(&claims[0].req, StoreRequest::ClaimWorker { owner: B, epoch: 2, from: Some(WorkerState::Draining), to: None, fence: None, .. }),
+        "{claims:#?}"
+    );
     assert!(matches!(claims[0].reply, Some(Ok(StoreReply::Worker(WorkerCas::Applied(_))))), "{claims:#?}");
+    // The janitor's: the stuck pass, fenced, at the epoch it listed.
+    assert!(
+        matches!(&claims[1].req, StoreRequest::ClaimWorker { owner: B, epoch: 2, from: Some(WorkerState::Draining), fence: Some(_), .. }),
+        "{claims:#?}"
+    );
     match &claims[1].reply {
         Some(Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner, current: Some(cur) })))
-            if cur.owner == B && cur.owner_epoch == 2 => {}
+            if cur.owner == B && cur.owner_epoch == 3 && cur.state == WorkerState::Draining => {}
         other => panic!("the janitor's claim should be refused, the row B's: {other:?}"),
     }
     assert!(claims[0].at < claims[1].at);
-    assert_one_failure(&w, B, "fallback", "dead-owners", "timed out");
-    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Hot, 2);
+    let fails = w.log.reap_failures(B);
+    assert_eq!(fails.len(), 2, "{fails:?}");
+    assert!(matches!(&fails[1], ("fallback", "unsettled", e) if e.contains("timed out")), "{fails:?}");
+    assert_taken_not_held(&w, &pool_b, &reapers_b, &id, WorkerState::Draining, 3);
 
     w.sleep(c.reap_interval_ms).await;
+    w.beat(A).await;
     w.beat(B).await;
     reapers_b.fallback_pass().await;
     assert_gone(&w, &id, WorkerState::Retired);
+    assert_eq!((w.row(&id).owner, w.row(&id).owner_epoch), (B, 4));
     assert!(lock(&reapers_b.unsettled).is_empty());
+    assert_eq!(w.log.reap_failures(B).len(), 2, "{:?}", w.log.reap_failures(B));
 }
 
 /// The activating→hot write commits with its reply lost, and its retries
@@ -1651,8 +1871,9 @@ async fn janitor_claim_names_the_state_it_saw_and_spares_a_reused_worker() {
         .into_iter()
         .filter(|c| matches!(c.req, StoreRequest::ClaimWorker { .. } | StoreRequest::UpdateWorker { .. }))
         .map(|c| {
-            if let StoreRequest::ClaimWorker { from, .. } = &c.req {
+            if let StoreRequest::ClaimWorker { from, to, .. } = &c.req {
                 assert_eq!(*from, Some(WorkerState::HotIdle), "the claim names the state listed");
+                assert_eq!(*to, Some(WorkerState::Draining), "and the drain it would start");
                 assert!(
                     matches!(
                         c.reply,

@@ -29,7 +29,7 @@ mod sessions;
 mod tests;
 mod workers;
 
-use haywire_traces::Event;
+use haywire_traces::{Event, EventKind};
 use model::Model;
 use serde::Serialize;
 
@@ -184,6 +184,40 @@ impl Oracle {
     pub fn idle_overdue_us(&self) -> (u64, u64) {
         self.idle.overdue()
     }
+}
+
+/// How often the world asks the oracle for deadlines that expire with time
+/// alone (its ticker), in µs.
+pub const TICK_US: u64 = 100_000;
+
+/// Judge a recorded run after the fact: feed its events to a fresh oracle,
+/// checking the deadlines at every tick between them as the world does, and
+/// the end-of-run checks where the run ended (its `run_end`). The oracle's
+/// own verdicts in the trace are skipped. A run that stopped at a violation
+/// is judged up to where it stopped.
+pub fn judge(params: OracleParams, replicas: usize, events: &[Event]) -> Option<Violation> {
+    let mut o = Oracle::new(params, replicas);
+    let mut next_tick = TICK_US;
+    for e in events {
+        while next_tick < e.t {
+            if let Some(v) = o.check_time(next_tick) {
+                return Some(v);
+            }
+            next_tick += TICK_US;
+        }
+        match &e.kind {
+            EventKind::Violation { .. } => {}
+            EventKind::RunEnd { .. } => return o.check_time(e.t).or_else(|| o.finish(e.t)),
+            _ => {
+                if let Some(v) = o.observe(e) {
+                    return Some(v);
+                }
+            }
+        }
+    }
+    // No run_end: the run stopped at a violation its end-of-run checks found.
+    let t = events.last()?.t;
+    o.check_time(t).or_else(|| o.finish(t))
 }
 
 fn violation(invariant: &'static str, t: u64, message: String) -> Option<Violation> {
