@@ -1563,9 +1563,11 @@ mod sqlite_only {
         assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
         // The index itself refuses a second row for the key.
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        assert!(conn.execute("INSERT INTO effects (lease, holder, epoch, effect, at) VALUES (?1, 1, 1, 'e1', 3)", [L]).is_err());
-        assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "e2", 4)), 2);
-        assert_eq!(s.effects().unwrap().len(), 2);
+        let err = conn.execute("INSERT INTO effects (lease, holder, epoch, effect, at) VALUES (?1, 1, 1, 'e1', 3)", [L]).unwrap_err();
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
+        conn.execute("INSERT INTO effects (lease, holder, epoch, effect, at) VALUES ('other', 1, 1, 'e1', 3)", []).unwrap();
+        assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "e2", 4)), 3);
+        assert_eq!(s.effects().unwrap().len(), 3);
     }
 
     #[test]

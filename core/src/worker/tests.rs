@@ -827,7 +827,7 @@ async fn fallback_reaper_reaps_workers_of_a_dead_instance() {
     for id in &a_ids {
         assert_gone(&w, id, WorkerState::Lost);
         let r = w.row(id);
-        assert_eq!((r.owner, r.owner_epoch), (B, 2), "claimed by B before ending it");
+        assert_eq!((r.owner, r.owner_epoch), (B, 2), "claimed by B, ended in the same CAS");
     }
     let b = w.row(&b_idle);
     assert_eq!(b.state, WorkerState::HotIdle);
