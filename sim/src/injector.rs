@@ -3,7 +3,8 @@
 
 use crate::faults::{Fault, FaultPlan, Target};
 use crate::options::RunOptions;
-use crate::world::{FaultDepth, Trap, World};
+use crate::world::{ClusterFaultState, FaultDepth, Trap, World};
+use haywire_core::cluster::{Pod, PodPhase};
 use haywire_traces::EventKind;
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
@@ -195,47 +196,19 @@ impl Injector {
                 self.record(EventKind::ClusterSlowHealed);
             }
             Fault::PodDeath => {
-                let died = {
-                    let mut g = self.world.lock();
-                    let now = g.origin.elapsed().as_millis() as u64;
-                    let running: Vec<String> = g
-                        .cluster
-                        .pods(now)
-                        .into_iter()
-                        .filter(|p| p.phase == haywire_core::cluster::PodPhase::Running)
-                        .map(|p| p.name)
-                        .collect();
-                    if running.is_empty() {
-                        None
-                    } else {
-                        let name = running[g.rng.gen_range(0..running.len())].clone();
-                        g.cluster.fail_pod(&name);
-                        Some(name)
-                    }
-                };
+                let running = |p: &Pod, _: &ClusterFaultState| p.phase == PodPhase::Running;
+                let died = self.pick_pod(running, |g, name| {
+                    g.cluster.fail_pod(name);
+                });
                 if let Some(name) = died {
                     self.record(EventKind::PodDied { name });
                 }
             }
             Fault::DeleteRefusal { ms } => {
-                let refused = {
-                    let mut g = self.world.lock();
-                    let now = g.origin.elapsed().as_millis() as u64;
-                    let pods: Vec<String> = g
-                        .cluster
-                        .pods(now)
-                        .into_iter()
-                        .map(|p| p.name)
-                        .filter(|n| !g.cluster_faults.refused.contains(n))
-                        .collect();
-                    if pods.is_empty() {
-                        None
-                    } else {
-                        let name = pods[g.rng.gen_range(0..pods.len())].clone();
-                        g.cluster_faults.refused.insert(name.clone());
-                        Some(name)
-                    }
-                };
+                let not_yet = |p: &Pod, f: &ClusterFaultState| !f.refused.contains(&p.name);
+                let refused = self.pick_pod(not_yet, |g, name| {
+                    g.cluster_faults.refused.insert(name.to_string());
+                });
                 let Some(name) = refused else { return };
                 self.record(EventKind::DeleteRefused { name: name.clone(), ms });
                 sleep_ms(ms).await;
@@ -267,6 +240,25 @@ impl Injector {
                 }
             }
         }
+    }
+
+    /// Pick one of the cluster's pods that `eligible` accepts, with the
+    /// world's RNG, and do `act` to it (under the world's lock).
+    fn pick_pod(
+        &self,
+        eligible: impl Fn(&Pod, &ClusterFaultState) -> bool,
+        act: impl FnOnce(&mut crate::world::Inner, &str),
+    ) -> Option<String> {
+        let mut g = self.world.lock();
+        let now = g.origin.elapsed().as_millis() as u64;
+        let pods: Vec<String> =
+            g.cluster.pods(now).into_iter().filter(|p| eligible(p, &g.cluster_faults)).map(|p| p.name).collect();
+        if pods.is_empty() {
+            return None;
+        }
+        let name = pods[g.rng.gen_range(0..pods.len())].clone();
+        act(&mut g, &name);
+        Some(name)
     }
 
     /// Arm a crash trap at the cluster; when a replica springs it, restart

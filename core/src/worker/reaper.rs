@@ -267,9 +267,16 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     async fn reap_unsettled(&self, g: &Gate, v: &View) -> PassResult {
         let ids: Vec<(String, u64)> = self.unsettled().iter().map(|(k, e)| (k.clone(), *e)).collect();
         let mut mine = Vec::new();
+        // Ended by a claim of ours whose reply was lost: its pod and secret
+        // are still ours to delete (the slot goes with the own-slots pass).
+        let mut ended = Vec::new();
         for (id, seen) in ids {
             match v.workers.iter().find(|w| w.id == id) {
-                Some(w) if w.state.is_terminal() => {}
+                Some(w) if w.state.is_terminal() => {
+                    if w.owner == self.me {
+                        ended.push(w);
+                    }
+                }
                 Some(w) if w.owner == self.me && !self.pool.owns(&w.id) => {
                     if w.updated_at.saturating_add(2 * self.cfg.call_timeout_ms) <= v.now {
                         mine.push(w);
@@ -282,6 +289,12 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 _ => {}
             }
             self.unsettled().remove(&id);
+        }
+        let call = self.cfg.call_timeout_ms;
+        // A pod or secret that will not go is left to the janitor's orphan
+        // passes.
+        for w in ended {
+            let _ = delete_objects(&*self.cluster, &*self.clock, call, g, &w.pod, &w.secret).await;
         }
         self.each(mine, |w| self.take_and_end(g, w, End::Stray, None)).await
     }

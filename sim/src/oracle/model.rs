@@ -343,12 +343,13 @@ impl Model {
                 self.kill(target, t);
             }
             EventKind::Exited { target, graceful } => {
+                // Killed at the end of its grace period, or with a fault in
+                // its way, it may not have released anything; a clean exit
+                // should have.
                 let clean = *graceful && self.rep(target).is_some_and(|r| r.shutdown_clean);
-                if let (true, Some(inst)) = (clean, self.kill(target, t)) {
+                let inst = self.kill(target, t);
+                if let (true, Some(inst)) = (clean, inst) {
                     self.clean_exit = Some((inst, t));
-                } else {
-                    // Killed at the end of its grace period, or a fault in
-                    // its way: it may not have released anything.
                 }
             }
             EventKind::ShutdownRequested { target } => {
