@@ -149,10 +149,10 @@ impl Idle {
                 ),
             );
         }
-        // Inside a live owner's floor for longer than a reap pass's view
-        // can be stale.
-        let in_floor = w.in_floor_at.is_some_and(|f| f + 100_000 >= t)
-            && w.outside_floor_at.is_none_or(|o| o + p.fleet.slack_us < t);
+        // Inside a live owner's floor now, and for longer than a reap
+        // pass's view can be stale.
+        let in_floor =
+            self.floor(p, m).contains(id) && w.outside_floor_at.is_none_or(|o| o + p.fleet.slack_us < t);
         if in_floor {
             return violation(
                 "L2",
@@ -218,10 +218,13 @@ impl Check for Idle {
         let dt = t.saturating_sub(self.last_tick);
         self.last_tick = t;
         let floor = self.floor(p, m);
-        let idle_ids: Vec<String> = self.idle(m).map(|(id, ..)| id.clone()).collect();
-        for id in idle_ids {
-            let w = self.w.get_mut(&id).expect("listed above");
-            if floor.contains(&id) {
+        for (id, w) in self.w.iter_mut() {
+            let idle = w.since.is_some()
+                && m.workers.get(id).is_some_and(|r| matches!(r.state, Lifecycle::Hot | Lifecycle::HotIdle));
+            if !idle {
+                continue;
+            }
+            if floor.contains(id) {
                 w.in_floor_at = Some(t);
             } else {
                 w.outside_floor_at = Some(t);

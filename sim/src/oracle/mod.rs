@@ -161,14 +161,17 @@ impl Oracle {
         verdict
     }
 
-    /// Judge one event (already stamped with its time).
+    /// Judge one event (already stamped with its time): the checks an event
+    /// can break. Deadlines are [`Self::check_time`]'s, on the world's tick.
     pub fn observe(&mut self, e: &Event) -> Option<Violation> {
         let verdict = self.each(|c, p, m| c.observe(p, m, e));
         self.m.apply(e);
-        verdict.or_else(|| self.check_time(e.t))
+        verdict
     }
 
-    /// Checks that fail by time passing: the liveness deadlines.
+    /// Checks that fail by time passing: the liveness deadlines. The world
+    /// calls it every [`TICK_US`] of simulated time (and at the end), so a
+    /// missed deadline is reported within one tick of passing.
     pub fn check_time(&mut self, t: u64) -> Option<Violation> {
         self.each(|c, p, m| c.tick(p, m, t))
     }

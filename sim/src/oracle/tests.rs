@@ -462,10 +462,12 @@ fn s5_a_held_worker_is_not_ended_while_its_server_is_up() {
     let mut r = serving();
     r.sim(6.0, K::Crash { target: "r1".into() });
     assert_eq!(r.write(40.0, claim(2, "w1.1", 1, 1, L::Lost)), None);
-    // After the client is done, the worker may go.
+    // After the client is done, the worker may go (here with its owner's
+    // shutdown: it is that owner's floor).
     let mut r = serving();
     r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
     assert_eq!(r.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    r.sim(69.0, K::ShutdownRequested { target: "r1".into() });
     assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
     // A server paused beyond its bound cannot fence in time: not promised.
     let mut r = serving();
@@ -645,10 +647,12 @@ fn l2_a_drain_ends_and_nothing_is_left_at_the_end() {
     // Due 70 + 2 reap intervals + slack.
     assert_eq!(r.ticks(70.0, 91.9), None);
     assert_eq!(inv(r.ticks(92.0, 93.0)), "L2");
-    // At the end: a pod with no live row.
+    // At the end: a pod with no live row (w1.1 retired as its owner shut
+    // down).
     let mut r = serving();
     r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
     assert_eq!(r.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    r.sim(69.0, K::ShutdownRequested { target: "r1".into() });
     assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
     assert_eq!(r.write(70.5, update(1, "w1.1", 1, L::Retired, None)), None);
     let freed = K::SlotWrite {
