@@ -35,8 +35,6 @@ struct IdleWorker {
     owner: u64,
     /// When its drain began, and who owned it then.
     draining: Option<(u64, u64)>,
-    /// When it became retired or lost, and who owned it then.
-    ended: Option<(u64, u64)>,
     /// Last time it was one of its owner's floor, and last time it was seen
     /// idle outside it.
     in_floor_at: Option<u64>,
@@ -45,7 +43,10 @@ struct IdleWorker {
 
 #[derive(Default)]
 pub struct Idle {
+    /// Live workers only (a tick looks at each): ended ones move to `ended`.
     w: BTreeMap<String, IdleWorker>,
+    /// When each worker became retired or lost, and who owned it then.
+    ended: BTreeMap<String, (u64, u64)>,
     last_tick: u64,
     overdue_us: u64,
     overdue_quiet_us: u64,
@@ -187,9 +188,12 @@ impl Check for Idle {
                             w.owner = after.owner;
                         }
                         Lifecycle::Draining => w.draining = Some((t, m.workers.get(id).map_or(after.owner, |r| r.owner))),
-                        s if s.is_terminal() => w.ended = Some((t, after.owner)),
                         _ => {}
                     }
+                }
+                if after.state.is_terminal() {
+                    self.w.remove(id);
+                    self.ended.insert(id.clone(), (t, after.owner));
                 }
                 verdict
             }
@@ -344,7 +348,7 @@ impl Idle {
     /// deletes before the free, each bounded by a call timeout.)
     fn stray_slot(&self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
         for worker in m.slots.keys() {
-            let Some((ended, owner)) = self.w.get(worker).and_then(|w| w.ended) else { continue };
+            let Some(&(ended, owner)) = self.ended.get(worker) else { continue };
             if m.dead.contains_key(&owner) || !m.store_calm() {
                 continue;
             }

@@ -115,6 +115,9 @@ pub struct Model {
     pub secrets: BTreeSet<String>,
     /// When each pod or secret was (last) created.
     pub created: BTreeMap<String, u64>,
+    /// Pods and secrets that exist while no live row owns them, and since
+    /// when (kept as they change, so nothing scans every object per tick).
+    pub orphans: BTreeMap<String, u64>,
     /// Pods the cluster refuses to delete now, and when each refusal ended.
     pub refused: BTreeSet<String>,
     pub refusal_healed: BTreeMap<String, u64>,
@@ -293,6 +296,17 @@ impl Model {
         inst
     }
 
+    /// A pod or secret appeared: an orphan from the start if no live row
+    /// owns it.
+    fn note_object(&mut self, name: &str, worker: Option<&str>, t: u64) {
+        let live = worker.and_then(|w| self.workers.get(w)).is_some_and(|r| !r.state.is_terminal());
+        if live {
+            self.orphans.remove(name);
+        } else {
+            self.orphans.insert(name.to_string(), t);
+        }
+    }
+
     fn end_hold(&mut self, session: u64, worker: &str) {
         if let Some(h) = self.held.get_mut(worker) {
             h.remove(&session);
@@ -390,6 +404,18 @@ impl Model {
                     Some(w) if w.state == after.state && *op != WorkerOp::Insert => w.since,
                     _ => t,
                 };
+                let (pod, secret) = (format!("pod-{id}"), format!("secret-{id}"));
+                if after.state.is_terminal() {
+                    if self.pods.contains_key(&pod) {
+                        self.orphans.entry(pod).or_insert(t);
+                    }
+                    if self.secrets.contains(&secret) {
+                        self.orphans.entry(secret).or_insert(t);
+                    }
+                } else {
+                    self.orphans.remove(&pod);
+                    self.orphans.remove(&secret);
+                }
                 self.workers.insert(
                     id.clone(),
                     Row {
@@ -419,10 +445,12 @@ impl Model {
             // --- what the cluster did ---
             EventKind::PodCreated { name, .. } => {
                 self.created.insert(name.clone(), t);
+                self.note_object(name, worker_of_pod(name), t);
                 self.pods.insert(name.clone(), None);
                 self.pods_gone.remove(name);
             }
             EventKind::PodDeleted { name, .. } => {
+                self.orphans.remove(name);
                 if self.pods.remove(name).is_some() {
                     self.pods_gone.insert(name.clone(), t);
                 }
@@ -441,9 +469,11 @@ impl Model {
             }
             EventKind::SecretCreated { name, .. } => {
                 self.created.insert(name.clone(), t);
+                self.note_object(name, worker_of_secret(name), t);
                 self.secrets.insert(name.clone());
             }
             EventKind::SecretDeleted { name, .. } => {
+                self.orphans.remove(name);
                 self.secrets.remove(name);
             }
 

@@ -13,18 +13,7 @@ use super::{secs, violation, Check, OracleParams, Violation};
 pub struct Orphans;
 
 impl Orphans {
-    /// When the object named `name` of `worker` became an orphan, if it is.
-    fn orphan_since(m: &Model, name: &str, worker: &str) -> Option<u64> {
-        let created = m.created.get(name).copied().unwrap_or(0);
-        match m.workers.get(worker) {
-            Some(r) if !r.state.is_terminal() => None,
-            Some(r) => Some(r.since.max(created)),
-            None => Some(created),
-        }
-    }
-
-    fn late(&self, p: &OracleParams, m: &Model, t: u64, janitor: u64, kind: &str, name: &str, worker: &str) -> Option<Violation> {
-        let since = Self::orphan_since(m, name, worker)?;
+    fn late(&self, p: &OracleParams, m: &Model, t: u64, janitor: u64, name: &str, since: u64) -> Option<Violation> {
         let created = m.created.get(name).copied().unwrap_or(0);
         let base = since
             .max(created + p.fleet.orphan_min_age_us)
@@ -35,6 +24,11 @@ impl Orphans {
         if t <= due {
             return None;
         }
+        let (kind, worker) = match (worker_of_pod(name), worker_of_secret(name)) {
+            (Some(w), _) => ("pod", w),
+            (_, Some(w)) => ("secret", w),
+            _ => ("object", name),
+        };
         let row = m.workers.get(worker).map_or("no row".to_string(), |r| format!("its worker {}", r.state));
         violation(
             "L2",
@@ -50,25 +44,13 @@ impl Orphans {
 
 impl Check for Orphans {
     fn tick(&mut self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
-        if !m.cluster_calm() {
+        if m.orphans.is_empty() || !m.cluster_calm() {
             return None;
         }
         let janitor = m.janitor_able_since(t)?;
-        for name in m.pods.keys() {
-            let Some(worker) = worker_of_pod(name) else { continue };
-            if m.refused.contains(name) {
-                continue;
-            }
-            if let Some(v) = self.late(p, m, t, janitor, "pod", name, worker) {
-                return Some(v);
-            }
-        }
-        for name in &m.secrets {
-            let Some(worker) = worker_of_secret(name) else { continue };
-            if let Some(v) = self.late(p, m, t, janitor, "secret", name, worker) {
-                return Some(v);
-            }
-        }
-        None
+        m.orphans
+            .iter()
+            .filter(|(name, _)| !m.refused.contains(*name))
+            .find_map(|(name, &since)| self.late(p, m, t, janitor, name, since))
     }
 }
