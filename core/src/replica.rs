@@ -160,8 +160,8 @@ impl Replica {
         }
     }
 
-    /// Resolves once this instance has fenced itself (design doc, "Health
-    /// and self-fencing"): it could not confirm its heartbeat in time, so
+    /// Resolves once this instance has fenced itself (DESIGN.md part 6,
+    /// "Health and self-fencing"): it could not confirm its heartbeat in time, so
     /// the registry may hold it dead and others may take what it owns. Its
     /// host must stop it at once (no more writes as this instance) and start
     /// a new instance. Never resolves otherwise.

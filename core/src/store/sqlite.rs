@@ -29,7 +29,7 @@ use std::time::Duration;
 /// - 2: adds the worker fleet: `instances`, `slots`, `workers`. A version-1
 ///   database is migrated in place (its tables are kept as they are).
 /// - 3: a unique index on `effects (lease, effect)`: an effect key commits
-///   at most once (design doc, E1).
+///   at most once (DESIGN.md, invariant E1).
 const SCHEMA_VERSION: i64 = 3;
 
 /// How long a writer waits for another connection's lock before failing.

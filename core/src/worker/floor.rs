@@ -1,5 +1,5 @@
-//! The floor: the one rule both reapers follow for idle workers (design
-//! doc, "Reapers"). Each owner keeps its newest `min_hot_idle` hot-idle
+//! The floor: the one rule both reapers follow for idle workers (DESIGN.md
+//! part 4, "Reapers"). Each owner keeps its newest `min_hot_idle` hot-idle
 //! workers (newest by `idle_since`, ties by id) whatever their age; every
 //! other hot-idle worker is retired once it has been idle for the TTL.
 

@@ -416,7 +416,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 return;
             }
         };
-        // Every pass runs whatever the others did (design doc, "Reapers").
+        // Every pass runs whatever the others did (DESIGN.md part 4).
         let mut bad = false;
         for pass in JanitorPass::ALL {
             if bad && self.mutants.on(Mutant::JanitorStopsAtFirstError) {
