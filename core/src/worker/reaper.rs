@@ -225,11 +225,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 errors.push(e);
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        joined(errors)
     }
 
     // --- janitor passes ---
