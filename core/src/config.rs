@@ -154,6 +154,16 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ReplicaConfig {
+    /// How long after the send time of its last confirmed heartbeat a
+    /// replica fences itself, on its own clock: the registry's threshold
+    /// less the drift bound (on its clock and the store's), a pause within
+    /// bounds and one call, so it has stopped before anyone can hold it dead.
+    pub fn self_fence_after_ms(&self) -> u64 {
+        let (f, l) = (&self.fleet, &self.lease);
+        let drift = (f.dead_after_ms as u128 * l.max_drift_ppm as u128 * 2 / 1_000_000) as u64;
+        f.dead_after_ms.saturating_sub(drift.saturating_add(l.max_pause_ms).saturating_add(f.call_timeout_ms))
+    }
+
     /// Check that the timings can keep the lease safe: a holder that stops
     /// hearing from the store must have stepped down, and its loops exited,
     /// before the lease can expire for anyone else.
@@ -236,18 +246,6 @@ impl ReplicaConfig {
 
 fn yes() -> bool {
     true
-}
-
-impl ReplicaConfig {
-    /// How long after the send time of its last confirmed heartbeat a
-    /// replica fences itself, on its own clock: the registry's threshold
-    /// less the drift bound (on its clock and the store's), a pause within
-    /// bounds and one call, so it has stopped before anyone can hold it dead.
-    pub fn self_fence_after_ms(&self) -> u64 {
-        let (f, l) = (&self.fleet, &self.lease);
-        let drift = (f.dead_after_ms as u128 * l.max_drift_ppm as u128 * 2 / 1_000_000) as u64;
-        f.dead_after_ms.saturating_sub(drift.saturating_add(l.max_pause_ms).saturating_add(f.call_timeout_ms))
-    }
 }
 
 pub(crate) fn ms(v: u64) -> Duration {

@@ -295,6 +295,16 @@ impl World {
         })
     }
 
+    /// The janitor on another replica (J): its own store client (for its own
+    /// faults), pool and reapers, holding the lease; with the epoch.
+    async fn janitor_replica(&self, cfg: &FleetConfig) -> (Arc<FaultyStore>, Arc<TPool>, Arc<TReapers>, u64) {
+        let jstore = self.client();
+        let jpool = self.pool_on(J, jstore.clone(), cfg, Mutants::none());
+        let janitor = self.reapers(&jpool, jstore.clone(), cfg, Mutants::none());
+        let epoch = self.hold_lease(J).await;
+        (jstore, jpool, janitor, epoch)
+    }
+
     /// Make `who` the lease holder (a day-long TTL), so its janitor's fenced
     /// writes hold; returns the epoch.
     async fn hold_lease(&self, who: InstanceId) -> u64 {
@@ -956,10 +966,7 @@ async fn janitor_claim_fences_out_the_original_owner() {
     let idle = idle_worker(&pool, "org", 1).await;
     // The janitor on another replica; its claim is slow to answer, so the
     // pool acts while the janitor is mid-take.
-    let jstore = w.client();
-    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
-    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
-    let epoch = w.hold_lease(J).await;
+    let (jstore, _, janitor, epoch) = w.janitor_replica(&c).await;
     jstore.slow_replies(500, is_op("claim_worker"));
 
     w.at(c.hot_idle_ttl_ms + 1_000).await;
@@ -1027,10 +1034,7 @@ async fn janitor_takes_over_an_expired_idle_worker_in_one_claim_to_draining() {
     let c = cfg();
     let pool = w.pool(A, &c, Mutants::none());
     let id = idle_worker(&pool, "org", 1).await;
-    let jstore = w.client();
-    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
-    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
-    let epoch = w.hold_lease(J).await;
+    let (jstore, _, janitor, epoch) = w.janitor_replica(&c).await;
     let fence = Some(LeaseFence { lease: LEASE.into(), holder: J, epoch });
     // The claim's reply is held back (within the call timeout), to look at
     // the row between the claim and the retire.
@@ -1393,10 +1397,7 @@ async fn janitor_pass_racing_a_reuse(slow_op: &'static str) -> (World, Arc<TPool
     let c = cfg();
     let pool = w.pool(A, &c, Mutants::none());
     let id = idle_worker(&pool, "org", 1).await;
-    let jstore = w.client();
-    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
-    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
-    let epoch = w.hold_lease(J).await;
+    let (jstore, _, janitor, epoch) = w.janitor_replica(&c).await;
     jstore.slow_replies(500, is_op(slow_op));
 
     w.at(c.hot_idle_ttl_ms + 1_000).await;
@@ -1453,10 +1454,7 @@ async fn a_dead_owners_worker_is_reaped_after_a_failed_lost_write() {
     assert!(w.slots().contains(&busy), "the failed free left its slot: {:?}", w.slots());
     // The store has healed; the fallback reaper keeps running, and so does a
     // janitor.
-    let jstore = w.client();
-    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
-    let janitor = w.reapers(&jpool, jstore, &c, Mutants::none());
-    let epoch = w.hold_lease(J).await;
+    let (_, _, janitor, epoch) = w.janitor_replica(&c).await;
     for _ in 0..30 {
         w.sleep(c.reap_interval_ms).await;
         w.beat(J).await;
@@ -1481,10 +1479,7 @@ async fn janitor_finishes_a_drain_whose_retire_write_failed() {
     let pool = w.pool(A, &c, Mutants::none());
     let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
     let id = idle_worker(&pool, "org", 1).await;
-    let jstore = w.client();
-    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
-    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
-    let epoch = w.hold_lease(J).await;
+    let (jstore, jpool, janitor, epoch) = w.janitor_replica(&c).await;
     jstore.fail_next(1, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Retired, .. }));
     w.at(c.hot_idle_ttl_ms + 1_000).await;
     for _ in 0..30 {
@@ -1649,10 +1644,7 @@ async fn fallback_finishes_a_janitor_take_over_whose_claim_reply_was_lost() {
     let c = cfg();
     let pool = w.pool(A, &c, Mutants::none());
     let id = idle_worker(&pool, "org", 1).await;
-    let jstore = w.client();
-    let jpool = w.pool_on(J, jstore.clone(), &c, Mutants::none());
-    let janitor = w.reapers(&jpool, jstore.clone(), &c, Mutants::none());
-    let epoch = w.hold_lease(J).await;
+    let (jstore, jpool, janitor, epoch) = w.janitor_replica(&c).await;
     jstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
 
     w.at(c.hot_idle_ttl_ms + 1_000).await;
