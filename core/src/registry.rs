@@ -33,13 +33,17 @@ pub async fn heartbeat_loop<S: Store, C: Clock>(
     obs: Arc<dyn Observer>,
     stop: watch::Receiver<bool>,
 ) {
-    heartbeat_and_fence(me, cfg, store, clock, obs, stop, None).await
+    let threshold = Some(cfg.dead_after_ms);
+    heartbeat_and_fence(me, cfg, store, clock, obs, stop, None, threshold).await
 }
 
 /// When to fence: this long (local ms) after the send time of the last
 /// heartbeat the store confirmed, and whom to tell.
 pub struct SelfFence {
     pub after_ms: u64,
+    /// Called once, before `fenced` is told: stops the instance (closes its
+    /// store and cluster gates, ends its sessions).
+    pub stop: Box<dyn Fn() + Send + Sync>,
     pub fenced: watch::Sender<bool>,
 }
 
@@ -49,6 +53,12 @@ pub struct SelfFence {
 /// instance may already be dead to the registry, and others may act on
 /// that; it says so on `fence.fenced` and stops. A failed heartbeat is
 /// retried within a second, so one lost write does not cost a fence.
+///
+/// Each heartbeat names `threshold` (normally the dead threshold), so the
+/// store refuses it once the instance is dead; a refused one fences at
+/// once: the fleet may already have taken what this instance owned. `None`
+/// sends the plain upsert that revives a dead instance (the zombie mutant).
+#[allow(clippy::too_many_arguments)]
 pub async fn heartbeat_and_fence<S: Store, C: Clock>(
     me: InstanceId,
     cfg: FleetConfig,
@@ -57,6 +67,7 @@ pub async fn heartbeat_and_fence<S: Store, C: Clock>(
     obs: Arc<dyn Observer>,
     mut stop: watch::Receiver<bool>,
     fence: Option<SelfFence>,
+    threshold: Option<u64>,
 ) {
     let mut registered = false;
     // Local send time of the last heartbeat the store confirmed.
@@ -78,11 +89,16 @@ pub async fn heartbeat_and_fence<S: Store, C: Clock>(
     let fenced = |why: String| {
         if let Some(f) = &fence {
             obs.observe(CoreEvent::Fenced { reason: why });
+            (f.stop)();
             let _ = f.fenced.send(true);
         }
     };
     loop {
-        let req = if registered { StoreRequest::HeartbeatInstance { id: me } } else { StoreRequest::RegisterInstance { id: me } };
+        let req = if registered {
+            StoreRequest::HeartbeatInstance { id: me, dead_after_ms: threshold }
+        } else {
+            StoreRequest::RegisterInstance { id: me, dead_after_ms: threshold }
+        };
         let sent = clock.now();
         let deadline = fence_at(registered, confirmed_sent);
         let call = timeout(&*clock, ms(cfg.call_timeout_ms), store.call(req));
@@ -94,6 +110,13 @@ pub async fn heartbeat_and_fence<S: Store, C: Clock>(
         };
         let ok = match res {
             Ok(Ok(StoreReply::Done)) => true,
+            Ok(Ok(StoreReply::InstanceDead)) => {
+                obs.observe(CoreEvent::HeartbeatFailed { error: "the store holds this instance dead".into() });
+                if fence.is_some() {
+                    return fenced("the store holds this instance dead".into());
+                }
+                false
+            }
             Ok(Ok(other)) => {
                 obs.observe(CoreEvent::HeartbeatFailed { error: format!("unexpected reply {other:?}") });
                 false

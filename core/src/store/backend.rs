@@ -63,10 +63,12 @@ pub trait StoreBackend: Send {
     // --- the worker fleet (rules pinned by the conformance suite) ---
 
     /// Insert or refresh an instance: `started_at` on first sight, and
-    /// `heartbeat_at = now`.
-    fn register_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError>;
-    /// `heartbeat_at = now` (registers an unknown instance).
-    fn heartbeat_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError>;
+    /// `heartbeat_at = now`. With `dead_after_ms`, an instance already dead
+    /// by that threshold is not revived (DESIGN.md part 6): nothing changes
+    /// and the answer is `false`. Without it, a plain upsert.
+    fn register_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError>;
+    /// `heartbeat_at = now`, by the same rule (registers an unknown instance).
+    fn heartbeat_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError>;
     /// All instances, by id.
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError>;
     /// Reserve a slot for `worker` iff it holds none and fewer than `org_cap`
@@ -155,13 +157,11 @@ pub trait StoreBackend: Send {
             StoreRequest::FencedEffect { name, holder, epoch, effect } => {
                 StoreReply::Effect(self.fenced_effect(name, *holder, *epoch, effect, now)?)
             }
-            StoreRequest::RegisterInstance { id } => {
-                self.register_instance(*id, now)?;
-                StoreReply::Done
+            StoreRequest::RegisterInstance { id, dead_after_ms } => {
+                stamped(self.register_instance(*id, *dead_after_ms, now)?)
             }
-            StoreRequest::HeartbeatInstance { id } => {
-                self.heartbeat_instance(*id, now)?;
-                StoreReply::Done
+            StoreRequest::HeartbeatInstance { id, dead_after_ms } => {
+                stamped(self.heartbeat_instance(*id, *dead_after_ms, now)?)
             }
             StoreRequest::ListInstances => StoreReply::Instances { now, list: self.list_instances()? },
             StoreRequest::ReserveSlot { worker, org, org_cap, global_cap } => {
@@ -178,5 +178,14 @@ pub trait StoreBackend: Send {
             }
             StoreRequest::ListWorkers => StoreReply::Workers { now, list: self.list_workers()? },
         })
+    }
+}
+
+/// The reply to a heartbeat or registration.
+fn stamped(alive: bool) -> StoreReply {
+    if alive {
+        StoreReply::Done
+    } else {
+        StoreReply::InstanceDead
     }
 }

@@ -161,11 +161,11 @@ impl StoreBackend for FileStore {
     fn effects(&mut self) -> Result<Vec<EffectRow>, StoreError> {
         self.store.effects()
     }
-    fn register_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError> {
-        self.store.register_instance(id, now)
+    fn register_instance(&mut self, id: InstanceId, dead: Option<u64>, now: Millis) -> Result<bool, StoreError> {
+        self.store.register_instance(id, dead, now)
     }
-    fn heartbeat_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError> {
-        self.store.heartbeat_instance(id, now)
+    fn heartbeat_instance(&mut self, id: InstanceId, dead: Option<u64>, now: Millis) -> Result<bool, StoreError> {
+        self.store.heartbeat_instance(id, dead, now)
     }
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError> {
         self.store.list_instances()
@@ -522,10 +522,10 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
         (StoreRequest::ReadLease { name: "missing".into() }, 150),
         // The fleet (fenced by its own lease, so the one above is untouched).
         (StoreRequest::ListInstances, 155),
-        (StoreRequest::RegisterInstance { id: id(2) }, 160),
-        (StoreRequest::HeartbeatInstance { id: id(2) }, 170),
-        (StoreRequest::HeartbeatInstance { id: id(3) }, 170),
-        (StoreRequest::RegisterInstance { id: id(2) }, 172),
+        (StoreRequest::RegisterInstance { id: id(2), dead_after_ms: None }, 160),
+        (StoreRequest::HeartbeatInstance { id: id(2), dead_after_ms: None }, 170),
+        (StoreRequest::HeartbeatInstance { id: id(3), dead_after_ms: None }, 170),
+        (StoreRequest::RegisterInstance { id: id(2), dead_after_ms: None }, 172),
         (StoreRequest::ListInstances, 175),
         (StoreRequest::ListSlots, 175),
         (StoreRequest::ReserveSlot { worker: "w1".into(), org: "acme".into(), org_cap: 1, global_cap: 2 }, 180),
@@ -608,13 +608,11 @@ fn apply_matches_typed_calls<B: StoreBackend>(mk: impl Fn() -> B) {
             StoreRequest::FencedEffect { name, holder, epoch, effect } => {
                 StoreReply::Effect(typed.fenced_effect(name, *holder, *epoch, effect, *now).unwrap())
             }
-            StoreRequest::RegisterInstance { id } => {
-                typed.register_instance(*id, *now).unwrap();
-                StoreReply::Done
+            StoreRequest::RegisterInstance { id, dead_after_ms } => {
+                if typed.register_instance(*id, *dead_after_ms, *now).unwrap() { StoreReply::Done } else { StoreReply::InstanceDead }
             }
-            StoreRequest::HeartbeatInstance { id } => {
-                typed.heartbeat_instance(*id, *now).unwrap();
-                StoreReply::Done
+            StoreRequest::HeartbeatInstance { id, dead_after_ms } => {
+                if typed.heartbeat_instance(*id, *dead_after_ms, *now).unwrap() { StoreReply::Done } else { StoreReply::InstanceDead }
             }
             StoreRequest::ListInstances => StoreReply::Instances { now: *now, list: typed.list_instances().unwrap() },
             StoreRequest::ReserveSlot { worker, org, org_cap, global_cap } => {
@@ -780,22 +778,41 @@ fn step_worker<B: StoreBackend>(
     b.update_worker(wid, id(owner), epoch, from, to, None, None, now)
 }
 
+/// DESIGN.md part 6: the store never revives a dead instance. With a
+/// threshold, a heartbeat or registration of an instance already dead by it
+/// is refused and changes nothing; a live one is stamped; without one it is
+/// the plain upsert.
+fn dead_instances_are_not_revived<B: StoreBackend>(mk: impl Fn() -> B) {
+    let mut b = mk();
+    assert!(b.register_instance(id(1), Some(30), 10).unwrap());
+    assert!(b.heartbeat_instance(id(1), Some(30), 39).unwrap(), "29 ms old: alive");
+    assert_eq!(b.list_instances().unwrap(), vec![inst(1, 10, 39)]);
+    assert!(!b.heartbeat_instance(id(1), Some(30), 69).unwrap(), "30 ms old: dead");
+    assert!(!b.register_instance(id(1), Some(30), 70).unwrap());
+    assert_eq!(b.list_instances().unwrap(), vec![inst(1, 10, 39)], "a refused heartbeat changes nothing");
+    // An unknown instance is registered, whatever the threshold.
+    assert!(b.heartbeat_instance(id(2), Some(30), 100).unwrap());
+    // The plain upsert (no threshold) revives: what the zombie mutant sends.
+    assert!(b.heartbeat_instance(id(1), None, 100).unwrap());
+    assert_eq!(b.list_instances().unwrap(), vec![inst(1, 10, 100), inst(2, 100, 100)]);
+}
+
 fn instances_register_heartbeat_list<B: StoreBackend>(mk: impl Fn() -> B) {
     let mut b = mk();
     assert_eq!(b.list_instances().unwrap(), vec![]);
-    b.register_instance(id(2), 10).unwrap();
-    b.register_instance(id(1), 20).unwrap();
+    b.register_instance(id(2), None, 10).unwrap();
+    b.register_instance(id(1), None, 20).unwrap();
     assert_eq!(b.list_instances().unwrap(), vec![inst(1, 20, 20), inst(2, 10, 10)]);
     // A heartbeat advances heartbeat_at and keeps started_at.
-    b.heartbeat_instance(id(2), 35).unwrap();
+    b.heartbeat_instance(id(2), None, 35).unwrap();
     assert_eq!(b.list_instances().unwrap(), vec![inst(1, 20, 20), inst(2, 10, 35)]);
     // Registering again is a refresh: started_at stays the first sighting.
-    b.register_instance(id(1), 50).unwrap();
+    b.register_instance(id(1), None, 50).unwrap();
     assert_eq!(b.list_instances().unwrap(), vec![inst(1, 20, 50), inst(2, 10, 35)]);
     // A heartbeat of an unknown instance registers it.
-    b.heartbeat_instance(id(7), 60).unwrap();
-    b.heartbeat_instance(id(2), 60).unwrap();
-    b.heartbeat_instance(id(2), 60).unwrap();
+    b.heartbeat_instance(id(7), None, 60).unwrap();
+    b.heartbeat_instance(id(2), None, 60).unwrap();
+    b.heartbeat_instance(id(2), None, 60).unwrap();
     assert_eq!(b.list_instances().unwrap(), vec![inst(1, 20, 50), inst(2, 10, 60), inst(7, 60, 60)]);
     // Instances do not touch the other tables.
     assert_eq!(workers(&mut b), vec![]);
@@ -1231,7 +1248,7 @@ fn fleet_lists_are_ordered<B: StoreBackend>(mk: impl Fn() -> B) {
     let big = i64::MAX as u64;
     let inst_ids = [5, u64::MAX, 0, big + 1, big, 1, big + 2, 1 << 32];
     for (k, n) in inst_ids.into_iter().enumerate() {
-        b.register_instance(id(n), k as u64).unwrap();
+        b.register_instance(id(n), None, k as u64).unwrap();
     }
     let mut want = inst_ids.to_vec();
     want.sort();
@@ -1242,9 +1259,9 @@ fn fleet_u64_values_round_trip<B: StoreBackend>(mk: impl Fn() -> B) {
     let mut b = mk();
     let big = u64::MAX;
     let past_i64 = i64::MAX as u64 + 1;
-    b.register_instance(id(big), past_i64).unwrap();
-    b.heartbeat_instance(id(big), big).unwrap();
-    b.register_instance(id(past_i64), 0).unwrap();
+    b.register_instance(id(big), None, past_i64).unwrap();
+    b.heartbeat_instance(id(big), None, big).unwrap();
+    b.register_instance(id(past_i64), None, 0).unwrap();
     assert_eq!(b.list_instances().unwrap(), vec![inst(past_i64, 0, 0), inst(big, past_i64, big)]);
     assert_eq!(reserve(&mut b, "w", "o", u32::MAX, u32::MAX, big), SlotResult::Reserved);
     assert_eq!(slots(&mut b), vec![slot("w", "o", big)]);
@@ -1319,6 +1336,7 @@ conformance!(
     apply_matches_typed_calls,
     u64_values_round_trip,
     instances_register_heartbeat_list,
+    dead_instances_are_not_revived,
     slots_respect_org_and_global_caps,
     slots_free_and_reserve_again,
     slots_free_is_fenced,
@@ -1510,7 +1528,7 @@ mod sqlite_only {
             assert_eq!(s.list_instances().unwrap(), vec![]);
             assert_eq!(slots(&mut s), vec![]);
             assert_eq!(workers(&mut s), vec![]);
-            s.register_instance(id(1), 10).unwrap();
+            s.register_instance(id(1), None, 10).unwrap();
             assert_eq!(reserve(&mut s, "w1", "o", 1, 1, 10), SlotResult::Reserved);
             w_applied(s.insert_worker(&worker("w1", "o", S::Spawning, 1, 1), 10));
             // The old lease fences the new tables.
@@ -1587,8 +1605,8 @@ mod sqlite_only {
         let db = TempDb::new("reopen-fleet");
         let (instances, slot_rows, worker_rows) = {
             let mut s = SqliteStore::open(&db.path).unwrap();
-            s.register_instance(id(u64::MAX), 5).unwrap();
-            s.heartbeat_instance(id(1), 6).unwrap();
+            s.register_instance(id(u64::MAX), None, 5).unwrap();
+            s.heartbeat_instance(id(1), None, 6).unwrap();
             assert_eq!(reserve(&mut s, "w1", "o", 2, 2, 7), SlotResult::Reserved);
             let w = WorkerRecord { session: Some(3), ..worker("w1", "o", S::Hot, 1, 1) };
             w_applied(s.insert_worker(&w, 8));
@@ -1800,6 +1818,8 @@ mod model {
         },
         Heartbeat {
             inst: u64,
+            /// The dead threshold the heartbeat names (None: a plain upsert).
+            dead: Option<u64>,
         },
         Reserve {
             worker: usize,
@@ -1869,7 +1889,7 @@ mod model {
                 .prop_map(|(lease, holder, version)| Op::Release { lease, holder, version }),
             3 => (lease, holder.clone(), off.clone()).prop_map(|(lease, holder, epoch)| Op::Fence { lease, holder, epoch }),
             1 => inst.clone().prop_map(|inst| Op::Register { inst }),
-            1 => inst.prop_map(|inst| Op::Heartbeat { inst }),
+            1 => (inst, proptest::option::of(1u64..40)).prop_map(|(inst, dead)| Op::Heartbeat { inst, dead }),
             3 => (worker.clone(), org.clone(), 0..3u32, 0..4u32)
                 .prop_map(|(worker, org, org_cap, global_cap)| Op::Reserve { worker, org, org_cap, global_cap }),
             2 => (worker.clone(), fence.clone()).prop_map(|(worker, fence)| Op::Free { worker, fence }),
@@ -1959,12 +1979,15 @@ mod model {
                 StoreReply::Effect(b.fenced_effect(NAMES[lease], InstanceId(holder), e, &effect, now)?)
             }
             &Op::Register { inst } => {
-                b.register_instance(InstanceId(inst), now)?;
+                b.register_instance(InstanceId(inst), None, now)?;
                 StoreReply::Done
             }
-            &Op::Heartbeat { inst } => {
-                b.heartbeat_instance(InstanceId(inst), now)?;
-                StoreReply::Done
+            &Op::Heartbeat { inst, dead } => {
+                if b.heartbeat_instance(InstanceId(inst), dead, now)? {
+                    StoreReply::Done
+                } else {
+                    StoreReply::InstanceDead
+                }
             }
             &Op::Reserve { worker, org, org_cap, global_cap } => {
                 StoreReply::Slot(b.reserve_slot(WORKERS[worker], ORGS[org], org_cap, global_cap, now)?)

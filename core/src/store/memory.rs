@@ -177,14 +177,17 @@ impl StoreBackend for MemStore {
         Ok(self.effects.clone())
     }
 
-    fn register_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError> {
+    fn register_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
         let rec = self.instances.entry(id).or_insert(InstanceRecord { id, started_at: now, heartbeat_at: now });
+        if dead_after_ms.is_some_and(|d| crate::registry::is_dead(rec, now, d)) {
+            return Ok(false);
+        }
         rec.heartbeat_at = now;
-        Ok(())
+        Ok(true)
     }
 
-    fn heartbeat_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError> {
-        self.register_instance(id, now)
+    fn heartbeat_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
+        self.register_instance(id, dead_after_ms, now)
     }
 
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError> {

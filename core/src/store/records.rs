@@ -51,10 +51,12 @@ pub enum StoreRequest {
     /// lease, unexpired, at commit time.
     FencedEffect { name: String, holder: InstanceId, epoch: u64, effect: String },
 
-    /// Register a fresh instance (heartbeat = now).
-    RegisterInstance { id: InstanceId },
-    /// Stamp an instance's heartbeat with the store's now.
-    HeartbeatInstance { id: InstanceId },
+    /// Register a fresh instance (heartbeat = now). With `dead_after_ms`,
+    /// one already dead by it is refused ([`StoreReply::InstanceDead`]).
+    RegisterInstance { id: InstanceId, dead_after_ms: Option<u64> },
+    /// Stamp an instance's heartbeat with the store's now, unless it is
+    /// already dead by `dead_after_ms` (then [`StoreReply::InstanceDead`]).
+    HeartbeatInstance { id: InstanceId, dead_after_ms: Option<u64> },
     ListInstances,
     /// Take a capacity slot for `worker` unless the org or the fleet is at
     /// its cap.
@@ -141,6 +143,9 @@ pub enum StoreReply {
     Cas(CasResult),
     Effect(EffectResult),
     Done,
+    /// A heartbeat or registration of an instance the store already holds
+    /// dead: refused, nothing changed.
+    InstanceDead,
     /// Lists carry the store's `now`, so callers judge ages in store time.
     Instances { now: Millis, list: Vec<InstanceRecord> },
     Slot(SlotResult),

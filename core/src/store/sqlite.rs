@@ -371,8 +371,18 @@ impl StoreBackend for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
 
-    fn register_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError> {
+    fn register_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
         let tx = self.write_tx()?;
+        // Dead by the threshold: refused, nothing changes. Same rule as
+        // `registry::is_dead`, in SQL; NULL threshold is a plain upsert.
+        let dead: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM instances WHERE id = ?1 AND ?2 IS NOT NULL AND heartbeat_at + ?2 <= ?3)")
+            .map_err(backend)?
+            .query_row(params![enc(id.0), dead_after_ms.map(enc), enc(now)], |r| r.get(0))
+            .map_err(backend)?;
+        if dead {
+            return finish(tx, false);
+        }
         let n = tx
             .prepare_cached(
                 "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
@@ -384,11 +394,11 @@ impl StoreBackend for SqliteStore {
         if n != 1 {
             return Err(StoreError::Backend(format!("sqlite: upsert of instance {id} changed {n} rows, expected 1")));
         }
-        finish(tx, ())
+        finish(tx, true)
     }
 
-    fn heartbeat_instance(&mut self, id: InstanceId, now: Millis) -> Result<(), StoreError> {
-        self.register_instance(id, now)
+    fn heartbeat_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
+        self.register_instance(id, dead_after_ms, now)
     }
 
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError> {
