@@ -51,7 +51,9 @@ fn no_fallback_reaper_is_caught() {
 
 #[test]
 fn mutate_before_persist_is_caught() {
-    caught(Mutant::MutateBeforePersist, &["L2"]);
+    // The stranded worker outlives its TTL (L2), or memory and row part ways
+    // so a later session starts on a row not bound to it (S6).
+    caught(Mutant::MutateBeforePersist, &["L2", "S6"]);
 }
 
 #[test]
@@ -93,6 +95,21 @@ fn janitor_stops_at_first_error_is_caught() {
     // run; the passes after it (orphan secrets, slots) never run, so an
     // orphan secret outlives its deadline.
     caught(Mutant::JanitorStopsAtFirstError, &["L2"]);
+}
+
+#[test]
+fn no_health_check_is_caught() {
+    // A client holds a worker whose pod died and is never told (L3), or a
+    // new session gets the dead worker (S5).
+    caught(Mutant::NoHealthCheck, &["L3", "S5"]);
+}
+
+#[test]
+fn zombie_instance_is_caught() {
+    // Held dead but never fenced: the fleet takes over its workers while
+    // its clients still hold them (S5), or its heartbeat revives the dead
+    // instance (I2).
+    caught(Mutant::ZombieInstance, &["S5", "I2"]);
 }
 
 #[test]

@@ -43,7 +43,9 @@ fn idle_churn_worker_lifecycle_seed_0() {
     let named = |l: &&str| l.split([' ', '"', '=', ',']).any(|tok| tok == "w1.2" || tok == "pod-w1.2" || tok == "secret-w1.2");
     let life: Vec<&str> = text.lines().filter(named).collect();
     assert!(life.first().is_some_and(|l| l.contains("op=reserve")), "it begins with its slot");
-    assert!(life.last().is_some_and(|l| l.contains("op=free")), "it ends with its slot freed");
+    // (Its old owner's stale writes may still arrive after; they are refused.)
+    let last_change = life.iter().rev().find(|l| !l.contains("applied=false"));
+    assert!(last_change.is_some_and(|l| l.contains("op=free")), "it ends with its slot freed");
     insta::assert_snapshot!(life.join("\n"));
 }
 

@@ -110,6 +110,16 @@ fn scale_up_down() {
 }
 
 #[test]
+fn cluster_partition() {
+    sweep_scenario("cluster-partition");
+}
+
+#[test]
+fn false_death() {
+    sweep_scenario("false-death");
+}
+
+#[test]
 fn every_scenario_has_a_sweep_test() {
     let src = include_str!("sweep.rs");
     for name in haywire_scenarios::names() {

@@ -107,6 +107,14 @@ pub struct FleetConfig {
     /// (off only for tests).
     #[serde(default = "yes")]
     pub self_fence: bool,
+    /// How often each replica checks its own workers' pods (DESIGN.md
+    /// part 6); the janitor checks the fleet's every reap interval.
+    #[serde(default = "health_check_default")]
+    pub health_check_ms: u64,
+}
+
+fn health_check_default() -> u64 {
+    2_000
 }
 
 impl Default for FleetConfig {
@@ -128,6 +136,7 @@ impl Default for FleetConfig {
             call_timeout_ms: 1_000,
             fallback_reaper: true,
             self_fence: true,
+            health_check_ms: health_check_default(),
         }
     }
 }
@@ -198,6 +207,7 @@ impl ReplicaConfig {
             ("fleet.reap_interval_ms", f.reap_interval_ms),
             ("fleet.activation_poll_ms", f.activation_poll_ms),
             ("fleet.call_timeout_ms", f.call_timeout_ms),
+            ("fleet.health_check_ms", f.health_check_ms),
         ] {
             if v == 0 {
                 return err(format!("{what} must be positive"));

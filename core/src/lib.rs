@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod fence;
 pub mod ids;
 pub mod lease;
 pub mod mutants;

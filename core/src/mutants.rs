@@ -44,10 +44,17 @@ pub enum Mutant {
     /// Field report 003 (review finding 3): the janitor returns on its first
     /// failing pass and skips the rest.
     JanitorStopsAtFirstError,
+    /// Field report 004: no health check; a worker whose pod died keeps
+    /// its session and is handed to the next one.
+    NoHealthCheck,
+    /// Field report 001 (failure mode 4): a replica held dead keeps running
+    /// as a zombie: it never fences itself, and its heartbeat revives the
+    /// dead instance.
+    ZombieInstance,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 12] = [
+    pub const ALL: [Mutant; 14] = [
         Mutant::ElectorRunsOnce,
         Mutant::ReleaseBeforeCancel,
         Mutant::ShutdownNoWait,
@@ -60,6 +67,8 @@ impl Mutant {
         Mutant::OrphansNotReapedByFallback,
         Mutant::ReaperKillsLiveActivation,
         Mutant::JanitorStopsAtFirstError,
+        Mutant::NoHealthCheck,
+        Mutant::ZombieInstance,
     ];
 
     /// The switch's name on the command line.
@@ -77,6 +86,8 @@ impl Mutant {
             Mutant::OrphansNotReapedByFallback => "orphans-not-reaped-by-fallback",
             Mutant::ReaperKillsLiveActivation => "reaper-kills-live-activation",
             Mutant::JanitorStopsAtFirstError => "janitor-stops-at-first-error",
+            Mutant::NoHealthCheck => "no-health-check",
+            Mutant::ZombieInstance => "zombie-instance",
         }
     }
 
@@ -84,7 +95,8 @@ impl Mutant {
     pub fn field_report(self) -> &'static str {
         match self {
             Mutant::ReleaseBeforeCancel | Mutant::ShutdownNoWait => "000",
-            Mutant::TornEpochRead | Mutant::NoSecretReaper => "004",
+            Mutant::TornEpochRead | Mutant::NoSecretReaper | Mutant::NoHealthCheck => "004",
+            Mutant::ZombieInstance => "001",
             Mutant::JanitorStopsAtFirstError => "003",
             _ => "002",
         }
@@ -106,6 +118,8 @@ impl Mutant {
             Mutant::OrphansNotReapedByFallback => "the fallback reaper ignores workers of dead instances",
             Mutant::ReaperKillsLiveActivation => "a long activation is reaped mid-session",
             Mutant::JanitorStopsAtFirstError => "the janitor returns on its first failing pass and skips the rest",
+            Mutant::NoHealthCheck => "no health check: a worker whose pod died keeps serving and is handed out again",
+            Mutant::ZombieInstance => "a replica held dead never fences itself, and its heartbeat revives the instance",
         }
     }
 }
@@ -155,7 +169,7 @@ mod tests {
             assert_eq!(m.name().parse::<Mutant>(), Ok(m));
             assert_eq!(m.to_string(), m.name());
             assert!(!m.description().is_empty());
-            assert!(["000", "002", "003", "004"].contains(&m.field_report()), "{m}");
+            assert!(["000", "001", "002", "003", "004"].contains(&m.field_report()), "{m}");
         }
         let mut names: Vec<_> = Mutant::ALL.iter().map(|m| m.name()).collect();
         names.sort();
@@ -179,10 +193,12 @@ mod tests {
                 | Mutant::NoSecretReaper
                 | Mutant::OrphansNotReapedByFallback
                 | Mutant::ReaperKillsLiveActivation
-                | Mutant::JanitorStopsAtFirstError => {}
+                | Mutant::JanitorStopsAtFirstError
+                | Mutant::NoHealthCheck
+                | Mutant::ZombieInstance => {}
             }
         }
-        assert_eq!(Mutant::ALL.len(), 12);
+        assert_eq!(Mutant::ALL.len(), 14);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::{ConfigError, ReplicaConfig};
+use crate::fence::{FenceSwitch, Gated};
 use crate::ids::InstanceId;
 use crate::lease::{AllOf, LeaseCoordinator, LeaderWork};
 use crate::mutants::{Mutant, Mutants};
@@ -70,6 +71,11 @@ impl Replica {
     ) -> Result<Replica, ConfigError> {
         config.validate()?;
         obs.observe(CoreEvent::Started { instance });
+        // Every call of this instance goes through the fence switch: once it
+        // fences itself, nothing of it reaches the store or the cluster.
+        let switch = FenceSwitch::new();
+        let store = Arc::new(Gated::new(store, switch.clone()));
+        let cluster = Arc::new(Gated::new(cluster, switch.clone()));
         let pool = Arc::new(Pool::new(
             instance,
             config.fleet.clone(),
@@ -118,11 +124,21 @@ impl Replica {
         // shutting down is alive, and must not be taken for dead.
         let (exit_tx, exit_rx) = watch::channel(false);
         let (fenced_tx, fenced) = watch::channel(false);
-        let fence =
-            config.fleet.self_fence.then(|| SelfFence { after_ms: config.self_fence_after_ms(), fenced: fenced_tx });
+        // The zombie mutant: never fence, and heartbeat with the plain upsert
+        // that revives a dead instance.
+        let zombie = config.mutants.on(Mutant::ZombieInstance);
+        let fenced_pool = pool.clone();
+        let stop: Box<dyn Fn() + Send + Sync> = Box::new(move || {
+            switch.throw();
+            fenced_pool.fence();
+        });
+        let fence = (config.fleet.self_fence && !zombie)
+            .then(|| SelfFence { after_ms: config.self_fence_after_ms(), stop, fenced: fenced_tx });
+        let threshold = (!zombie).then_some(config.fleet.dead_after_ms);
         let background = vec![
-            tokio::spawn(heartbeat_and_fence(instance, config.fleet.clone(), store, clock, obs.clone(), exit_rx, fence)),
+            tokio::spawn(heartbeat_and_fence(instance, config.fleet.clone(), store, clock, obs.clone(), exit_rx, fence, threshold)),
             tokio::spawn(reapers.clone().upkeep_loop(shutdown_rx.clone())),
+            tokio::spawn(pool.clone().health_loop(shutdown_rx.clone())),
         ];
         let coordinator = tokio::spawn(coordinator.run(shutdown_rx));
         let drain_pool = pool.clone();
@@ -161,10 +177,12 @@ impl Replica {
     }
 
     /// Resolves once this instance has fenced itself (DESIGN.md part 6,
-    /// "Health and self-fencing"): it could not confirm its heartbeat in time, so
-    /// the registry may hold it dead and others may take what it owns. Its
-    /// host must stop it at once (no more writes as this instance) and start
-    /// a new instance. Never resolves otherwise.
+    /// "Health and self-fencing"): it could not confirm its heartbeat in
+    /// time (or the store holds it dead), so others may take what it owns.
+    /// By then it has stopped: its sessions ended with an error, new ones
+    /// are refused, and no call of it reaches the store or the cluster. Its
+    /// host drops it and, once the store answers, starts a new instance.
+    /// Never resolves otherwise.
     pub fn fenced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.fenced.clone();
         async move {

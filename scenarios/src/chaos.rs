@@ -42,5 +42,9 @@ pub static SCENARIO: Named = Named {
         f.lease_outage_ms = (10_000, rng.gen_range(20_000..90_000));
         f.delete_refusal_per_min = rate(rng, 0.8);
         f.delete_refusal_ms = (10_000, rng.gen_range(20_000..120_000));
+        f.cluster_partition_per_min = rate(rng, 1.5);
+        let dead = opts.replica.fleet.dead_after_ms;
+        f.long_partition_per_min = rate(rng, 0.5);
+        f.long_partition_ms = (dead + 1_000, dead * 3);
     },
 };

@@ -5,6 +5,8 @@
 //! (swarm testing); [`world::plan`] turns that mix into timed faults.
 
 mod chaos;
+mod cluster_partition;
+mod false_death;
 mod graceful_failover;
 mod idle_churn;
 mod leader_crash;
@@ -54,7 +56,7 @@ impl Scenario for Named {
 }
 
 /// Every scenario, in the order `haywire list` shows them.
-pub static ALL: [&Named; 15] = [
+pub static ALL: [&Named; 17] = [
     &steady::SCENARIO,
     &leader_crash::SCENARIO,
     &graceful_failover::SCENARIO,
@@ -69,6 +71,8 @@ pub static ALL: [&Named; 15] = [
     &rollout_orphans::SCENARIO,
     &long_activation::SCENARIO,
     &scale_up_down::SCENARIO,
+    &cluster_partition::SCENARIO,
+    &false_death::SCENARIO,
     &chaos::SCENARIO,
 ];
 
@@ -92,5 +96,7 @@ pub fn home_of(m: Mutant) -> &'static Named {
         Mutant::OrphansNotReapedByFallback => &rollout_orphans::SCENARIO,
         Mutant::ReaperKillsLiveActivation => &long_activation::SCENARIO,
         Mutant::JanitorStopsAtFirstError => &spawn_faults::SCENARIO,
+        Mutant::NoHealthCheck => &cluster_partition::SCENARIO,
+        Mutant::ZombieInstance => &false_death::SCENARIO,
     }
 }

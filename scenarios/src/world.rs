@@ -48,10 +48,17 @@ const PATIENCE_SLACK_MS: u64 = 30_000;
 /// patience, so every request is answered or judged before the run ends.
 pub fn settle_bounds(opts: &mut RunOptions) {
     let f = &opts.replica.fleet;
-    opts.bounds.rpc_slack_ms = 1_000 + 2 * f.call_timeout_ms + 8 * opts.latency_ms.1 + opts.replica.lease.max_pause_ms;
+    let pause = opts.replica.lease.max_pause_ms;
+    opts.bounds.rpc_slack_ms = 1_000 + 2 * f.call_timeout_ms + 8 * opts.latency_ms.1 + pause;
+    // One health interval, then the pod list, the lost CAS and the
+    // client's answer (DESIGN.md part 6).
+    opts.bounds.health_check_ms = f.health_check_ms + 1_000 + 2 * f.call_timeout_ms + 4 * opts.latency_ms.1 + pause;
     if opts.workload.clients > 0 {
         opts.workload.patience_ms = opts.pod_start_ms.1 + PATIENCE_SLACK_MS;
-        opts.quiet_ms = opts.quiet_ms.max(opts.workload.patience_ms + PATIENCE_SLACK_MS);
+        // Sessions in flight end, then TTL, dead threshold and two reap
+        // passes; and every request is answered.
+        let drain = opts.workload.session_ms.1 + f.hot_idle_ttl_ms + f.dead_after_ms + 3 * f.reap_interval_ms + 10_000;
+        opts.quiet_ms = opts.quiet_ms.max(drain).max(opts.workload.patience_ms + PATIENCE_SLACK_MS);
     }
 }
 
@@ -143,6 +150,18 @@ pub fn plan(opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
         let d = range(rng, f.duration_ms);
         if let (t, Some(ms)) = (target(rng), fit(at, d)) {
             plan.push(at, Fault::Partition { target: t, ms });
+        }
+    }
+    for at in arrivals(rng, f.long_partition_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.long_partition_ms);
+        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
+            plan.push(at, Fault::Partition { target: t, ms });
+        }
+    }
+    for at in arrivals(rng, f.cluster_partition_per_min, WARMUP_MS, end) {
+        let d = range(rng, f.duration_ms);
+        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
+            plan.push(at, Fault::ClusterPartition { target: t, ms });
         }
     }
     for at in arrivals(rng, f.store_slow_per_min, WARMUP_MS, end) {

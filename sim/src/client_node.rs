@@ -68,7 +68,15 @@ pub async fn run(world: Arc<World>, client: usize) {
             }
         };
         world.record(&name, None, EventKind::SessionStarted { session, worker: worker.clone() });
-        madsim::time::sleep(Duration::from_millis(hold)).await;
+        // Use the worker for `hold`, watching for the replica to end the
+        // session first with an error (its worker died, or it fenced itself).
+        let watch = SessionRequest::Watch { session };
+        let hold = Duration::from_millis(hold);
+        let ended = madsim::time::timeout(hold, caller.call::<_, SessionReply>(replica_addr(replica), SESSION_TAG, watch));
+        if let Ok(Ok(Err(error))) = ended.await {
+            world.record(&name, None, EventKind::SessionLost { session, worker, error });
+            continue;
+        }
         world.record(&name, None, EventKind::SessionEnded { session, worker });
         let release = SessionRequest::Release { session };
         let _ = madsim::time::timeout(RELEASE_PATIENCE, caller.call::<_, SessionReply>(replica_addr(replica), SESSION_TAG, release)).await;

@@ -25,8 +25,13 @@ pub enum Fault {
     Shutdown { target: Target, down_ms: u64 },
     /// Shut down and restart every replica in turn, `gap_ms` apart.
     RollingDeploy { down_ms: u64, gap_ms: u64 },
-    /// Cut the replica off from the store (both directions).
+    /// Cut the replica off from the store (both directions). Longer than
+    /// the dead threshold, the fleet holds it dead while it still serves
+    /// (a false-positive death, field report 001).
     Partition { target: Target, ms: u64 },
+    /// Cut the replica off from the cluster API (both directions); the
+    /// store stays reachable.
+    ClusterPartition { target: Target, ms: u64 },
     /// The store answers this replica only after `extra_ms`.
     StoreSlow { target: Target, extra_ms: u64, ms: u64 },
     /// Writes fail before commit / commit but lose the reply.

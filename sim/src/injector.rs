@@ -122,6 +122,23 @@ impl Injector {
                     self.record(EventKind::PartitionHealed { target: name });
                 }
             }
+            Fault::ClusterPartition { target, ms } => {
+                let i = self.resolve(target);
+                let (name, node, _) = self.slot_info(i);
+                let cluster = self.world.lock().cluster_node.expect("cluster node exists before faults fire");
+                let net = NetSim::current();
+                if self.nest(i, |d| &mut d.cluster_partition, true) {
+                    net.clog_link(node, cluster);
+                    net.clog_link(cluster, node);
+                    self.record(EventKind::ClusterPartition { target: name.clone() });
+                }
+                sleep_ms(ms).await;
+                if self.nest(i, |d| &mut d.cluster_partition, false) {
+                    net.unclog_link(node, cluster);
+                    net.unclog_link(cluster, node);
+                    self.record(EventKind::ClusterPartitionHealed { target: name });
+                }
+            }
             Fault::StoreSlow { target, extra_ms, ms } => {
                 let i = self.resolve(target);
                 let (name, _, _) = self.slot_info(i);
@@ -334,22 +351,6 @@ impl Injector {
         }
         self.world.lock().slots[i].instance = None;
         true
-    }
-
-    /// Start again the fenced replicas whose restart delay is over (called
-    /// on every tick). One that another fault already brought back, or that
-    /// was scaled down meanwhile, is left as it is.
-    pub fn restart_fenced(&self) {
-        let due: Vec<usize> = {
-            let mut g = self.world.lock();
-            let now = g.origin.elapsed().as_micros() as u64;
-            let (due, later): (Vec<_>, Vec<_>) = g.fenced_restarts.iter().partition(|(_, at)| *at <= now);
-            g.fenced_restarts = later;
-            due.into_iter().map(|(i, _)| i).filter(|&i| g.slots[i].instance.is_none()).collect()
-        };
-        for i in due {
-            self.restart(i);
-        }
     }
 
     fn restart(&self, i: usize) {

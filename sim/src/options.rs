@@ -111,6 +111,16 @@ pub struct FaultRates {
     pub delete_refusal_per_min: f64,
     #[serde(default)]
     pub delete_refusal_ms: (u64, u64),
+    /// A replica cut off from the cluster API for `duration_ms` (the store
+    /// still reachable).
+    #[serde(default)]
+    pub cluster_partition_per_min: f64,
+    /// A replica cut off from the store for `long_partition_ms`, longer than
+    /// the dead threshold, while it serves sessions: it must fence itself.
+    #[serde(default)]
+    pub long_partition_per_min: f64,
+    #[serde(default)]
+    pub long_partition_ms: (u64, u64),
 }
 
 /// Clients opening and closing sessions across replicas.

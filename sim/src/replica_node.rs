@@ -8,7 +8,11 @@ use crate::remote_store::RemoteStore;
 use crate::rpc::{self, Caller, SESSION_PORT, SESSION_TAG};
 use crate::world::World;
 use haywire_core::lease::{stop_requested, BoxLoop};
+use haywire_core::store::{Store, StoreRequest};
+use haywire_core::worker::Sessions;
 use haywire_core::{CoreEvent, InstanceId, Observer, Replica, ReplicaConfig};
+use haywire_core::clock::Clock;
+use std::time::Duration;
 use haywire_traces::EventKind;
 use madsim::net::Endpoint;
 use std::sync::Arc;
@@ -69,74 +73,103 @@ impl Observer for TraceObserver {
 pub enum SessionRequest {
     Acquire { org: String, session: u64 },
     Release { session: u64 },
+    /// Answered only when the session ends without the client asking (its
+    /// worker died, was taken over, or the replica fenced itself), with the
+    /// error the client must see.
+    Watch { session: u64 },
 }
 
 /// The worker id, or why not.
 pub type SessionReply = Result<String, String>;
 
+/// How often a fenced process asks the store whether it answers again.
+const REJOIN_POLL_MS: u64 = 1_000;
+
 /// The process's main: start as a new instance, serve client sessions, run
 /// until asked to shut down, shut down gracefully, then exit (killing
-/// whatever still runs). A replica not (or no longer) part of the
+/// whatever still runs). An instance that fences itself is dropped (its
+/// tasks end) and the process rejoins as a fresh instance once the store
+/// answers (DESIGN.md part 6). A replica not (or no longer) part of the
 /// deployment does nothing.
 pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
     if !world.lock().slots[slot].enabled {
         return;
     }
-    let inst = world.mint_instance(slot);
     let (name, clock_spec, origin, store_addr, cluster_addr) = {
         let g = world.lock();
         (g.slots[slot].name.clone(), g.slots[slot].clock, g.origin, g.store_addr, g.cluster_addr)
     };
-    let ep = match Endpoint::bind("0.0.0.0:0").await {
-        Ok(ep) => ep,
-        Err(e) => panic!("replica {name} cannot bind a socket: {e}"),
-    };
-    let caller = Arc::new(Caller::new(ep, inst, slot, inst));
-    let store = Arc::new(RemoteStore::new(caller.clone(), store_addr));
-    let cluster = Arc::new(RemoteCluster::new(caller, cluster_addr));
-    let clock = Arc::new(SimClock::new(origin, clock_spec));
-    let obs = Arc::new(TraceObserver { world: world.clone(), node: name.clone(), inst });
     let (tx, mut rx) = watch::channel(false);
     world.lock().slots[slot].shutdown = Some(tx);
-    // The process is up as this instance: the host's word, not core's.
-    world.record(&name, Some(inst), EventKind::Started);
-    // Options are validated before the run, so this cannot fail here.
-    let replica = match Replica::start(InstanceId(inst), config, store, clock, cluster, obs) {
-        Ok(r) => r,
-        Err(e) => panic!("replica config rejected after validation: {e}"),
-    };
-    let sessions = replica.sessions();
+    // Sessions are served by whichever instance the process runs now.
+    let current: Arc<std::sync::Mutex<Option<Arc<dyn Sessions>>>> = Arc::default();
     let server = match Endpoint::bind(("0.0.0.0", SESSION_PORT)).await {
         Ok(ep) => ep,
         Err(e) => panic!("replica {name} cannot bind its session port: {e}"),
     };
+    let serving = current.clone();
     madsim::task::spawn(rpc::serve(server, SESSION_TAG, move |_, req: SessionRequest| {
-        let sessions = sessions.clone();
+        let sessions = serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
         async move {
+            let Some(sessions) = sessions else { return Some(Err("replica is starting".to_string())) };
             let reply: SessionReply = match req {
                 SessionRequest::Acquire { org, session } => sessions.acquire(org, session).await.map_err(|e| e.to_string()),
                 SessionRequest::Release { session } => {
                     sessions.release(session).await.map(|_| String::new()).map_err(|e| e.to_string())
                 }
+                SessionRequest::Watch { session } => Err(sessions.watch(session).await.to_string()),
             };
             Some(reply)
         }
     }));
-    // A fenced instance is stopped at once, running or shutting down: it
-    // may already be dead to the registry.
-    let fenced = replica.fenced();
-    let graceful = async {
-        stop_requested(&mut rx).await;
-        replica.shutdown().await;
-    };
-    tokio::select! {
-        biased;
-        _ = fenced => {
-            world.fenced(slot);
-            madsim::runtime::Handle::current().kill(madsim::plugin::node());
-            return;
+    loop {
+        let inst = world.mint_instance(slot);
+        let ep = match Endpoint::bind("0.0.0.0:0").await {
+            Ok(ep) => ep,
+            Err(e) => panic!("replica {name} cannot bind a socket: {e}"),
+        };
+        let caller = Arc::new(Caller::new(ep, inst, slot, inst));
+        let store = Arc::new(RemoteStore::new(caller.clone(), store_addr));
+        let cluster = Arc::new(RemoteCluster::new(caller, cluster_addr));
+        let clock = Arc::new(SimClock::new(origin, clock_spec));
+        let obs = Arc::new(TraceObserver { world: world.clone(), node: name.clone(), inst });
+        // The process is up as this instance: the host's word, not core's.
+        world.record(&name, Some(inst), EventKind::Started);
+        // Options are validated before the run, so this cannot fail here.
+        let replica = match Replica::start(InstanceId(inst), config.clone(), store.clone(), clock.clone(), cluster, obs) {
+            Ok(r) => r,
+            Err(e) => panic!("replica config rejected after validation: {e}"),
+        };
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(replica.sessions());
+        let fenced = replica.fenced();
+        let graceful = async {
+            stop_requested(&mut rx).await;
+            replica.shutdown().await;
+        };
+        tokio::select! {
+            biased;
+            _ = fenced => {}
+            _ = graceful => break,
         }
-        _ = graceful => {}
+        // Fenced: the instance has stopped itself; dropping it ends its
+        // tasks. It serves nothing until the process rejoins.
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        world.fenced(slot);
+        let store_answers = async {
+            loop {
+                let probe = StoreRequest::ListInstances;
+                let call = madsim::time::timeout(Duration::from_millis(REJOIN_POLL_MS), store.call(probe));
+                if let Ok(Ok(_)) = call.await {
+                    return;
+                }
+                clock.sleep(Duration::from_millis(REJOIN_POLL_MS)).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stop_requested(&mut rx) => break,
+            _ = store_answers => {}
+        }
     }
     // Process exit: nothing of this incarnation runs past this point.
     {

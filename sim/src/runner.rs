@@ -257,12 +257,10 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
 
     let w = world.clone();
     let injector = Injector::new(world.clone(), opts);
-    let supervisor = injector.clone();
     let ticker = madsim::task::spawn(async move {
         loop {
             madsim::time::sleep(Duration::from_micros(crate::oracle::TICK_US)).await;
             w.tick();
-            supervisor.restart_fenced();
         }
     });
     let injector = injector.run(plan);

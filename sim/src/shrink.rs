@@ -70,7 +70,11 @@ fn halve(f: &mut Fault) -> bool {
     match f {
         Fault::Crash { down_ms, .. } | Fault::Shutdown { down_ms, .. } => h(down_ms),
         Fault::RollingDeploy { down_ms, gap_ms } => h(down_ms) | h(gap_ms),
-        Fault::Partition { ms, .. } | Fault::StoreStall { ms } | Fault::LeaseOutage { ms } | Fault::Pause { ms, .. } => {
+        Fault::Partition { ms, .. }
+        | Fault::ClusterPartition { ms, .. }
+        | Fault::StoreStall { ms }
+        | Fault::LeaseOutage { ms }
+        | Fault::Pause { ms, .. } => {
             h(ms)
         }
         Fault::StoreSlow { extra_ms, ms, .. } => h(extra_ms) | h(ms),

@@ -118,6 +118,9 @@ fn describe(from: InstanceId, req: &StoreRequest, result: &Reply, reply_lost: bo
     let fence = req.fence().map(|f| f.epoch);
     Some(match (req, result) {
         (StoreRequest::ListInstances | StoreRequest::ListSlots | StoreRequest::ListWorkers, Ok(_)) => return None,
+        (StoreRequest::HeartbeatInstance { .. } | StoreRequest::RegisterInstance { .. }, Ok(StoreReply::InstanceDead)) => {
+            EventKind::HeartbeatRefused { from }
+        }
         (StoreRequest::HeartbeatInstance { .. }, Ok(_)) => EventKind::InstanceHeartbeat { from },
         (StoreRequest::RegisterInstance { .. }, Ok(_)) => EventKind::InstanceRegistered { from },
         (StoreRequest::ReserveSlot { worker, org, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {

@@ -21,7 +21,6 @@ use tokio::sync::Notify;
 
 /// How long a fenced replica stays down before it starts as a new instance
 /// (a supervisor's restart delay).
-pub const FENCED_RESTART_MS: u64 = 1_000;
 
 /// One replica machine (a madsim node that restarts as new instances).
 pub struct Slot {
@@ -46,6 +45,7 @@ pub struct Slot {
 #[derive(Default, Clone, Copy, Debug)]
 pub struct FaultDepth {
     pub partition: u32,
+    pub cluster_partition: u32,
     pub slow: u32,
     pub pause: u32,
 }
@@ -107,9 +107,6 @@ pub struct Inner {
     /// Draws the world's own random choices (store fault rolls, which
     /// replica a "leader" fault hits when there is none), in event order.
     pub rng: ChaCha8Rng,
-    /// Replicas whose process fenced itself, and when (µs) to start them
-    /// again as new instances.
-    pub fenced_restarts: Vec<(usize, u64)>,
 }
 
 pub struct World {
@@ -154,7 +151,6 @@ impl World {
                 workload: opts.workload.clone(),
                 // A stream separate from madsim's and the plan's.
                 rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_57_0e_e5),
-                fenced_restarts: Vec::new(),
             }),
             violated: Notify::new(),
         })
@@ -235,16 +231,13 @@ impl World {
         id
     }
 
-    /// Replica `slot`'s process fenced itself: it is gone now (its caller
-    /// kills it right after), and restarts as a new instance after
-    /// [`FENCED_RESTART_MS`].
+    /// Replica `slot`'s instance fenced itself and its host dropped it: no
+    /// task of it runs any more. The process stays up and rejoins as a new
+    /// instance once the store answers (see `replica_node::process`).
     pub fn fenced(&self, slot: usize) {
         let name = {
             let mut g = self.lock();
-            let due = g.origin.elapsed().as_micros() as u64 + FENCED_RESTART_MS * 1000;
             g.slots[slot].instance = None;
-            g.slots[slot].shutdown = None;
-            g.fenced_restarts.push((slot, due));
             g.slots[slot].name.clone()
         };
         self.record("sim", None, EventKind::SelfFenced { target: name });

@@ -223,6 +223,9 @@ pub enum EventKind {
     InstanceRegistered { from: u64 },
     /// The store took an instance's heartbeat (the registry's proof of life).
     InstanceHeartbeat { from: u64 },
+    /// The store refused a heartbeat or registration: it holds the instance
+    /// dead, and does not revive it.
+    HeartbeatRefused { from: u64 },
 
     // --- cluster node (what the k8s-like API did) ---
     /// `gated`: the lease epoch of the leader-gated task that sent the call
@@ -259,6 +262,10 @@ pub enum EventKind {
     SessionTimedOut { session: u64 },
     /// The client is done and tells the replica.
     SessionEnded { session: u64, worker: String },
+    /// The replica ended the session before the client was done (its
+    /// worker died or was taken over, or the replica fenced itself), and
+    /// the client got this error.
+    SessionLost { session: u64, worker: String, error: String },
 
     // --- replica (fleet) ---
     SpawnFailed { worker: String, reason: String },
@@ -286,6 +293,10 @@ pub enum EventKind {
     /// Replica cut off from the store (network clog both ways).
     Partition { target: String },
     PartitionHealed { target: String },
+    /// Replica cut off from the cluster API (both ways); the store is still
+    /// reachable.
+    ClusterPartition { target: String },
+    ClusterPartitionHealed { target: String },
     /// Store answers this replica only after `ms` extra.
     StoreSlow { target: String, ms: u64 },
     StoreSlowHealed { target: String },

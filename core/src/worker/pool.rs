@@ -23,6 +23,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use crate::signal as watch;
+use super::health::dead_pods;
 
 /// Why a client request got no worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +38,11 @@ pub enum PoolError {
     /// Release of a session this replica does not serve.
     UnknownSession(u64),
     ShuttingDown,
+    /// The session ended without its client asking: its worker died (pod
+    /// failed or vanished), was taken over, or this replica fenced itself.
+    SessionEnded(String),
+    /// This instance fenced itself (DESIGN.md part 6): it serves nothing.
+    Fenced,
 }
 
 impl fmt::Display for PoolError {
@@ -46,6 +53,8 @@ impl fmt::Display for PoolError {
             PoolError::Store(m) => write!(f, "store: {m}"),
             PoolError::UnknownSession(s) => write!(f, "unknown session {s}"),
             PoolError::ShuttingDown => write!(f, "shutting down"),
+            PoolError::SessionEnded(why) => write!(f, "session ended: {why}"),
+            PoolError::Fenced => write!(f, "replica fenced itself: its heartbeat was not confirmed in time"),
         }
     }
 }
@@ -106,8 +115,15 @@ pub struct Pool<S, C, K> {
     /// Slots whose free failed or whose reserve had an unknown outcome:
     /// upkeep frees them (freeing is idempotent).
     pending_frees: Mutex<BTreeSet<String>>,
+    /// Sessions that ended without their client asking, and why, until
+    /// the client's watch collects the reason.
+    ended: Mutex<BTreeMap<u64, String>>,
+    /// Bumped whenever a session ends so, waking the watches.
+    news: watch::Sender<bool>,
     next_worker: AtomicU64,
     shutting_down: std::sync::atomic::AtomicBool,
+    /// Set once this instance has fenced itself: nothing more is served.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 /// Outcome of one store call made by the pool.
@@ -143,8 +159,11 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             workers: Mutex::new(BTreeMap::new()),
             sessions: Mutex::new(BTreeMap::new()),
             pending_frees: Mutex::new(BTreeSet::new()),
+            ended: Mutex::new(BTreeMap::new()),
+            news: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            fenced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -156,8 +175,60 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.map().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// Drop `id` from the pool. A session it still served ends with an
+    /// error to its client: the worker is not ours to serve any more.
     fn forget(&self, id: &str) {
         self.map().remove(id);
+        let bound: Vec<u64> = self.bound_to(id);
+        for session in bound {
+            self.end_session(session, format!("worker {id} was taken over by another replica"));
+        }
+    }
+
+    fn bound_to(&self, id: &str) -> Vec<u64> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.iter().filter(|(_, w)| w.as_str() == id).map(|(s, _)| *s).collect()
+    }
+
+    /// End `session` without its client asking, telling it why (DESIGN.md
+    /// part 6: a dead worker's session ends with a clear error).
+    fn end_session(&self, session: u64, why: String) {
+        if self.unbind(session).is_none() {
+            return;
+        }
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).insert(session, why);
+        let _ = self.news.send(true);
+    }
+
+    /// Resolves when `session` ends without its client asking, with the
+    /// reason; at once with [`PoolError::UnknownSession`] if this pool does
+    /// not serve it. Never resolves while the session goes on.
+    pub async fn watch(&self, session: u64) -> PoolError {
+        let mut rx = self.news.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if let Some(why) = self.ended.lock().unwrap_or_else(|p| p.into_inner()).remove(&session) {
+                return if self.fenced.load(Ordering::SeqCst) { PoolError::Fenced } else { PoolError::SessionEnded(why) };
+            }
+            if !self.sessions.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&session) {
+                return PoolError::UnknownSession(session);
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// This instance fenced itself: serve nothing more and end every live
+    /// session with an error (DESIGN.md part 6). Its writes are stopped by
+    /// the replica's store and cluster gates.
+    pub fn fence(&self) {
+        self.fenced.store(true, Ordering::SeqCst);
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let all: Vec<u64> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        for session in all {
+            self.end_session(session, "replica fenced itself".into());
+        }
     }
 
     /// Whether `id` was minted by this instance's pool (ids are
@@ -264,6 +335,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
 
     /// Serve `session` for `org`: reuse an idle worker of ours, or spawn one.
     pub async fn acquire(&self, org: &str, session: u64) -> Result<String, PoolError> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(PoolError::Fenced);
+        }
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(PoolError::ShuttingDown);
         }
@@ -421,6 +495,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             if self.clock.now() >= give_up {
                 return Err("activation timed out".into());
             }
+            if self.fenced.load(Ordering::SeqCst) {
+                return Err("replica fenced itself".into());
+            }
             if !self.mutants.on(Mutant::ReaperKillsLiveActivation) {
                 // A heartbeat is a same-state CAS; it bumps updated_at.
                 match self.transition(id, w, WorkerState::Activating, Some(session)).await {
@@ -510,6 +587,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// it fails the worker stays hot, and reusable, until a later park).
     pub async fn release(&self, session: u64) -> Result<(), PoolError> {
         let Some(id) = self.unbind(session) else { return Err(PoolError::UnknownSession(session)) };
+        // Its watch (if any) is over.
+        let _ = self.news.send(true);
         let Some(slot) = self.map().get(&id).cloned() else { return Ok(()) };
         let mut w = slot.lock().await;
         if w.session != Some(session) {
@@ -650,6 +729,70 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         w.refresh_pending = false;
     }
 
+    /// Every replica, every health interval: [`Self::health_check`].
+    pub async fn health_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = crate::lease::stop_requested(&mut stop) => return,
+                _ = self.clock.sleep(ms(self.cfg.health_check_ms)) => {}
+            }
+            self.health_check().await;
+        }
+    }
+
+    /// The pool's health check (DESIGN.md part 6): one list of this
+    /// instance's pods; a hot or hot-idle worker whose pod failed or
+    /// vanished is marked lost, its session ended with the reason, its pod
+    /// and secret deleted and its slot freed. Never served again either way.
+    pub async fn health_check(&self) {
+        if self.mutants.on(Mutant::NoHealthCheck) {
+            return;
+        }
+        // Judged only if hot or hot-idle before the list is asked for.
+        let judged: Vec<(String, String)> = self
+            .snapshot()
+            .into_iter()
+            .filter_map(|(id, slot)| {
+                let w = slot.try_lock().ok()?;
+                (matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) && !w.failed).then(|| (id, w.pod.clone()))
+            })
+            .collect();
+        if judged.is_empty() {
+            return;
+        }
+        let mut selector = deployment_selector(&self.cfg.deployment);
+        selector.insert("haywire/instance".into(), self.me.to_string());
+        let call = ms(self.cfg.call_timeout_ms);
+        let Ok((_, pods)) = flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await) else { return };
+        for (id, pod, death) in dead_pods(&judged, &pods) {
+            let Some(slot) = self.map().get(id).cloned() else { continue };
+            let mut w = slot.lock().await;
+            if !matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) || w.failed {
+                continue;
+            }
+            self.mark_lost(id, &mut w, death.reason(id, pod)).await;
+        }
+    }
+
+    /// Mark a dead worker of ours lost (a CAS on owner and epoch), end its
+    /// session with `why`, delete its pod and secret and free its slot. If
+    /// the write fails it is never served again and upkeep retires it.
+    async fn mark_lost(&self, id: &str, w: &mut Owned, why: String) {
+        for session in self.bound_to(id) {
+            self.end_session(session, why.clone());
+        }
+        w.session = None;
+        match self.transition(id, w, WorkerState::Lost, None).await {
+            Call::Ok(_) => {
+                w.state = WorkerState::Lost;
+                self.finish_failed(id, w).await;
+            }
+            Call::Rejected(_) => self.forget(id),
+            Call::Moved(_) | Call::Err(_) => w.failed = true,
+        }
+    }
+
     /// Retire this replica's own hot-idle workers past the TTL (keeping the
     /// floor), newest kept. Used by the fallback reaper. `now` is store time.
     pub async fn retire_expired_idle(&self, rows: &[WorkerRecord], now: u64) -> Result<(), String> {
@@ -783,6 +926,9 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a
 pub trait Sessions: Send + Sync {
     fn acquire(&self, org: String, session: u64) -> BoxFuture<'_, Result<String, PoolError>>;
     fn release(&self, session: u64) -> BoxFuture<'_, Result<(), PoolError>>;
+    /// Resolves with the error its client must see when `session` ends
+    /// without the client asking (see [`Pool::watch`]).
+    fn watch(&self, session: u64) -> BoxFuture<'_, PoolError>;
 }
 
 impl<S: Store, C: Clock, K: Cluster> Sessions for Pool<S, C, K> {
@@ -791,5 +937,8 @@ impl<S: Store, C: Clock, K: Cluster> Sessions for Pool<S, C, K> {
     }
     fn release(&self, session: u64) -> BoxFuture<'_, Result<(), PoolError>> {
         Box::pin(Pool::release(self, session))
+    }
+    fn watch(&self, session: u64) -> BoxFuture<'_, PoolError> {
+        Box::pin(Pool::watch(self, session))
     }
 }

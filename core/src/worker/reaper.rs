@@ -14,6 +14,7 @@
 
 use super::floor::expired_beyond_floor;
 use super::gate::Gate;
+use super::health;
 use super::pool::{delete_objects, deployment_selector, Pool, SECRET_POD_LABEL};
 use super::WorkerState;
 use crate::clock::{timeout, Clock, Millis};
@@ -39,6 +40,8 @@ enum End {
     Idle,
     /// Its owner died: lost.
     OwnerDead,
+    /// Its pod failed or vanished (a health check): lost.
+    PodDead,
     /// A stuck spawning or activating row: retired.
     Stuck,
     /// A take-over of ours left unsettled: hot ones drain, others retire.
@@ -48,6 +51,7 @@ enum End {
 /// The janitor's passes, in the order one run makes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum JanitorPass {
+    Health,
     Idle,
     DeadOwners,
     Stuck,
@@ -57,7 +61,10 @@ enum JanitorPass {
 }
 
 impl JanitorPass {
-    const ALL: [JanitorPass; 6] = [
+    /// Health first: a worker whose pod died is lost, not one of the idle
+    /// workers the idle pass counts towards the floor.
+    const ALL: [JanitorPass; 7] = [
+        JanitorPass::Health,
         JanitorPass::Idle,
         JanitorPass::DeadOwners,
         JanitorPass::Stuck,
@@ -70,6 +77,7 @@ impl JanitorPass {
         match self {
             JanitorPass::Idle => "idle",
             JanitorPass::DeadOwners => "dead-owners",
+            JanitorPass::Health => "health",
             JanitorPass::Stuck => "stuck",
             JanitorPass::OrphanPods => "orphan-pods",
             JanitorPass::OrphanSecrets => "orphan-secrets",
@@ -153,7 +161,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         // The claim and the first step are one CAS, so a worker taken over
         // never sits idle under our name (where a floor would count it).
         let to = match (end, w.state) {
-            (End::OwnerDead, _) => Some(WorkerState::Lost),
+            (End::OwnerDead | End::PodDead, _) => Some(WorkerState::Lost),
             // A drain someone left half done: finish it.
             (_, WorkerState::Draining) => None,
             (End::Idle, _) => Some(WorkerState::Draining),
@@ -249,6 +257,38 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     async fn reap_dead_owners(&self, g: &Gate, v: &View, fence: Option<&LeaseFence>) -> PassResult {
         let orphans: Vec<&WorkerRecord> = v.workers.iter().filter(|w| self.orphaned(v, w)).collect();
         self.each(orphans, |w| self.take_and_end(g, w, End::OwnerDead, fence)).await
+    }
+
+    /// The fleet-wide health check (DESIGN.md part 6): live peers' hot and
+    /// hot-idle workers whose pods failed or vanished are taken over and
+    /// marked lost (this replica's own pool checks its own; dead owners'
+    /// workers go with the dead-owners pass).
+    async fn reap_dead_pods(&self, g: &Gate, v: &mut View, fence: &LeaseFence) -> PassResult {
+        if self.mutants.on(Mutant::NoHealthCheck) {
+            return Ok(());
+        }
+        let judged: Vec<(String, String)> = v
+            .workers
+            .iter()
+            .filter(|w| matches!(w.state, WorkerState::Hot | WorkerState::HotIdle))
+            .filter(|w| w.owner != self.me && v.live.contains(&w.owner))
+            .map(|w| (w.id.clone(), w.pod.clone()))
+            .collect();
+        if judged.is_empty() {
+            return Ok(());
+        }
+        g.open()?;
+        let call = ms(self.cfg.call_timeout_ms);
+        let (_, pods) = flat(timeout(&*self.clock, call, self.cluster.list_pods(deployment_selector(&self.cfg.deployment))).await)?;
+        let dead: BTreeSet<String> = health::dead_pods(&judged, &pods).into_iter().map(|(id, _, _)| id.to_string()).collect();
+        let rows: Vec<&WorkerRecord> = v.workers.iter().filter(|w| dead.contains(&w.id)).collect();
+        let r = self.each(rows, |w| self.take_and_end(g, w, End::PodDead, Some(fence))).await;
+        // The later passes of this run see them as what they are now: lost,
+        // not idle workers to count or reap.
+        for w in v.workers.iter_mut().filter(|w| dead.contains(&w.id)) {
+            w.state = WorkerState::Lost;
+        }
+        r
     }
 
     fn unsettled(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
@@ -405,7 +445,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// closes.
     pub async fn janitor_pass(&self, g: &Gate, epoch: u64) {
         let fence = LeaseFence { lease: self.lease_name.clone(), holder: self.me, epoch };
-        let v = match self.view(g).await {
+        let mut v = match self.view(g).await {
             Ok(v) => v,
             Err(e) => {
                 self.failed("janitor", "list", Err(e));
@@ -422,6 +462,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             let r = match pass {
                 JanitorPass::Idle => self.reap_idle(g, &v, &fence).await,
                 JanitorPass::DeadOwners => self.reap_dead_owners(g, &v, Some(&fence)).await,
+                JanitorPass::Health => self.reap_dead_pods(g, &mut v, &fence).await,
                 JanitorPass::Stuck => self.reap_stuck(g, &v, &fence).await,
                 JanitorPass::OrphanPods => self.reap_orphan_pods(g, &v).await,
                 JanitorPass::OrphanSecrets => self.reap_orphan_secrets(g, &v).await,

@@ -32,7 +32,7 @@ use crate::store::{
     StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
 };
 use crate::worker::gate::Gate;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use crate::signal as watch;
@@ -316,7 +316,7 @@ impl World {
 
     /// A heartbeat of `who` now (registers it).
     async fn beat(&self, who: InstanceId) {
-        assert_eq!(self.inner.call(StoreRequest::HeartbeatInstance { id: who }).await.unwrap(), StoreReply::Done);
+        assert_eq!(self.inner.call(StoreRequest::HeartbeatInstance { id: who, dead_after_ms: None }).await.unwrap(), StoreReply::Done);
     }
 
     /// Run `who`'s heartbeat loop until the returned sender says stop.
@@ -1310,8 +1310,15 @@ async fn heartbeat_and_fence_fences_after_the_deadline_from_the_last_confirmed_s
     store.fail_all(is_op("heartbeat_instance"));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (fenced_tx, fenced) = watch::channel(false);
-    let fence = Some(SelfFence { after_ms: after, fenced: fenced_tx });
-    let task = tokio::spawn(heartbeat_and_fence(A, c.clone(), store.clone(), Arc::new(w.clock.clone()), w.observer(A), stop_rx, fence));
+    let stops = Arc::new(AtomicUsize::new(0));
+    let stopped = stops.clone();
+    let stop = Box::new(move || {
+        stopped.fetch_add(1, Ordering::SeqCst);
+    });
+    let fence = Some(SelfFence { after_ms: after, stop, fenced: fenced_tx });
+    let threshold = Some(c.dead_after_ms);
+    let task =
+        tokio::spawn(heartbeat_and_fence(A, c.clone(), store.clone(), Arc::new(w.clock.clone()), w.observer(A), stop_rx, fence, threshold));
 
     w.at(700).await;
     let reg = store.calls()[0].clone();
@@ -1324,8 +1331,10 @@ async fn heartbeat_and_fence_fences_after_the_deadline_from_the_last_confirmed_s
     assert!(!*fenced.borrow(), "fenced before the deadline");
     assert!(!w.log.events(A).iter().any(is_fenced), "{:?}", w.log.events(A));
     assert!(!task.is_finished());
+    assert_eq!(stops.load(Ordering::SeqCst), 0);
     w.at(sent + after + 1).await;
     assert!(*fenced.borrow(), "not fenced at the deadline ({after} ms after the send at {sent})");
+    assert_eq!(stops.load(Ordering::SeqCst), 1, "the instance is stopped once, before the fence is told");
     let fenced_at: Vec<Millis> =
         lock(&w.log.0).iter().filter(|(_, who, e)| *who == A && is_fenced(e)).map(|(at, ..)| *at).collect();
     assert!(matches!(fenced_at.as_slice(), [at] if (sent + after..=sent + after + 1).contains(at)), "one fence, at the deadline: {fenced_at:?}");
@@ -1345,6 +1354,50 @@ async fn heartbeat_and_fence_fences_after_the_deadline_from_the_last_confirmed_s
     let n = store.calls().len();
     w.at(sent + after + 10_000).await;
     assert_eq!(store.calls().len(), n, "no heartbeat after the fence");
+    drop(stop_tx);
+}
+
+/// DESIGN.md part 6: heartbeats name the dead threshold, so the store
+/// refuses one of an instance it already holds dead; the instance fences at
+/// once, without waiting for its own deadline.
+#[madsim::test]
+async fn a_heartbeat_the_store_refuses_fences_at_once() {
+    let w = World::new();
+    let c = ReplicaConfig::default().fleet;
+    let store = w.client();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (fenced_tx, fenced) = watch::channel(false);
+    // A deadline far away: only the store's refusal can fence here.
+    let fence = Some(SelfFence { after_ms: 100 * c.dead_after_ms, stop: Box::new(|| {}), fenced: fenced_tx });
+    let task = tokio::spawn(heartbeat_and_fence(
+        A,
+        c.clone(),
+        store.clone(),
+        Arc::new(w.clock.clone()),
+        w.observer(A),
+        stop_rx,
+        fence,
+        Some(c.dead_after_ms),
+    ));
+    w.at(100).await;
+    // Heartbeats lost for longer than the threshold: the registry holds A
+    // dead. The next one that gets through is refused and changes nothing.
+    store.fail_all(is_op("heartbeat_instance"));
+    w.at(c.dead_after_ms + 2_000).await;
+    assert!(!*fenced.borrow());
+    store.heal();
+    w.at(c.dead_after_ms + 3_500).await;
+    assert!(*fenced.borrow(), "a refused heartbeat fences: {:?}", store.calls());
+    let last = store.calls().last().cloned().unwrap();
+    assert_eq!((last.req.op(), last.reply), ("heartbeat_instance", Some(Ok(StoreReply::InstanceDead))));
+    assert!(store.calls().iter().all(|call| match &call.req {
+        StoreRequest::RegisterInstance { dead_after_ms, .. } | StoreRequest::HeartbeatInstance { dead_after_ms, .. } =>
+            *dead_after_ms == Some(c.dead_after_ms),
+        _ => true,
+    }));
+    let rec = w.instances().into_iter().find(|r| r.id == A).unwrap();
+    assert!(rec.heartbeat_at < 100, "not revived: {rec:?}");
+    task.await.unwrap();
     drop(stop_tx);
 }
 
@@ -1887,4 +1940,116 @@ async fn janitor_claim_names_the_state_it_saw_and_spares_a_reused_worker() {
     assert_eq!(owned(&pool, &id), Some((WorkerState::Hot, 1, Some(2))));
     pool.release(2).await.unwrap();
     assert_eq!(w.row(&id).state, WorkerState::HotIdle);
+}
+
+// ---------------------------------------------------------------------------
+// Health checks and self-fencing (DESIGN.md part 6, field report 004)
+
+/// A worker serving session 1 whose pod then dies: the pool's health check
+/// marks it lost, the session's watch ends with the reason, the pod and
+/// secret go and the slot is freed; the worker is never served again.
+#[madsim::test]
+async fn health_check_marks_a_dead_pod_lost_and_tells_its_client() {
+    let w = World::new();
+    let pool = w.pool(A, &cfg(), Mutants::none());
+    let id = pool.acquire("org", 1).await.expect("acquire");
+    let watch = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.watch(1).await })
+    };
+    pool.health_check().await;
+    assert_eq!(w.row(&id).state, WorkerState::Hot, "a running pod is alive");
+    assert!(!watch.is_finished());
+    let pod = w.row(&id).pod;
+    assert!(w.cluster.with(|c| c.fail_pod(&pod)));
+    pool.health_check().await;
+    assert_gone(&w, &id, WorkerState::Lost);
+    let told = watch.await.unwrap();
+    assert_eq!(told, PoolError::SessionEnded(format!("worker {id} lost: its pod {pod} failed")));
+    assert!(!pool.owns(&id));
+    assert_eq!(pool.release(1).await, Err(PoolError::UnknownSession(1)));
+    // The next session gets a new worker.
+    let next = pool.acquire("org", 2).await.expect("acquire");
+    assert_ne!(next, id);
+}
+
+/// A hot-idle worker whose pod vanished is lost too; with the mutant it
+/// stays and is handed to the next session.
+#[madsim::test]
+async fn health_check_finds_vanished_pods_and_the_mutant_does_not() {
+    for (mutants, caught) in [(Mutants::none(), true), (Mutants::only(Mutant::NoHealthCheck), false)] {
+        let w = World::new();
+        let pool = w.pool(A, &cfg(), mutants);
+        let id = idle_worker(&pool, "org", 1).await;
+        let pod = w.row(&id).pod;
+        w.cluster.with(|c| c.apply(&ClusterRequest::DeletePod { name: pod.clone() }, 0)).unwrap();
+        pool.health_check().await;
+        let again = pool.acquire("org", 2).await.expect("acquire");
+        if caught {
+            assert_gone(&w, &id, WorkerState::Lost);
+            assert_ne!(again, id, "a dead worker is never served again");
+        } else {
+            assert_eq!(again, id, "the mutant serves the dead worker");
+        }
+    }
+}
+
+/// The janitor's fleet-wide health check takes over a live peer's worker
+/// whose pod failed and marks it lost; the peer's session ends with an
+/// error once its own pool notices it is no longer its worker.
+#[madsim::test]
+async fn janitor_marks_a_live_peers_dead_worker_lost() {
+    let w = World::new();
+    let c = cfg();
+    let peer = w.pool(B, &c, Mutants::none());
+    let janitor_pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&janitor_pool, w.store.clone(), &c, Mutants::none());
+    let id = peer.acquire("org", 1).await.expect("acquire");
+    let watch = {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.watch(1).await })
+    };
+    let epoch = w.hold_lease(A).await;
+    w.beat(A).await;
+    w.beat(B).await;
+    assert!(w.cluster.with(|k| k.fail_pod(&format!("pod-{id}"))));
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner), (WorkerState::Lost, A), "{r:?}");
+    assert_gone(&w, &id, WorkerState::Lost);
+    // The peer finds out at its next upkeep (its refresh is fenced out).
+    peer.maintain().await;
+    assert!(matches!(watch.await.unwrap(), PoolError::SessionEnded(_)));
+    assert!(!peer.owns(&id));
+}
+
+/// A replica that fences itself ends its sessions with an error, refuses
+/// new ones, and sends nothing more to the store or the cluster.
+#[madsim::test]
+async fn a_fenced_replica_ends_its_sessions_and_makes_no_more_calls() {
+    let w = World::new();
+    let mut config = ReplicaConfig::default();
+    config.fleet = cfg();
+    let store = w.client();
+    let replica = Replica::start(A, config, store.clone(), Arc::new(w.clock.clone()), w.cluster.clone(), w.observer(A)).unwrap();
+    let sessions = replica.sessions();
+    let id = sessions.acquire("org".into(), 1).await.expect("acquire");
+    let watch = {
+        let sessions = sessions.clone();
+        tokio::spawn(async move { sessions.watch(1).await })
+    };
+    w.sleep(1_000).await;
+    // Cut off from the store: the heartbeat cannot be confirmed.
+    store.fail_all(|_| true);
+    let fenced = replica.fenced();
+    tokio::time::timeout(Duration::from_millis(cfg().dead_after_ms), fenced).await.expect("fenced before the dead threshold");
+    assert_eq!(watch.await.unwrap(), PoolError::Fenced);
+    assert_eq!(sessions.acquire("org".into(), 2).await, Err(PoolError::Fenced));
+    store.heal();
+    let (calls, pods) = (store.calls().len(), w.pods());
+    w.sleep(3 * cfg().reap_interval_ms).await;
+    assert_eq!(store.calls().len(), calls, "no store call after the fence: {:?}", &store.calls()[calls..]);
+    assert_eq!(w.pods(), pods);
+    assert_eq!(w.row(&id).owner, A);
+    drop(replica);
 }

@@ -134,8 +134,9 @@ impl Idle {
         let w = self.w.get(id)?;
         // The owner retiring its own on a graceful shutdown is no reaper
         // (the write may land after the process is gone); a dead owner's
-        // workers are orphans, reaped whatever their age.
-        if (from == w.owner && m.shutdown_asked.contains(&from)) || !m.is_up(w.owner) {
+        // workers are orphans, reaped whatever their age; so is a worker
+        // whose pod died (the cluster's word, not a replica's).
+        if (from == w.owner && m.shutdown_asked.contains(&from)) || !m.is_up(w.owner) || m.pod_dead_since(id).is_some() {
             return None;
         }
         // The store stamps idle_since in whole milliseconds.
@@ -203,7 +204,7 @@ impl Check for Idle {
                 }
                 None
             }
-            EventKind::SessionEnded { worker, .. } => {
+            EventKind::SessionEnded { worker, .. } | EventKind::SessionLost { worker, .. } => {
                 let owner = m.workers.get(worker).map(|r| r.owner);
                 if let (Some(w), Some(owner)) = (self.w.get_mut(worker), owner) {
                     w.since = Some(t);

@@ -1,3 +1,8 @@
+//! I2 no resurrection (DESIGN.md part 6): the store never takes a
+//! heartbeat or registration of an instance it already holds dead (none
+//! committed within the threshold): what a dead instance owned may already
+//! be someone else's.
+//!
 //! I1 no false death: a process that is up and can reach a calm store is
 //! not held dead by the registry (no heartbeat committed within the
 //! threshold) for longer than one heartbeat interval past the threshold
@@ -8,11 +13,32 @@
 
 use super::model::Model;
 use super::{secs, violation, Check, OracleParams, Violation};
+use haywire_traces::{Event, EventKind};
 
 #[derive(Default)]
 pub struct Instances;
 
 impl Check for Instances {
+    fn observe(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
+        let (EventKind::InstanceHeartbeat { from } | EventKind::InstanceRegistered { from }) = &e.kind else { return None };
+        let last = *m.beats.get(from)?;
+        if last + p.fleet.dead_threshold_us > e.t {
+            return None;
+        }
+        violation(
+            "I2",
+            e.t,
+            format!(
+                "no resurrection: the store took a heartbeat of i{from}, dead since {} (its last heartbeat was at {}, \
+                 threshold {})",
+                secs(last + p.fleet.dead_threshold_us),
+                secs(last),
+                secs(p.fleet.dead_threshold_us)
+            ),
+        )
+    }
+
+
     fn tick(&mut self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
         if !m.store_calm() {
             return None;

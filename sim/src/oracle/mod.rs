@@ -9,11 +9,13 @@
 //!
 //! - [`lease`]: S1 exclusive effects, S2 no double holder, L1 no abandoned lease
 //! - [`workers`]: S3 fencing and the lifecycle, S4 caps
-//! - [`sessions`]: S5 no live session lost, S6 exclusive and isolated, L3 progress
+//! - [`sessions`]: S5 no live session lost, S6 exclusive and isolated, L3
+//!   progress (requests answered; clients of dead workers told)
 //! - [`idle`]: L2 no idle leak (and no premature reaping)
 //! - [`orphans`]: L2 no orphan pod or secret outlives its deadline
 //! - [`effects`]: E1 effects at most once
-//! - [`instances`]: I1 no false death of a live, connected instance
+//! - [`instances`]: I1 no false death of a live, connected instance, I2 no
+//!   resurrection of a dead one
 //!
 //! Each checker judges an event against the model as it was before the
 //! event; then the model applies it; then the deadlines are checked.

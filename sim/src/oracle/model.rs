@@ -16,7 +16,11 @@ pub struct Proc {
     pub up: bool,
     pub paused: bool,
     pub partitioned: bool,
+    /// Cut off from the cluster API (the store still reachable).
+    pub cluster_cut: bool,
     pub slow: bool,
+    /// The extra latency of the last slow-store fault on it.
+    pub slow_ms: u64,
     pub shutting_down: bool,
     /// Since when the process has been continuously healthy (None: it is not).
     pub healthy_since: Option<u64>,
@@ -27,9 +31,10 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Up, running, and able to reach the store at full speed.
+    /// Up, running, and able to reach the store at full speed and the
+    /// cluster API.
     pub fn healthy(&self) -> bool {
-        self.up && !self.paused && !self.partitioned && !self.slow && !self.shutting_down
+        self.up && !self.paused && !self.partitioned && !self.cluster_cut && !self.slow && !self.shutting_down
     }
 }
 
@@ -380,8 +385,21 @@ impl Model {
             EventKind::Resume { target } => self.touch_health(target, t, |r| r.paused = false),
             EventKind::Partition { target } => self.touch_health(target, t, |r| r.partitioned = true),
             EventKind::PartitionHealed { target } => self.touch_health(target, t, |r| r.partitioned = false),
-            EventKind::StoreSlow { target, .. } => self.touch_health(target, t, |r| r.slow = true),
-            EventKind::StoreSlowHealed { target } => self.touch_health(target, t, |r| r.slow = false),
+            EventKind::ClusterPartition { target } => self.touch_health(target, t, |r| r.cluster_cut = true),
+            EventKind::ClusterPartitionHealed { target } => self.touch_health(target, t, |r| r.cluster_cut = false),
+            EventKind::StoreSlow { target, ms } => self.touch_health(target, t, |r| {
+                r.slow = true;
+                r.slow_ms = *ms;
+            }),
+            EventKind::StoreSlowHealed { target } => {
+                self.touch_health(target, t, |r| r.slow = false);
+                // Requests it sent while slowed still land up to the extra
+                // latency after the heal: it is healthy once they have.
+                if let Some(r) = self.rep_mut(target) {
+                    let tail = t + r.slow_ms * 1000;
+                    r.healthy_since = r.healthy_since.map(|h| h.max(tail));
+                }
+            }
             EventKind::StoreFaults { .. } | EventKind::StoreStall { .. } => self.disturb_store(true, t),
             EventKind::StoreFaultsHealed | EventKind::StoreStallHealed => self.disturb_store(false, t),
             EventKind::LeaseOutage { .. } => {
@@ -491,7 +509,7 @@ impl Model {
                 }
                 self.held.entry(worker.clone()).or_default().insert(*session);
             }
-            EventKind::SessionEnded { session, worker } => {
+            EventKind::SessionEnded { session, worker } | EventKind::SessionLost { session, worker, .. } => {
                 if let Some(s) = self.sessions.get_mut(session) {
                     s.answer = Answer::Ended { worker: worker.clone() };
                 }
@@ -517,6 +535,12 @@ impl Model {
     }
 
     /// The sessions whose clients hold `worker` now.
+    /// When `worker`'s pod failed or went, as the cluster reported it.
+    pub fn pod_dead_since(&self, worker: &str) -> Option<u64> {
+        let pod = format!("pod-{worker}");
+        self.pods.get(&pod).copied().flatten().or_else(|| self.pods_gone.get(&pod).copied())
+    }
+
     pub fn holders(&self, worker: &str) -> impl Iterator<Item = (u64, &Session)> + '_ {
         self.held.get(worker).into_iter().flatten().filter_map(|s| self.sessions.get(s).map(|x| (*s, x)))
     }

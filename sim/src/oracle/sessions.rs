@@ -10,7 +10,8 @@
 //!   activation under way, the store binding it to that session), only the
 //!   serving process's own spawn may give it up. A session never starts on
 //!   a worker whose pod the cluster reported failed or gone longer ago than
-//!   the health-check bound. Like S2, S5 is promised only for serving
+//!   the health-check bound (counted from when the serving process could
+//!   check: up, reaching store and a calm cluster). Like S2, S5 is promised only for serving
 //!   processes whose pauses and clock drift stay within the bounds they are
 //!   configured for: beyond them a replica cannot fence itself in time.
 //! - S6: a session starts only on a hot worker of its own org whose row the
@@ -42,6 +43,11 @@ impl Sessions {
     /// S5: `what` happened to `worker` at `t`; fine unless a client holds
     /// it and the process that served it is up.
     fn unheld(&self, p: &OracleParams, m: &Model, t: u64, worker: &str, what: String) -> Option<Violation> {
+        // A worker whose pod died is lost whoever holds it: ending it is the
+        // health check's job (its client is told, see `told`).
+        if m.pod_dead_since(worker).is_some() {
+            return None;
+        }
         let (sid, s) =
             m.holders(worker).find(|(_, s)| s.server.is_some_and(|i| m.is_up(i) && self.within_bounds(p, m, i)))?;
         violation(
@@ -129,9 +135,16 @@ impl Sessions {
                 ),
             );
         }
-        let pod = format!("pod-{worker}");
-        let dead_since = m.pods.get(&pod).copied().flatten().or_else(|| m.pods_gone.get(&pod).copied());
-        if let Some(d) = dead_since.filter(|d| t > d + p.fleet.health_bound_us) {
+        // Counted from when the serving process could check: up, and able
+        // to reach the store and the cluster.
+        let checking_since = s
+            .server
+            .and_then(|i| m.proc_of(i))
+            .and_then(|r| r.healthy_since)
+            .filter(|_| m.cluster_calm())
+            .map(|h| h.max(m.cluster_calm_since));
+        let due = m.pod_dead_since(worker).zip(checking_since).map(|(d, h)| d.max(h) + p.fleet.health_bound_us);
+        if let Some(d) = m.pod_dead_since(worker).filter(|_| due.is_some_and(|due| t > due)) {
             return violation(
                 "S5",
                 t,
@@ -203,6 +216,42 @@ impl Check for Sessions {
             }
             _ => None,
         }
+    }
+
+    /// L3 for held sessions: a client whose worker's pod died is told (its
+    /// session ends with an error) within the health-check bound, counted
+    /// from when the serving process, the store and the cluster were all
+    /// able to act.
+    fn tick(&mut self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
+        if !m.store_calm() || !m.cluster_calm() {
+            return None;
+        }
+        for (worker, sessions) in &m.held {
+            let Some(died) = m.pod_dead_since(worker) else { continue };
+            for sid in sessions {
+                let Some(s) = m.sessions.get(sid) else { continue };
+                let Some(inst) = s.server else { continue };
+                if !m.is_up(inst) || !self.within_bounds(p, m, inst) {
+                    continue;
+                }
+                let Some(healthy) = m.proc_of(inst).and_then(|r| r.healthy_since) else { continue };
+                let from = died.max(healthy).max(m.calm_since).max(m.cluster_calm_since);
+                if t > from + p.fleet.health_bound_us {
+                    return violation(
+                        "L3",
+                        t,
+                        format!(
+                            "progress: {} still holds {worker} for session {sid} although its pod died at {}; i{inst} \
+                             (up and healthy) did not end the session with an error within the health-check bound {}",
+                            s.client,
+                            secs(died),
+                            secs(p.fleet.health_bound_us)
+                        ),
+                    );
+                }
+            }
+        }
+        None
     }
 
     /// L3: when the run ends, every request sent has had its answer.
