@@ -44,10 +44,19 @@ pub enum Mutant {
     /// Field report 003 (review finding 3): the janitor returns on its first
     /// failing pass and skips the rest.
     JanitorStopsAtFirstError,
+    /// Field report 002 (fix 6): headroom placeholders sized from demand,
+    /// counting hot-idle workers, so an idle leak is amplified ~1.75x.
+    HeadroomCountsIdle,
+    /// Field report 004: the orphan-secret pass deletes any deployment
+    /// secret whose pod is not listed, whoever owns it, rows or not.
+    SecretReaperUnscoped,
+    /// Field report 004: the orphan pod and secret passes share one
+    /// deadline, pods first, so a slow pod list starves the secret pass.
+    SharedReaperDeadline,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 12] = [
+    pub const ALL: [Mutant; 15] = [
         Mutant::ElectorRunsOnce,
         Mutant::ReleaseBeforeCancel,
         Mutant::ShutdownNoWait,
@@ -60,6 +69,9 @@ impl Mutant {
         Mutant::OrphansNotReapedByFallback,
         Mutant::ReaperKillsLiveActivation,
         Mutant::JanitorStopsAtFirstError,
+        Mutant::HeadroomCountsIdle,
+        Mutant::SecretReaperUnscoped,
+        Mutant::SharedReaperDeadline,
     ];
 
     /// The switch's name on the command line.
@@ -77,6 +89,9 @@ impl Mutant {
             Mutant::OrphansNotReapedByFallback => "orphans-not-reaped-by-fallback",
             Mutant::ReaperKillsLiveActivation => "reaper-kills-live-activation",
             Mutant::JanitorStopsAtFirstError => "janitor-stops-at-first-error",
+            Mutant::HeadroomCountsIdle => "headroom-counts-idle",
+            Mutant::SecretReaperUnscoped => "secret-reaper-unscoped",
+            Mutant::SharedReaperDeadline => "shared-reaper-deadline",
         }
     }
 
@@ -84,7 +99,10 @@ impl Mutant {
     pub fn field_report(self) -> &'static str {
         match self {
             Mutant::ReleaseBeforeCancel | Mutant::ShutdownNoWait => "000",
-            Mutant::TornEpochRead | Mutant::NoSecretReaper => "004",
+            Mutant::TornEpochRead
+            | Mutant::NoSecretReaper
+            | Mutant::SecretReaperUnscoped
+            | Mutant::SharedReaperDeadline => "004",
             Mutant::JanitorStopsAtFirstError => "003",
             _ => "002",
         }
@@ -106,6 +124,9 @@ impl Mutant {
             Mutant::OrphansNotReapedByFallback => "the fallback reaper ignores workers of dead instances",
             Mutant::ReaperKillsLiveActivation => "a long activation is reaped mid-session",
             Mutant::JanitorStopsAtFirstError => "the janitor returns on its first failing pass and skips the rest",
+            Mutant::HeadroomCountsIdle => "headroom placeholders grow with demand, hot-idle workers counted (~1.75x)",
+            Mutant::SecretReaperUnscoped => "the secret reaper deletes any secret whose pod is not listed, a live peer's too",
+            Mutant::SharedReaperDeadline => "pod and secret orphan passes share one deadline; a slow pod list starves secrets",
         }
     }
 }
@@ -179,10 +200,13 @@ mod tests {
                 | Mutant::NoSecretReaper
                 | Mutant::OrphansNotReapedByFallback
                 | Mutant::ReaperKillsLiveActivation
-                | Mutant::JanitorStopsAtFirstError => {}
+                | Mutant::JanitorStopsAtFirstError
+                | Mutant::HeadroomCountsIdle
+                | Mutant::SecretReaperUnscoped
+                | Mutant::SharedReaperDeadline => {}
             }
         }
-        assert_eq!(Mutant::ALL.len(), 12);
+        assert_eq!(Mutant::ALL.len(), 15);
     }
 
     #[test]
