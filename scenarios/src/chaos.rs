@@ -42,5 +42,9 @@ pub static SCENARIO: Named = Named {
         f.lease_outage_ms = (10_000, rng.gen_range(20_000..90_000));
         f.delete_refusal_per_min = rate(rng, 0.8);
         f.delete_refusal_ms = (10_000, rng.gen_range(20_000..120_000));
+        f.cluster_ops_per_min = rate(rng, 0.8);
+        f.cluster_ops_ms = (5_000, rng.gen_range(10_000..40_000));
+        f.cluster_ops_slow_pct = rng.gen_range(0..=100);
+        f.cluster_ops_slow_ms = (1_000, rng.gen_range(2_000..6_000));
     },
 };
