@@ -51,7 +51,9 @@ fn no_fallback_reaper_is_caught() {
 
 #[test]
 fn mutate_before_persist_is_caught() {
-    caught(Mutant::MutateBeforePersist, &["L2"]);
+    // The stranded worker leaks (L2), or, memory saying hot_idle while the
+    // row is still hot, is handed out against a row bound to no session (S6).
+    caught(Mutant::MutateBeforePersist, &["L2", "S6"]);
 }
 
 #[test]
