@@ -196,6 +196,8 @@ fn cmd_sweep(
         let events: u64 = res.seeds.iter().map(|r| r.stats.events).sum();
         let overdue_ms: u64 = res.seeds.iter().map(|r| r.stats.idle_overdue_ms).sum();
         let overdue_quiet_ms: u64 = res.seeds.iter().map(|r| r.stats.idle_overdue_quiet_ms).sum();
+        let placeholder_ms: u64 = res.seeds.iter().map(|r| r.stats.placeholder_ms).sum();
+        let placeholder_peak: u64 = res.seeds.iter().map(|r| r.stats.placeholder_peak).sum();
         let fails: Vec<_> = res.failures().collect();
         total += res.seeds.len();
         say!(
@@ -213,6 +215,12 @@ fn cmd_sweep(
                 "",
                 overdue_ms as f64 / 1000.0,
                 overdue_quiet_ms as f64 / 1000.0
+            );
+            say!(
+                "{:<18} headroom placeholder pod-seconds: {:.1} over all runs; peak placeholders summed over seeds: {}",
+                "",
+                placeholder_ms as f64 / 1000.0,
+                placeholder_peak
             );
         }
         for f in &fails {
@@ -295,6 +303,7 @@ fn cmd_replay(name: &str, seed: u64, mutant: Option<&str>, store: Option<&str>, 
             st.idle_overdue_ms as f64 / 1000.0,
             st.idle_overdue_quiet_ms as f64 / 1000.0
         );
+        say!("# headroom: peak {} placeholder pods, {:.1} placeholder pod-seconds", st.placeholder_peak, st.placeholder_ms as f64 / 1000.0);
     }
     match &out.violation {
         None => {

@@ -101,6 +101,18 @@ pub struct FleetConfig {
     pub orphan_min_age_ms: u64,
     /// Bound on one store or cluster call.
     pub call_timeout_ms: u64,
+    /// Bound on each orphan-object pass (its list and its deletes): the pod
+    /// pass and the secret pass each get their own, so a slow list of one
+    /// never starves the other (field report 004; DESIGN.md part 4). A list
+    /// may take up to this, longer than one call timeout.
+    #[serde(default = "default_orphan_pass_deadline_ms")]
+    pub orphan_pass_deadline_ms: u64,
+    /// Placeholder pods the janitor keeps so the cluster holds spare nodes
+    /// for spawns: a constant, never sized from demand (field report 002,
+    /// fix 6; DESIGN.md part 6). 0: none, and existing ones are deleted.
+    /// At most `global_cap`.
+    #[serde(default)]
+    pub headroom_nodes: u32,
     /// Every replica also runs its own reaper (off only for tests).
     pub fallback_reaper: bool,
     /// A replica that cannot confirm its heartbeat in time fences itself
@@ -134,6 +146,8 @@ impl Default for FleetConfig {
             stale_spawn_ms: 600_000,
             orphan_min_age_ms: 30_000,
             call_timeout_ms: 1_000,
+            orphan_pass_deadline_ms: default_orphan_pass_deadline_ms(),
+            headroom_nodes: 0,
             fallback_reaper: true,
             self_fence: true,
             health_check_ms: health_check_default(),
@@ -237,12 +251,26 @@ impl ReplicaConfig {
         if f.org_cap == 0 || f.global_cap == 0 {
             return err("fleet caps must be positive".into());
         }
+        if f.headroom_nodes > f.global_cap {
+            return err(format!(
+                "fleet.headroom_nodes ({}) must not exceed global_cap ({}): headroom is a few spare nodes, not a fleet",
+                f.headroom_nodes, f.global_cap
+            ));
+        }
+        if f.orphan_pass_deadline_ms < f.call_timeout_ms || f.orphan_pass_deadline_ms >= f.reap_interval_ms {
+            return err(format!(
+                "fleet.orphan_pass_deadline_ms ({}) must be at least one call timeout ({}) and below the reap interval ({})",
+                f.orphan_pass_deadline_ms, f.call_timeout_ms, f.reap_interval_ms
+            ));
+        }
         let drifted = l.renew_deadline_ms as u128 + l.renew_deadline_ms as u128 * l.max_drift_ppm as u128 / 1_000_000;
         // The slowest leader-gated loop to stop: the reconciler finishes its
-        // sweep; the janitor stops within a pod and a secret delete.
+        // sweep; the janitor stops within a pod and a secret delete, or
+        // one orphan pass's list (bounded by its deadline).
         let stop = (self.reconciler.effects_per_sweep as u128
             * (self.reconciler.step_ms as u128 + l.rpc_timeout_ms as u128))
-            .max(2 * f.call_timeout_ms as u128);
+            .max(2 * f.call_timeout_ms as u128)
+            .max(f.orphan_pass_deadline_ms as u128);
         let needed = drifted + stop + l.max_pause_ms as u128;
         if needed >= l.ttl_ms as u128 {
             return err(format!(
@@ -256,6 +284,11 @@ impl ReplicaConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// A few call timeouts: one slow list plus a delete or two.
+fn default_orphan_pass_deadline_ms() -> u64 {
+    3_000
 }
 
 pub(crate) fn ms(v: u64) -> Duration {
@@ -381,6 +414,32 @@ mod tests {
             }
         }
         assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[test]
+    fn headroom_and_orphan_deadline_are_bounded() {
+        let mut c = ReplicaConfig::default();
+        c.fleet.headroom_nodes = c.fleet.global_cap;
+        assert_eq!(c.validate(), Ok(()));
+        c.fleet.headroom_nodes += 1;
+        assert!(rejected(&c).starts_with("fleet.headroom_nodes (21) must not exceed global_cap (20)"));
+        let mut c = ReplicaConfig::default();
+        c.fleet.orphan_pass_deadline_ms = c.fleet.call_timeout_ms - 1;
+        assert!(rejected(&c).starts_with("fleet.orphan_pass_deadline_ms (999)"));
+        c.fleet.orphan_pass_deadline_ms = c.fleet.reap_interval_ms;
+        assert!(rejected(&c).starts_with("fleet.orphan_pass_deadline_ms (10000)"));
+    }
+
+    /// Older config files have neither field: no headroom, the default
+    /// per-pass deadline.
+    #[test]
+    fn new_fleet_fields_default_when_absent() {
+        let mut v = serde_json::to_value(FleetConfig::default()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("headroom_nodes");
+        o.remove("orphan_pass_deadline_ms");
+        let f: FleetConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(f, FleetConfig::default());
     }
 
     #[test]

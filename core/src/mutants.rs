@@ -51,10 +51,19 @@ pub enum Mutant {
     /// as a zombie: it never fences itself, and its heartbeat revives the
     /// dead instance.
     ZombieInstance,
+    /// Field report 002 (fix 6): headroom placeholders sized from demand,
+    /// counting hot-idle workers, so an idle leak is amplified ~1.75x.
+    HeadroomCountsIdle,
+    /// Field report 004: the orphan-secret pass deletes any deployment
+    /// secret whose pod is not listed, whoever owns it, rows or not.
+    SecretReaperUnscoped,
+    /// Field report 004: the orphan pod and secret passes share one
+    /// deadline, pods first, so a slow pod list starves the secret pass.
+    SharedReaperDeadline,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 14] = [
+    pub const ALL: [Mutant; 17] = [
         Mutant::ElectorRunsOnce,
         Mutant::ReleaseBeforeCancel,
         Mutant::ShutdownNoWait,
@@ -69,6 +78,9 @@ impl Mutant {
         Mutant::JanitorStopsAtFirstError,
         Mutant::NoHealthCheck,
         Mutant::ZombieInstance,
+        Mutant::HeadroomCountsIdle,
+        Mutant::SecretReaperUnscoped,
+        Mutant::SharedReaperDeadline,
     ];
 
     /// The switch's name on the command line.
@@ -88,6 +100,9 @@ impl Mutant {
             Mutant::JanitorStopsAtFirstError => "janitor-stops-at-first-error",
             Mutant::NoHealthCheck => "no-health-check",
             Mutant::ZombieInstance => "zombie-instance",
+            Mutant::HeadroomCountsIdle => "headroom-counts-idle",
+            Mutant::SecretReaperUnscoped => "secret-reaper-unscoped",
+            Mutant::SharedReaperDeadline => "shared-reaper-deadline",
         }
     }
 
@@ -95,7 +110,11 @@ impl Mutant {
     pub fn field_report(self) -> &'static str {
         match self {
             Mutant::ReleaseBeforeCancel | Mutant::ShutdownNoWait => "000",
-            Mutant::TornEpochRead | Mutant::NoSecretReaper | Mutant::NoHealthCheck => "004",
+            Mutant::TornEpochRead
+            | Mutant::NoSecretReaper
+            | Mutant::NoHealthCheck
+            | Mutant::SecretReaperUnscoped
+            | Mutant::SharedReaperDeadline => "004",
             Mutant::ZombieInstance => "001",
             Mutant::JanitorStopsAtFirstError => "003",
             _ => "002",
@@ -120,6 +139,9 @@ impl Mutant {
             Mutant::JanitorStopsAtFirstError => "the janitor returns on its first failing pass and skips the rest",
             Mutant::NoHealthCheck => "no health check: a worker whose pod died keeps serving and is handed out again",
             Mutant::ZombieInstance => "a replica held dead never fences itself, and its heartbeat revives the instance",
+            Mutant::HeadroomCountsIdle => "headroom placeholders grow with demand, hot-idle workers counted (~1.75x)",
+            Mutant::SecretReaperUnscoped => "the secret reaper deletes any secret whose pod is not listed, a live peer's too",
+            Mutant::SharedReaperDeadline => "pod and secret orphan passes share one deadline; a slow pod list starves secrets",
         }
     }
 }
@@ -195,10 +217,13 @@ mod tests {
                 | Mutant::ReaperKillsLiveActivation
                 | Mutant::JanitorStopsAtFirstError
                 | Mutant::NoHealthCheck
-                | Mutant::ZombieInstance => {}
+                | Mutant::ZombieInstance
+                | Mutant::HeadroomCountsIdle
+                | Mutant::SecretReaperUnscoped
+                | Mutant::SharedReaperDeadline => {}
             }
         }
-        assert_eq!(Mutant::ALL.len(), 14);
+        assert_eq!(Mutant::ALL.len(), 17);
     }
 
     #[test]

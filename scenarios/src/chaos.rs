@@ -46,5 +46,9 @@ pub static SCENARIO: Named = Named {
         let dead = opts.replica.fleet.dead_after_ms;
         f.long_partition_per_min = rate(rng, 0.5);
         f.long_partition_ms = (dead + 1_000, dead * 3);
+        f.cluster_ops_per_min = rate(rng, 0.8);
+        f.cluster_ops_ms = (5_000, rng.gen_range(10_000..40_000));
+        f.cluster_ops_slow_pct = rng.gen_range(0..=100);
+        f.cluster_ops_slow_ms = (1_000, rng.gen_range(2_000..6_000));
     },
 };

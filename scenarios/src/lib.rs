@@ -92,10 +92,12 @@ pub fn home_of(m: Mutant) -> &'static Named {
         Mutant::NoFallbackReaper => &owner_crash::SCENARIO,
         Mutant::MutateBeforePersist | Mutant::ActivateSplit => &persist_faults::SCENARIO,
         Mutant::SlotLeakOnSpawnFailure | Mutant::NoSecretReaper => &spawn_faults::SCENARIO,
-        Mutant::TornEpochRead => &idle_churn::SCENARIO,
+        Mutant::TornEpochRead | Mutant::HeadroomCountsIdle => &idle_churn::SCENARIO,
         Mutant::OrphansNotReapedByFallback => &rollout_orphans::SCENARIO,
         Mutant::ReaperKillsLiveActivation => &long_activation::SCENARIO,
-        Mutant::JanitorStopsAtFirstError => &spawn_faults::SCENARIO,
+        Mutant::JanitorStopsAtFirstError | Mutant::SecretReaperUnscoped | Mutant::SharedReaperDeadline => {
+            &spawn_faults::SCENARIO
+        }
         Mutant::NoHealthCheck => &cluster_partition::SCENARIO,
         Mutant::ZombieInstance => &false_death::SCENARIO,
     }

@@ -3,7 +3,7 @@
 //! faults (swarm testing: each seed gets its own mix).
 
 use haywire_core::ReplicaConfig;
-use haywire_sim::{Bounds, ClockSpec, Fault, FaultPlan, FaultRates, RunOptions, StoreKind, Target, Workload};
+use haywire_sim::{Bounds, ClockSpec, ClusterOps, Fault, FaultPlan, FaultRates, RunOptions, StoreKind, Target, Workload};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -14,6 +14,8 @@ const HEAL_MARGIN_MS: u64 = 2_000;
 /// Typical time a graceful shutdown takes, for placing faults. A slower one
 /// only delays the quiet period, which starts once every fault has healed.
 const SHUTDOWN_MS: u64 = 5_000;
+/// The ChaCha stream headroom is drawn from (see [`fleet`]).
+const HEADROOM_STREAM: u64 = 0x4ead;
 
 /// A world with no faults: 2–5 replicas on the SQLite store, small clock
 /// skew and drift inside the replicas' bounds.
@@ -68,7 +70,6 @@ pub fn settle_bounds(opts: &mut RunOptions) {
 /// to be found.
 pub fn fleet(rng: &mut ChaCha8Rng) -> RunOptions {
     let mut opts = base(rng);
-    let f = &opts.replica.fleet;
     opts.workload = Workload {
         clients: rng.gen_range(2..=8),
         think_ms: rng.gen_range(1_000..=10_000),
@@ -78,6 +79,12 @@ pub fn fleet(rng: &mut ChaCha8Rng) -> RunOptions {
         patience_ms: 0,
     };
     opts.fault_phase_ms = rng.gen_range(120_000..=200_000);
+    // Headroom placeholders, 0 to 3, so both none and some are exercised;
+    // from a side stream, so every other draw of the seed stays as it was.
+    let mut side = rng.clone();
+    side.set_stream(HEADROOM_STREAM);
+    opts.replica.fleet.headroom_nodes = side.gen_range(0..=3);
+    let f = &opts.replica.fleet;
     // Sessions in flight end, then TTL, dead threshold and two reap passes.
     opts.quiet_ms = opts.workload.session_ms.1 + f.hot_idle_ttl_ms + f.dead_after_ms + 3 * f.reap_interval_ms + 10_000;
     opts
@@ -220,6 +227,14 @@ pub fn plan(opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
         let d = range(rng, f.delete_refusal_ms);
         if let Some(ms) = fit(at, d) {
             plan.push(at, Fault::DeleteRefusal { ms });
+        }
+    }
+    for at in arrivals(rng, f.cluster_ops_per_min, WARMUP_MS, end) {
+        let ops = ClusterOps::ALL[rng.gen_range(0..ClusterOps::ALL.len())];
+        let slow_ms = if rng.gen_range(0..100) < f.cluster_ops_slow_pct { range(rng, f.cluster_ops_slow_ms).max(1) } else { 0 };
+        let d = range(rng, f.cluster_ops_ms);
+        if let Some(ms) = fit(at, d) {
+            plan.push(at, Fault::ClusterOps { ops, slow_ms, ms });
         }
     }
     for at in arrivals(rng, f.crash_after_secret_per_min, WARMUP_MS, end) {

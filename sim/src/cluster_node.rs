@@ -1,11 +1,13 @@
 //! The k8s-like cluster API as its own node, with its own faults: pod
-//! creation failing, the API answering late, pods dying, and traps that
+//! creation failing, the API answering late, one kind of operation (pod
+//! lists, secret lists, deletes) failing or late, pods dying, and traps that
 //! crash a replica at a chosen moment of a spawn (right after its secret,
 //! or mid-activation).
 
 use crate::rpc::{self, CLUSTER_TAG};
 use crate::world::{Trap, World};
 use haywire_core::cluster::{ClusterError, ClusterReply, ClusterRequest, PodPhase};
+use haywire_core::worker::headroom::is_placeholder;
 use haywire_traces::EventKind;
 use madsim::net::Endpoint;
 use rand::Rng;
@@ -36,7 +38,7 @@ fn record(world: &World, kind: EventKind) {
 /// was crashed by a trap).
 async fn handle(world: &World, sender: rpc::Sender, req: ClusterRequest) -> Option<Reply> {
     let rpc::Sender { from, replica, gated } = sender;
-    let (result, trap_fires) = {
+    let (result, trap_fires, op_slow_ms) = {
         let mut g = world.lock();
         let now = g.origin.elapsed().as_millis() as u64;
         if let ClusterRequest::DeletePod { name } = &req {
@@ -46,6 +48,14 @@ async fn handle(world: &World, sender: rpc::Sender, req: ClusterRequest) -> Opti
                 record(world, EventKind::ClusterFailed { from, op: req.op().into(), error: error.clone() });
                 return Some(Err(ClusterError::Failed(error)));
             }
+        }
+        // An operation fault: the first window on for this kind of request.
+        let op_fault = g.cluster_faults.ops.iter().find(|(ops, _)| ops.requests().contains(&req.op())).map(|o| o.1);
+        if op_fault == Some(0) {
+            drop(g);
+            let error = "injected: operation failed".to_string();
+            record(world, EventKind::ClusterFailed { from, op: req.op().into(), error: error.clone() });
+            return Some(Err(ClusterError::Failed(error)));
         }
         if let ClusterRequest::CreatePod { .. } = req {
             let pct = g.cluster_faults.pod_fail_pct;
@@ -67,7 +77,7 @@ async fn handle(world: &World, sender: rpc::Sender, req: ClusterRequest) -> Opti
             }
             _ => false,
         };
-        (result, trap && replica < g.slots.len())
+        (result, trap && replica < g.slots.len(), op_fault.unwrap_or(0))
     };
     match (&req, &result) {
         (ClusterRequest::CreateSecret { name, .. }, Ok(_)) => {
@@ -76,9 +86,10 @@ async fn handle(world: &World, sender: rpc::Sender, req: ClusterRequest) -> Opti
         (ClusterRequest::DeleteSecret { name }, Ok(_)) => {
             record(world, EventKind::SecretDeleted { from, name: name.clone(), gated })
         }
-        (ClusterRequest::CreatePod { name, .. }, Ok(_)) => {
+        (ClusterRequest::CreatePod { name, labels }, Ok(_)) => {
             let start_ms = world.lock().cluster.start_delay(name).unwrap_or(0);
-            record(world, EventKind::PodCreated { from, name: name.clone(), start_ms });
+            let placeholder = is_placeholder(labels);
+            record(world, EventKind::PodCreated { from, name: name.clone(), start_ms, placeholder, gated });
         }
         (ClusterRequest::DeletePod { name }, Ok(_)) => {
             record(world, EventKind::PodDeleted { from, name: name.clone(), gated })
@@ -91,7 +102,7 @@ async fn handle(world: &World, sender: rpc::Sender, req: ClusterRequest) -> Opti
     }
     // A slow API answers late; what it did, it did on arrival (so a call
     // the caller gave up on is still done, but never later than sent).
-    let slow = world.lock().cluster_faults.slow_ms;
+    let slow = world.lock().cluster_faults.slow_ms + op_slow_ms;
     if slow > 0 {
         madsim::time::sleep(Duration::from_millis(slow)).await;
     }

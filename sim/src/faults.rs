@@ -15,6 +15,36 @@ pub enum Target {
     Leader,
 }
 
+/// Which cluster operations a [`Fault::ClusterOps`] window hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterOps {
+    PodLists,
+    SecretLists,
+    Deletes,
+}
+
+impl ClusterOps {
+    pub const ALL: [ClusterOps; 3] = [ClusterOps::PodLists, ClusterOps::SecretLists, ClusterOps::Deletes];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterOps::PodLists => "pod_lists",
+            ClusterOps::SecretLists => "secret_lists",
+            ClusterOps::Deletes => "deletes",
+        }
+    }
+
+    /// The cluster request kinds (`ClusterRequest::op`) it covers.
+    pub fn requests(self) -> &'static [&'static str] {
+        match self {
+            ClusterOps::PodLists => &["list_pods"],
+            ClusterOps::SecretLists => &["list_secrets"],
+            ClusterOps::Deletes => &["delete_pod", "delete_secret"],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Fault {
     /// Kill the process (memory lost); restart it as a new instance after
@@ -50,6 +80,9 @@ pub enum Fault {
     /// The cluster API answers `extra_ms` late (what it does, it does on
     /// arrival).
     ClusterSlow { extra_ms: u64, ms: u64 },
+    /// For `ms`, the cluster fails the operations `ops` (`slow_ms` = 0), or
+    /// answers them `slow_ms` late (done on arrival); other operations work.
+    ClusterOps { ops: ClusterOps, slow_ms: u64, ms: u64 },
     /// The cluster refuses to delete one pod (chosen when it fires) for
     /// `ms`: the pod stays, every delete of it fails.
     DeleteRefusal { ms: u64 },

@@ -5,6 +5,7 @@ use crate::faults::{Fault, FaultPlan, Target};
 use crate::options::RunOptions;
 use crate::world::{ClusterFaultState, FaultDepth, Trap, World};
 use haywire_core::cluster::{Pod, PodPhase};
+use haywire_core::worker::headroom::is_placeholder;
 use haywire_traces::EventKind;
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
@@ -212,8 +213,22 @@ impl Injector {
                 self.world.lock().cluster_faults.slow_ms = 0;
                 self.record(EventKind::ClusterSlowHealed);
             }
+            Fault::ClusterOps { ops, slow_ms, ms } => {
+                self.world.lock().cluster_faults.ops.push((ops, slow_ms));
+                self.record(EventKind::ClusterOpsFault { ops: ops.name().into(), slow_ms });
+                sleep_ms(ms).await;
+                {
+                    let mut g = self.world.lock();
+                    let on = &mut g.cluster_faults.ops;
+                    if let Some(i) = on.iter().position(|o| *o == (ops, slow_ms)) {
+                        on.remove(i);
+                    }
+                }
+                self.record(EventKind::ClusterOpsHealed { ops: ops.name().into() });
+            }
             Fault::PodDeath => {
-                let running = |p: &Pod, _: &ClusterFaultState| p.phase == PodPhase::Running;
+                // Pods that die under workers: placeholders hold no one.
+                let running = |p: &Pod, _: &ClusterFaultState| p.phase == PodPhase::Running && !is_placeholder(&p.labels);
                 let died = self.pick_pod(running, |g, name| {
                     g.cluster.fail_pod(name);
                 });
@@ -222,7 +237,7 @@ impl Injector {
                 }
             }
             Fault::DeleteRefusal { ms } => {
-                let not_yet = |p: &Pod, f: &ClusterFaultState| !f.refused.contains(&p.name);
+                let not_yet = |p: &Pod, f: &ClusterFaultState| !f.refused.contains(&p.name) && !is_placeholder(&p.labels);
                 let refused = self.pick_pod(not_yet, |g, name| {
                     g.cluster_faults.refused.insert(name.to_string());
                 });

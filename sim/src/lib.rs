@@ -26,7 +26,7 @@ pub mod store_node;
 pub mod sweep;
 pub mod world;
 
-pub use faults::{Fault, FaultPlan, PlannedFault, Target};
+pub use faults::{ClusterOps, Fault, FaultPlan, PlannedFault, Target};
 pub use options::{Bounds, ClockSpec, FaultRates, RunOptions, StoreKind, Workload};
 pub use oracle::{judge, Violation};
 pub use report::replay_command;

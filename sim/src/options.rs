@@ -121,6 +121,17 @@ pub struct FaultRates {
     pub long_partition_per_min: f64,
     #[serde(default)]
     pub long_partition_ms: (u64, u64),
+    /// Windows of `cluster_ops_ms` in which one kind of cluster operation
+    /// (pod lists, secret lists, or deletes, drawn per window) fails, or,
+    /// `cluster_ops_slow_pct` of the time, answers `cluster_ops_slow_ms` late.
+    #[serde(default)]
+    pub cluster_ops_per_min: f64,
+    #[serde(default)]
+    pub cluster_ops_ms: (u64, u64),
+    #[serde(default)]
+    pub cluster_ops_slow_pct: u32,
+    #[serde(default)]
+    pub cluster_ops_slow_ms: (u64, u64),
 }
 
 /// Clients opening and closing sessions across replicas.

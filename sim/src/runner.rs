@@ -32,6 +32,10 @@ pub struct Stats {
     /// and after the quiet period settled (the latter must be 0).
     pub idle_overdue_ms: u64,
     pub idle_overdue_quiet_ms: u64,
+    /// Headroom placeholder pods: the most at once, and pod-ms over the run
+    /// (what a core's headroom costs, to compare with the clean core's).
+    pub placeholder_peak: u64,
+    pub placeholder_ms: u64,
     pub sessions: u64,
     pub workers: u64,
     pub events: u64,
@@ -98,6 +102,8 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
             dead_threshold_us: f.dead_after_ms * 1000,
             heartbeat_us: real(f.heartbeat_ms),
             orphan_min_age_us: f.orphan_min_age_ms * 1000,
+            orphan_pass_us: real(f.orphan_pass_deadline_ms),
+            headroom_nodes: f.headroom_nodes,
             max_pause_us: l.max_pause_ms * 1000,
             drift_beyond: opts.clocks.iter().map(|c| c.drift_ppm.unsigned_abs() > l.max_drift_ppm).collect(),
             stale_spawn_us: f.stale_spawn_ms * 1000,
@@ -142,7 +148,7 @@ pub fn run_with_plan(
     // and seeded once, and madsim can make them deterministic only on a
     // thread that has built no HashMap yet. Nothing may build one before the
     // runtime (the SQLite backend does, so it is opened after).
-    let (events, violation, overdue) = std::thread::scope(|s| {
+    let (events, violation, overdue, headroom) = std::thread::scope(|s| {
         s.spawn(|| simulate_seed(seed, &opts, &plan))
             .join()
             .map_err(|p| format!("scenario {} seed {seed} panicked: {}", scenario.name(), panic_message(&p)))
@@ -161,6 +167,7 @@ pub fn run_with_plan(
     };
     let mut stats = stats(&trace, plan.faults.len());
     (stats.idle_overdue_ms, stats.idle_overdue_quiet_ms) = (overdue.0 / 1000, overdue.1 / 1000);
+    (stats.placeholder_peak, stats.placeholder_ms) = (headroom.0 as u64, (headroom.1 / 1000) as u64);
     Ok(Outcome { scenario: scenario.name().to_string(), seed, mutant: cfg.mutant, options: opts, plan, trace, violation, stats, plan_file: None })
 }
 
@@ -192,7 +199,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// One seed on the current (fresh) thread: the events and any violation.
-type Simulated = (Vec<Event>, Option<Violation>, (u64, u64));
+type Simulated = (Vec<Event>, Option<Violation>, (u64, u64), (usize, u128));
 
 fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Simulated, String> {
     let mut config = madsim::Config::default();
@@ -209,7 +216,8 @@ fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Simul
         simulate(world.clone(), &world_opts, world_plan).await;
         let mut g = world.lock();
         let overdue = g.oracle.idle_overdue_us();
-        (std::mem::take(&mut g.events), g.violation.take(), overdue)
+        let headroom = g.oracle.headroom_measure();
+        (std::mem::take(&mut g.events), g.violation.take(), overdue, headroom)
     }))
 }
 

@@ -80,6 +80,8 @@ fn halve(f: &mut Fault) -> bool {
         Fault::StoreSlow { extra_ms, ms, .. } => h(extra_ms) | h(ms),
         Fault::StoreFaults { ms, .. } | Fault::PodFailures { ms, .. } | Fault::DeleteRefusal { ms } => h(ms),
         Fault::ClusterSlow { extra_ms, ms } => h(extra_ms) | h(ms),
+        // A slow answer stays slow (0 means failing, not faster).
+        Fault::ClusterOps { ms, .. } => h(ms),
         Fault::CrashAfterSecret { down_ms, .. } | Fault::CrashInActivation { down_ms, .. } => h(down_ms),
         Fault::PodDeath | Fault::ScaleDown { .. } | Fault::ScaleUp => false,
     }

@@ -69,6 +69,8 @@ pub struct ClusterFaultState {
     pub trapped: Option<usize>,
     /// Pods the cluster refuses to delete.
     pub refused: std::collections::BTreeSet<String>,
+    /// Operation faults on now: (kind, slow ms; 0 = fail), one per window.
+    pub ops: Vec<(crate::faults::ClusterOps, u64)>,
 }
 
 /// Store-side fault switches, set by the injector, read per request.

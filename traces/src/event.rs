@@ -242,8 +242,17 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gated: Option<u64>,
     },
-    /// `start_ms`: how long the pod takes to run.
-    PodCreated { from: u64, name: String, start_ms: u64 },
+    /// `start_ms`: how long the pod takes to run. `placeholder`: a headroom
+    /// placeholder (by its labels), not a worker's pod.
+    PodCreated {
+        from: u64,
+        name: String,
+        start_ms: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        placeholder: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gated: Option<u64>,
+    },
     PodDeleted {
         from: u64,
         name: String,
@@ -318,6 +327,10 @@ pub enum EventKind {
     PodFailuresHealed,
     ClusterSlow { ms: u64 },
     ClusterSlowHealed,
+    /// Cluster operations `ops` (`list_pods`, `list_secrets`, deletes) fail
+    /// (`slow_ms` = 0) or answer `slow_ms` late; the rest works.
+    ClusterOpsFault { ops: String, slow_ms: u64 },
+    ClusterOpsHealed { ops: String },
     /// A running pod died.
     PodDied { name: String },
     /// The cluster refuses to delete pod `name` for `ms`.

@@ -3,6 +3,7 @@
 
 pub mod floor;
 pub mod gate;
+pub mod headroom;
 pub mod health;
 pub mod pool;
 pub mod reaper;

@@ -99,6 +99,9 @@ pub fn deployment_selector(deployment: &str) -> Labels {
 /// Label on a secret naming the pod it belongs to.
 pub const SECRET_POD_LABEL: &str = "haywire/worker-pod";
 
+/// Label on a worker's pod and secret naming the instance that made them.
+pub const INSTANCE_LABEL: &str = "haywire/instance";
+
 pub struct Pool<S, C, K> {
     me: InstanceId,
     cfg: FleetConfig,
@@ -442,7 +445,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
         let mut labels = deployment_selector(&self.cfg.deployment);
         labels.insert("haywire/worker".into(), id.clone());
-        labels.insert("haywire/instance".into(), self.me.to_string());
+        labels.insert(INSTANCE_LABEL.into(), self.me.to_string());
         let mut secret_labels = labels.clone();
         secret_labels.insert(SECRET_POD_LABEL.into(), w.pod.clone());
         let call = ms(self.cfg.call_timeout_ms);

@@ -3,19 +3,22 @@
 //! - The leader-gated janitor: retires hot-idle workers past their TTL
 //!   (above the floor), workers of dead instances and stuck spawning or
 //!   activating rows; deletes this deployment's pods and secrets that no
-//!   live row owns; frees leaked slots. Its writes carry the lease epoch.
-//!   One failing pass does not stop the others.
-//! - The fallback reaper on every replica: its own expired hot-idle workers
-//!   and the workers of dead instances, so reaping never depends on a
-//!   leader existing.
+//!   live row owns (secrets only of instances not live, or its own), each
+//!   object pass under its own deadline; frees leaked slots; keeps the
+//!   headroom placeholders. Its writes carry the lease epoch. One failing
+//!   pass does not stop the others.
+//! - The fallback reaper on every replica: its own expired hot-idle workers,
+//!   the workers of dead instances and its own orphan secrets, so reaping
+//!   never depends on a leader existing.
 //!
 //! Both stamp "last successful reap" only after a pass in which nothing
 //! failed.
 
 use super::floor::expired_beyond_floor;
 use super::gate::Gate;
+use super::headroom::{self, is_placeholder};
 use super::health;
-use super::pool::{delete_objects, deployment_selector, Pool, SECRET_POD_LABEL};
+use super::pool::{delete_objects, deployment_selector, Pool, INSTANCE_LABEL, SECRET_POD_LABEL};
 use super::WorkerState;
 use crate::clock::{timeout, Clock, Millis};
 use crate::cluster::{Cluster, ClusterExt};
@@ -58,12 +61,13 @@ enum JanitorPass {
     OrphanPods,
     OrphanSecrets,
     Slots,
+    Headroom,
 }
 
 impl JanitorPass {
     /// Health first: a worker whose pod died is lost, not one of the idle
     /// workers the idle pass counts towards the floor.
-    const ALL: [JanitorPass; 7] = [
+    const ALL: [JanitorPass; 8] = [
         JanitorPass::Health,
         JanitorPass::Idle,
         JanitorPass::DeadOwners,
@@ -71,6 +75,7 @@ impl JanitorPass {
         JanitorPass::OrphanPods,
         JanitorPass::OrphanSecrets,
         JanitorPass::Slots,
+        JanitorPass::Headroom,
     ];
 
     fn name(self) -> &'static str {
@@ -82,6 +87,7 @@ impl JanitorPass {
             JanitorPass::OrphanPods => "orphan-pods",
             JanitorPass::OrphanSecrets => "orphan-secrets",
             JanitorPass::Slots => "slots",
+            JanitorPass::Headroom => "headroom",
         }
     }
 }
@@ -114,6 +120,9 @@ struct View {
     workers: Vec<WorkerRecord>,
     live: BTreeSet<InstanceId>,
     slots: Vec<SlotRecord>,
+    /// Workers this janitor run found with dead pods (set by its health
+    /// pass, which runs first).
+    dead_pods: BTreeSet<String>,
 }
 
 type PassResult = Result<(), String>;
@@ -141,7 +150,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             StoreReply::Slots { list, .. } => list,
             other => return Err(format!("list slots: unexpected reply {other:?}")),
         };
-        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), slots })
+        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), slots, dead_pods: BTreeSet::new() })
     }
 
     /// A worker whose owner is gone: not live, and quiet for the dead
@@ -241,7 +250,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     async fn reap_idle(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
         // Take-overs of ours still under way are nobody's idle workers.
         let unsettled = self.unsettled().clone();
-        let rows = v.workers.iter().filter(|w| !unsettled.contains_key(&w.id));
+        let rows = v.workers.iter().filter(|w| !unsettled.contains_key(&w.id) && !v.dead_pods.contains(&w.id));
         let expired = expired_beyond_floor(rows, None, self.cfg.min_hot_idle, self.cfg.hot_idle_ttl_ms, v.now);
         self.each(expired, |w| async move {
             if w.owner == self.me {
@@ -283,11 +292,8 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         let dead: BTreeSet<String> = health::dead_pods(&judged, &pods).into_iter().map(|(id, _, _)| id.to_string()).collect();
         let rows: Vec<&WorkerRecord> = v.workers.iter().filter(|w| dead.contains(&w.id)).collect();
         let r = self.each(rows, |w| self.take_and_end(g, w, End::PodDead, Some(fence))).await;
-        // The later passes of this run see them as what they are now: lost,
-        // not idle workers to count or reap.
-        for w in v.workers.iter_mut().filter(|w| dead.contains(&w.id)) {
-            w.state = WorkerState::Lost;
-        }
+        // Not idle workers for the idle pass to count or reap this run.
+        v.dead_pods = dead;
         r
     }
 
@@ -353,16 +359,33 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         self.each(stuck, |w| self.take_and_end(g, w, End::Stuck, Some(fence))).await
     }
 
-    /// Pods of this deployment that no live row owns, older than the
-    /// minimum age.
+    /// Run one orphan-object pass under its own deadline (DESIGN.md part
+    /// 4; field report 004: a pass sharing its context with a slow one
+    /// before it is starved).
+    async fn under_deadline(&self, pass: impl std::future::Future<Output = PassResult>) -> PassResult {
+        match timeout(&*self.clock, ms(self.cfg.orphan_pass_deadline_ms), pass).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("pass deadline of {}ms passed", self.cfg.orphan_pass_deadline_ms)),
+        }
+    }
+
+    /// Old enough to reap, judged against the view's time: an object made
+    /// after the view was taken (its row may be newer than the view) is
+    /// never reaped, however late the list that shows it.
+    fn aged(&self, v: &View, created: Millis) -> bool {
+        created.saturating_add(self.cfg.orphan_min_age_ms) <= v.now
+    }
+
+    /// Pods of this deployment that no live row owns, made before the view
+    /// less the minimum age. Placeholders are the headroom pass's.
     async fn reap_orphan_pods(&self, g: &Gate, v: &View) -> PassResult {
         let call = ms(self.cfg.call_timeout_ms);
         let live_pods: BTreeSet<&str> = v.workers.iter().filter(|w| !w.state.is_terminal()).map(|w| w.pod.as_str()).collect();
         g.open()?;
-        let (cnow, pods) = flat(timeout(&*self.clock, call, self.cluster.list_pods(deployment_selector(&self.cfg.deployment))).await)?;
-        let old = |created: Millis| created.saturating_add(self.cfg.orphan_min_age_ms) <= cnow;
+        // A list may take the whole pass deadline (a big namespace).
+        let (_, pods) = self.cluster.list_pods(deployment_selector(&self.cfg.deployment)).await.map_err(|e| e.to_string())?;
         let mut errors = Vec::new();
-        for p in pods.iter().filter(|p| !live_pods.contains(p.name.as_str()) && old(p.created_at)) {
+        for p in pods.iter().filter(|p| !is_placeholder(&p.labels) && !live_pods.contains(p.name.as_str()) && self.aged(v, p.created_at)) {
             g.open()?;
             if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_pod(&p.name)).await) {
                 errors.push(format!("delete pod {}: {e}", p.name));
@@ -371,28 +394,43 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         joined(errors)
     }
 
-    /// Secrets of this deployment that belong to no live row (by name, or by
-    /// the pod they are labelled for), older than the minimum age: a crash
-    /// between secret and pod leaves one behind (field report 004). Its own
-    /// pass with its own list, so a pod pass that fails never starves it.
-    async fn reap_orphan_secrets(&self, g: &Gate, v: &View) -> PassResult {
+    /// Secrets that belong to no live row (by name, or by the pod they are
+    /// labelled for), made before the view less the minimum age: a crash
+    /// between secret and pod leaves one behind (field report 004). Scoped
+    /// by owning instance: the janitor takes those of instances that are not
+    /// live (dead, or never registered) and its own; a live peer's are left
+    /// to that peer's fallback pass (`own`), so a peer's spawn is never
+    /// raced. Its own pass with its own list, so a pod pass that fails never
+    /// starves it.
+    async fn reap_orphan_secrets(&self, g: &Gate, v: &View, own: bool) -> PassResult {
         if self.mutants.on(Mutant::NoSecretReaper) {
             return Ok(());
+        }
+        if !own && self.mutants.on(Mutant::SecretReaperUnscoped) {
+            return self.reap_secrets_unscoped(g).await;
         }
         let call = ms(self.cfg.call_timeout_ms);
         let live: Vec<&WorkerRecord> = v.workers.iter().filter(|w| !w.state.is_terminal()).collect();
         let live_pods: BTreeSet<&str> = live.iter().map(|w| w.pod.as_str()).collect();
         let live_secrets: BTreeSet<&str> = live.iter().map(|w| w.secret.as_str()).collect();
+        let live_instances: BTreeSet<String> = v.live.iter().map(|i| i.to_string()).collect();
+        let me = self.me.to_string();
+        let mut selector = deployment_selector(&self.cfg.deployment);
+        if own {
+            selector.insert(INSTANCE_LABEL.into(), me.clone());
+        }
         g.open()?;
-        let (cnow, secrets) = flat(timeout(&*self.clock, call, self.cluster.list_secrets(deployment_selector(&self.cfg.deployment))).await)?;
+        let (_, secrets) = self.cluster.list_secrets(selector).await.map_err(|e| e.to_string())?;
         let mut errors = Vec::new();
         for s in secrets {
             let pod = s.labels.get(SECRET_POD_LABEL).map(String::as_str).unwrap_or("");
-            let keep = pod.is_empty()
-                || live_secrets.contains(s.name.as_str())
-                || live_pods.contains(pod)
-                || s.created_at.saturating_add(self.cfg.orphan_min_age_ms) > cnow;
-            if !keep {
+            let owner = s.labels.get(INSTANCE_LABEL).map(String::as_str).unwrap_or("");
+            let orphan = !pod.is_empty()
+                && !live_secrets.contains(s.name.as_str())
+                && !live_pods.contains(pod)
+                && self.aged(v, s.created_at);
+            let ours_to_reap = owner == me || !live_instances.contains(owner);
+            if orphan && ours_to_reap {
                 g.open()?;
                 if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_secret(&s.name)).await) {
                     errors.push(format!("delete secret {}: {e}", s.name));
@@ -400,6 +438,36 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             }
         }
         joined(errors)
+    }
+
+    /// The pre-fix secret reaper (mutant): any deployment secret whose pod
+    /// the cluster does not list, aged by the secret list's time, whoever
+    /// owns it and whatever the rows say, so a peer's secret whose pod is
+    /// not created yet is reapable.
+    async fn reap_secrets_unscoped(&self, g: &Gate) -> PassResult {
+        let call = ms(self.cfg.call_timeout_ms);
+        g.open()?;
+        let (_, pods) = self.cluster.list_pods(deployment_selector(&self.cfg.deployment)).await.map_err(|e| e.to_string())?;
+        let listed: BTreeSet<String> = pods.into_iter().map(|p| p.name).collect();
+        g.open()?;
+        let (cnow, secrets) = self.cluster.list_secrets(deployment_selector(&self.cfg.deployment)).await.map_err(|e| e.to_string())?;
+        let mut errors = Vec::new();
+        for s in secrets {
+            let pod = s.labels.get(SECRET_POD_LABEL).map(String::as_str).unwrap_or("");
+            if !pod.is_empty() && !listed.contains(pod) && s.created_at.saturating_add(self.cfg.orphan_min_age_ms) <= cnow {
+                g.open()?;
+                if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_secret(&s.name)).await) {
+                    errors.push(format!("delete secret {}: {e}", s.name));
+                }
+            }
+        }
+        joined(errors)
+    }
+
+    /// The headroom pass: exactly `headroom_nodes` placeholder pods.
+    async fn keep_headroom(&self, g: &Gate, v: &View) -> PassResult {
+        let want = headroom::wanted(&self.cfg, &self.mutants, &v.workers);
+        headroom::keep(&*self.cluster, &*self.clock, &self.cfg, want, g).await
     }
 
     /// Leaked slots: a retired or lost worker's slot whose free failed
@@ -464,9 +532,20 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 JanitorPass::DeadOwners => self.reap_dead_owners(g, &v, Some(&fence)).await,
                 JanitorPass::Health => self.reap_dead_pods(g, &mut v, &fence).await,
                 JanitorPass::Stuck => self.reap_stuck(g, &v, &fence).await,
-                JanitorPass::OrphanPods => self.reap_orphan_pods(g, &v).await,
-                JanitorPass::OrphanSecrets => self.reap_orphan_secrets(g, &v).await,
+                JanitorPass::OrphanPods if self.mutants.on(Mutant::SharedReaperDeadline) => {
+                    // The bug: one deadline for both, pods first.
+                    self.under_deadline(async {
+                        let pods = self.reap_orphan_pods(g, &v).await;
+                        let secrets = self.reap_orphan_secrets(g, &v, false).await;
+                        pods.and(secrets)
+                    })
+                    .await
+                }
+                JanitorPass::OrphanSecrets if self.mutants.on(Mutant::SharedReaperDeadline) => Ok(()),
+                JanitorPass::OrphanPods => self.under_deadline(self.reap_orphan_pods(g, &v)).await,
+                JanitorPass::OrphanSecrets => self.under_deadline(self.reap_orphan_secrets(g, &v, false)).await,
                 JanitorPass::Slots => self.reap_slots(g, &v, Some(&fence), None).await,
+                JanitorPass::Headroom => self.keep_headroom(g, &v).await,
             };
             bad |= self.failed("janitor", pass.name(), r);
         }
@@ -491,6 +570,9 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         }
         bad |= self.failed("fallback", "unsettled", self.reap_unsettled(g, &v).await);
         bad |= self.failed("fallback", "own-slots", self.reap_slots(g, &v, None, Some(self.me)).await);
+        // Our own orphan secrets: the janitor leaves a live peer's to it.
+        let own = self.under_deadline(self.reap_orphan_secrets(g, &v, true)).await;
+        bad |= self.failed("fallback", "own-orphan-secrets", own);
         if !bad {
             self.fallback_last_ok.store(v.now, Ordering::SeqCst);
         }

@@ -188,7 +188,10 @@ impl Check for Idle {
                             w.since = Some(t);
                             w.owner = after.owner;
                         }
-                        Lifecycle::Draining => w.draining = Some((t, m.workers.get(id).map_or(after.owner, |r| r.owner))),
+                        // Whoever drains it owns it from this write on (a
+                        // take-over claims and drains in one CAS): if it dies
+                        // mid-drain, its death must be seen first.
+                        Lifecycle::Draining => w.draining = Some((t, after.owner)),
                         _ => {}
                     }
                 }

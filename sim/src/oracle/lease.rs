@@ -154,6 +154,9 @@ impl Check for Lease {
             EventKind::SecretCreated { from, name, gated: Some(epoch) } => {
                 self.exclusive(m, t, *from, *epoch, format!("secret create {name}"))
             }
+            EventKind::PodCreated { from, name, gated: Some(epoch), .. } => {
+                self.exclusive(m, t, *from, *epoch, format!("pod create {name}"))
+            }
             // S2: leader work starts only when no other term runs any.
             EventKind::LoopStarted { epoch, .. } => {
                 let inst = e.inst?;

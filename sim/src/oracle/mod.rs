@@ -13,6 +13,7 @@
 //!   progress (requests answered; clients of dead workers told)
 //! - [`idle`]: L2 no idle leak (and no premature reaping)
 //! - [`orphans`]: L2 no orphan pod or secret outlives its deadline
+//! - [`headroom`]: H1 placeholder pods stay at the configured constant
 //! - [`effects`]: E1 effects at most once
 //! - [`instances`]: I1 no false death of a live, connected instance, I2 no
 //!   resurrection of a dead one
@@ -21,6 +22,7 @@
 //! event; then the model applies it; then the deadlines are checked.
 
 mod effects;
+mod headroom;
 mod idle;
 mod instances;
 mod lease;
@@ -86,6 +88,11 @@ pub struct FleetParams {
     pub drift_beyond: Vec<bool>,
     /// Pods and secrets younger than this are never reaped as orphans.
     pub orphan_min_age_us: u64,
+    /// Each orphan-object pass's own deadline, stretched by the slowest
+    /// clock: a pass may wait this long on the other's slow list.
+    pub orphan_pass_us: u64,
+    /// Placeholder pods the janitor keeps (the configured constant).
+    pub headroom_nodes: u32,
     /// Longest a worker whose pod failed or vanished may still be handed
     /// to a new session (the health check's bound, from the options).
     pub health_bound_us: u64,
@@ -115,6 +122,7 @@ pub struct Oracle {
     sessions: sessions::Sessions,
     idle: idle::Idle,
     orphans: orphans::Orphans,
+    headroom: headroom::Headroom,
     effects: effects::Effects,
     instances: instances::Instances,
 }
@@ -129,6 +137,7 @@ impl Oracle {
             sessions: Default::default(),
             idle: Default::default(),
             orphans: Default::default(),
+            headroom: Default::default(),
             effects: Default::default(),
             instances: Default::default(),
         }
@@ -146,12 +155,13 @@ impl Oracle {
     /// Run `f` over every checker (all of them, so each keeps its state);
     /// the first violation wins.
     fn each(&mut self, mut f: impl FnMut(&mut dyn Check, &OracleParams, &Model) -> Option<Violation>) -> Option<Violation> {
-        let checks: [&mut dyn Check; 7] = [
+        let checks: [&mut dyn Check; 8] = [
             &mut self.lease,
             &mut self.workers,
             &mut self.sessions,
             &mut self.idle,
             &mut self.orphans,
+            &mut self.headroom,
             &mut self.effects,
             &mut self.instances,
         ];
@@ -188,6 +198,11 @@ impl Oracle {
     /// after the quiet period settled (µs).
     pub fn idle_overdue_us(&self) -> (u64, u64) {
         self.idle.overdue()
+    }
+
+    /// Headroom placeholder pods: the most at once, and pod-µs over the run.
+    pub fn headroom_measure(&self) -> (usize, u128) {
+        self.headroom.measure()
     }
 }
 

@@ -5,6 +5,7 @@
 //! slowed, shutting down). Nothing here comes from what a replica says
 //! about itself; the checkers read it, only [`Model::apply`] changes it.
 
+use crate::faults::ClusterOps;
 use haywire_traces::{Event, EventKind, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -107,6 +108,11 @@ pub struct Model {
     pub lease_calm_since: u64,
     cluster_disturbances: u32,
     pub cluster_calm_since: u64,
+    /// Per kind of cluster operation (`list_pods`, `delete_secret`, ...):
+    /// faults on now, and when the last one ended, so a fault on one kind
+    /// excuses only the checks that need it.
+    op_disturbances: BTreeMap<&'static str, u32>,
+    op_calm_since: BTreeMap<&'static str, u64>,
     pub quiet_since: Option<u64>,
 
     // --- the fleet ---
@@ -115,9 +121,17 @@ pub struct Model {
     pub slots: BTreeMap<String, SlotHeld>,
     /// Pods the cluster holds: name → when it failed, if it did.
     pub pods: BTreeMap<String, Option<u64>>,
-    /// Pods the cluster deleted, and when (until created again).
+    /// Pods the cluster deleted, and since when they were dead (their
+    /// failure if they failed first, else their deletion), until created
+    /// again.
     pub pods_gone: BTreeMap<String, u64>,
+    /// Of those, the ones that had failed before they were deleted.
+    pub failed_then_gone: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
+    /// Headroom placeholder pods the cluster holds (by the labels it was
+    /// created with), and when each was created: not workers' pods, never
+    /// orphans.
+    pub placeholders: BTreeMap<String, u64>,
     /// When each pod or secret was (last) created.
     pub created: BTreeMap<String, u64>,
     /// Pods and secrets that exist while no live row owns them, and since
@@ -132,6 +146,10 @@ pub struct Model {
     /// worker → the sessions whose clients hold it now.
     pub held: BTreeMap<String, BTreeSet<u64>>,
 }
+
+/// Every kind of cluster request, as the fault layer names them.
+pub const CLUSTER_OPS: [&str; 7] =
+    ["create_secret", "delete_secret", "list_secrets", "create_pod", "delete_pod", "get_pod", "list_pods"];
 
 /// `r3` → 2.
 pub fn rep_index(name: &str) -> Option<usize> {
@@ -163,6 +181,18 @@ impl Model {
 
     pub fn cluster_calm(&self) -> bool {
         self.cluster_disturbances == 0
+    }
+
+    /// Since when no fault has touched any of `ops` (None: one does now).
+    pub fn ops_calm_since(&self, ops: &[&str]) -> Option<u64> {
+        let mut since = 0;
+        for op in ops {
+            if self.op_disturbances.get(op).copied().unwrap_or(0) > 0 {
+                return None;
+            }
+            since = since.max(self.op_calm_since.get(op).copied().unwrap_or(0));
+        }
+        Some(since)
     }
 
     /// The process record of a replica named `r<n>`.
@@ -276,6 +306,23 @@ impl Model {
             self.cluster_disturbances = self.cluster_disturbances.saturating_sub(1);
             if self.cluster_disturbances == 0 {
                 self.cluster_calm_since = t;
+            }
+        }
+    }
+
+    /// A fault on (`on`) or off for the operations `ops`.
+    fn disturb_ops(&mut self, ops: &[&str], on: bool, t: u64) {
+        self.disturb_cluster(on, t);
+        for op in ops {
+            let Some(op) = CLUSTER_OPS.iter().copied().find(|o| o == op) else { continue };
+            let n = self.op_disturbances.entry(op).or_insert(0);
+            if on {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.op_calm_since.insert(op, t);
+                }
             }
         }
     }
@@ -412,8 +459,15 @@ impl Model {
                 self.lease_outage = false;
                 self.lease_calm_since = t;
             }
-            EventKind::PodFailures { .. } | EventKind::ClusterSlow { .. } => self.disturb_cluster(true, t),
-            EventKind::PodFailuresHealed | EventKind::ClusterSlowHealed => self.disturb_cluster(false, t),
+            EventKind::PodFailures { .. } => self.disturb_ops(&["create_pod"], true, t),
+            EventKind::PodFailuresHealed => self.disturb_ops(&["create_pod"], false, t),
+            EventKind::ClusterSlow { .. } => self.disturb_ops(&CLUSTER_OPS, true, t),
+            EventKind::ClusterSlowHealed => self.disturb_ops(&CLUSTER_OPS, false, t),
+            EventKind::ClusterOpsFault { ops, .. } | EventKind::ClusterOpsHealed { ops } => {
+                let on = matches!(e.kind, EventKind::ClusterOpsFault { .. });
+                let kinds = ClusterOps::ALL.iter().find(|o| o.name() == ops).map_or(&[][..], |o| o.requests());
+                self.disturb_ops(kinds, on, t);
+            }
             EventKind::QuietPeriod => self.quiet_since = Some(t),
 
             // --- what the store committed ---
@@ -461,16 +515,25 @@ impl Model {
             }
 
             // --- what the cluster did ---
+            EventKind::PodCreated { name, placeholder: true, .. } => {
+                self.placeholders.insert(name.clone(), t);
+            }
             EventKind::PodCreated { name, .. } => {
                 self.created.insert(name.clone(), t);
                 self.note_object(name, worker_of_pod(name), t);
                 self.pods.insert(name.clone(), None);
                 self.pods_gone.remove(name);
+                self.failed_then_gone.remove(name);
             }
             EventKind::PodDeleted { name, .. } => {
+                self.placeholders.remove(name);
                 self.orphans.remove(name);
-                if self.pods.remove(name).is_some() {
-                    self.pods_gone.insert(name.clone(), t);
+                if let Some(failed) = self.pods.remove(name) {
+                    // A pod that failed first stays dead since its failure.
+                    self.pods_gone.insert(name.clone(), failed.unwrap_or(t));
+                    if failed.is_some() {
+                        self.failed_then_gone.insert(name.clone());
+                    }
                 }
             }
             EventKind::DeleteRefused { name, .. } => {

@@ -8,10 +8,12 @@
 //!   worker is never drained, retired or marked lost, and its pod and secret
 //!   are never deleted. While its client still waits for it (spawn or
 //!   activation under way, the store binding it to that session), only the
-//!   serving process's own spawn may give it up. A session never starts on
-//!   a worker whose pod the cluster reported failed or gone longer ago than
-//!   the health-check bound (counted from when the serving process could
-//!   check: up, reaching store and a calm cluster). Like S2, S5 is promised only for serving
+//!   serving process's own spawn may give it up or delete its pod or
+//!   secret. A session never starts on a worker whose secret the cluster no
+//!   longer holds, or whose pod was deleted while alive; nor on one whose
+//!   pod the cluster reported failed or gone longer ago than the
+//!   health-check bound (counted from when the serving process could
+//!   check: up, reaching the store and a calm cluster). Like S2, S5 is promised only for serving
 //!   processes whose pauses and clock drift stay within the bounds they are
 //!   configured for: beyond them a replica cannot fence itself in time.
 //! - S6: a session starts only on a hot worker of its own org whose row the
@@ -99,6 +101,29 @@ impl Sessions {
         )
     }
 
+    /// S5 before the client has it, for its objects: a worker's pod or
+    /// secret is deleted, while the store binds the worker to a session
+    /// whose client still waits for it, only by the serving process itself
+    /// (its spawn giving up).
+    fn awaited_object(&self, p: &OracleParams, m: &Model, t: u64, worker: &str, from: u64, what: String) -> Option<Violation> {
+        let row = m.workers.get(worker).filter(|r| !r.state.is_terminal())?;
+        let sid = row.session?;
+        let s = m.sessions.get(&sid).filter(|s| s.answer == Answer::Pending)?;
+        let server = s.server.filter(|&i| m.is_up(i) && self.within_bounds(p, m, i))?;
+        if from == server {
+            return None;
+        }
+        violation(
+            "S5",
+            t,
+            format!(
+                "no live session lost: {what} while {} is still waiting for it (session {sid}, served by i{server}, \
+                 still up)",
+                s.client
+            ),
+        )
+    }
+
     /// S5 and S6 when a client gets `worker` for `session`.
     fn started(&self, p: &OracleParams, m: &Model, t: u64, session: u64, worker: &str) -> Option<Violation> {
         let Some(s) = m.sessions.get(&session) else {
@@ -133,6 +158,18 @@ impl Sessions {
                     row.state,
                     row.session.map_or("no session".to_string(), |x| format!("session {x}"))
                 ),
+            );
+        }
+        let (pod, secret) = (format!("pod-{worker}"), format!("secret-{worker}"));
+        let secret_gone = m.created.contains_key(&secret) && !m.secrets.contains(&secret);
+        // A pod that failed first is the health check's to find (below); one
+        // deleted while alive leaves a worker nobody can use.
+        let pod_deleted_alive = m.pods_gone.contains_key(&pod) && !m.failed_then_gone.contains(&pod);
+        if secret_gone || pod_deleted_alive {
+            return violation(
+                "S5",
+                t,
+                format!("no session on a broken worker: session {session} got {worker} whose pod or secret no longer exists"),
             );
         }
         // Counted from when the serving process could check: up, and able
@@ -175,11 +212,13 @@ impl Check for Sessions {
             }
             EventKind::PodDeleted { from, name, .. } => {
                 let w = worker_of_pod(name)?;
-                self.unheld(p, m, t, w, format!("pod {name} was deleted by i{from}"))
+                let what = format!("pod {name} was deleted by i{from}");
+                self.unheld(p, m, t, w, what.clone()).or_else(|| self.awaited_object(p, m, t, w, *from, what))
             }
             EventKind::SecretDeleted { from, name, .. } => {
                 let w = worker_of_secret(name)?;
-                self.unheld(p, m, t, w, format!("secret {name} was deleted by i{from}"))
+                let what = format!("secret {name} was deleted by i{from}");
+                self.unheld(p, m, t, w, what.clone()).or_else(|| self.awaited_object(p, m, t, w, *from, what))
             }
             EventKind::SessionStarted { session, worker } => self.started(p, m, t, *session, worker),
             EventKind::Pause { target, ms } if ms * 1000 > p.fleet.max_pause_us => {

@@ -31,6 +31,8 @@ fn params() -> OracleParams {
             max_pause_us: S,
             drift_beyond: vec![false; 3],
             orphan_min_age_us: 30 * S,
+            orphan_pass_us: 0,
+            headroom_nodes: 0,
             health_bound_us: 5 * S,
         },
     }
@@ -225,7 +227,7 @@ fn serving() -> Run {
     });
     assert_eq!(r.write(1.2, insert(1, "w1.1", "o", Some(1))), None);
     r.ok(1.3, "cluster", None, K::SecretCreated { from: 1, name: "secret-w1.1".into(), gated: None });
-    r.ok(1.4, "cluster", None, K::PodCreated { from: 1, name: "pod-w1.1".into(), start_ms: 500 });
+    r.ok(1.4, "cluster", None, K::PodCreated { from: 1, name: "pod-w1.1".into(), start_ms: 500, placeholder: false, gated: None });
     assert_eq!(r.write(1.5, update(1, "w1.1", 1, L::Activating, Some(1))), None);
     assert_eq!(r.write(4.9, update(1, "w1.1", 1, L::Hot, Some(1))), None);
     r.ok(5.0, "c1", None, K::SessionStarted { session: 1, worker: "w1.1".into() });
@@ -705,6 +707,140 @@ fn l2_orphan_pods_and_secrets_are_deleted_in_time() {
     r.ok(70.6, "cluster", None, K::PodDeleted { from: 1, name: "pod-w1.1".into(), gated: None });
     let v = r.ticks(70.7, 83.0).expect("the orphan secret is late");
     assert!(v.message.contains("no orphan secret"), "{v:?}");
+}
+
+#[test]
+fn l2_a_fault_on_one_kind_of_cluster_call_excuses_only_the_passes_that_need_it() {
+    // The orphan secret of l2_orphan_pods_and_secrets_are_deleted_in_time
+    // (due 82.5 s), with pod lists failing from 71 s to 100 s: still late.
+    let orphan_secret = || {
+        let mut r = idle_beyond_floor();
+        assert_eq!(r.write(70.0, update(1, "w1.1", 1, L::Draining, None)), None);
+        retire_row(&mut r, 70.5, "w1.1");
+        r.ok(70.6, "cluster", None, K::PodDeleted { from: 1, name: "pod-w1.1".into(), gated: None });
+        r
+    };
+    let mut r = orphan_secret();
+    r.sim(71.0, K::ClusterOpsFault { ops: "pod_lists".into(), slow_ms: 0 });
+    let v = r.ticks(71.0, 83.0).expect("a pod-list fault does not excuse a late secret");
+    assert!(v.message.contains("no orphan secret"), "{v:?}");
+    // Secret lists failing excuse it until they heal (then due 100 + 12).
+    let mut r = orphan_secret();
+    r.sim(71.0, K::ClusterOpsFault { ops: "secret_lists".into(), slow_ms: 3_000 });
+    assert_eq!(r.ticks(71.0, 100.0), None);
+    r.sim(100.0, K::ClusterOpsHealed { ops: "secret_lists".into() });
+    assert_eq!(r.ticks(100.0, 111.9), None);
+    assert_eq!(inv(r.ticks(112.0, 113.0)), "L2");
+    // The bound allows for both orphan passes' deadlines (2 x 3 s here).
+    let mut r = orphan_secret();
+    r.o.params.fleet.orphan_pass_us = 3 * S;
+    assert_eq!(r.ticks(70.7, 88.4), None);
+    assert_eq!(inv(r.ticks(88.5, 89.0)), "L2");
+}
+
+#[test]
+fn l2_a_live_owners_orphan_secret_waits_for_its_owner() {
+    // i2 (up, not leading) leaves the orphan secret of its w2.1: its own
+    // fallback is responsible, so a partition of i2 excuses it, though the
+    // janitor (i1) is healthy.
+    let setup = || {
+        let mut r = serving();
+        assert_eq!(r.write(10.0, insert(2, "w2.1", "o", None)), None);
+        r.ok(10.1, "cluster", None, K::SecretCreated { from: 2, name: "secret-w2.1".into(), gated: None });
+        assert_eq!(r.write(10.2, update(2, "w2.1", 1, L::Retired, None)), None);
+        r
+    };
+    let mut r = setup();
+    r.sim(10.3, K::Partition { target: "r2".into() });
+    assert_eq!(r.ticks(10.3, 60.0), None);
+    r.sim(60.0, K::PartitionHealed { target: "r2".into() });
+    assert_eq!(r.ticks(60.0, 71.9), None);
+    assert_eq!(inv(r.ticks(72.0, 73.0)), "L2");
+    // Healthy all along: due at 10.1 + 30 + 10 + 2.
+    let mut r = setup();
+    assert_eq!(r.ticks(10.3, 52.0), None);
+    assert_eq!(inv(r.ticks(52.2, 53.0)), "L2");
+}
+
+// --- H1 constant headroom ---
+
+fn placeholder(r: &mut Run, t: f64, n: u32) {
+    let name = format!("headroom-haywire-{n}");
+    r.ok(t, "cluster", None, K::PodCreated { from: 1, name, start_ms: 0, placeholder: true, gated: Some(1) });
+}
+
+#[test]
+fn h1_placeholders_stay_at_the_constant() {
+    let with = |n| {
+        let mut r = serving();
+        r.o.params.fleet.headroom_nodes = n;
+        r
+    };
+    // Two wanted, made at 6 s: fine, to the end; placeholders are no
+    // orphans and not workers' pods.
+    let mut r = with(2);
+    placeholder(&mut r, 6.0, 0);
+    placeholder(&mut r, 6.1, 1);
+    assert_eq!(r.ticks(6.2, 60.0), None);
+    assert!(r.o.m.orphans.is_empty());
+    r.ok(60.5, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    retire(&mut r, 61.0, "w1.1");
+    assert_eq!(r.finish(62.0), None);
+    // None made: off since the first look at 5.1 s, due 10 + 2 s later.
+    let mut r = with(2);
+    assert_eq!(r.ticks(5.1, 17.0), None);
+    assert_eq!(inv(r.ticks(17.2, 18.0)), "H1");
+    // One too many (a count that follows demand): broken.
+    let one_too_many = || {
+        let mut r = with(1);
+        placeholder(&mut r, 6.0, 0);
+        assert_eq!(r.ticks(6.1, 19.9), None);
+        placeholder(&mut r, 20.0, 1);
+        r
+    };
+    let mut r = one_too_many();
+    assert_eq!(r.ticks(20.0, 31.9), None);
+    assert_eq!(inv(r.ticks(32.1, 33.0)), "H1");
+    // A pod-list fault excuses it while on.
+    let mut r = one_too_many();
+    r.sim(20.5, K::ClusterOpsFault { ops: "pod_lists".into(), slow_ms: 0 });
+    assert_eq!(r.ticks(20.6, 60.0), None);
+    // At the end, a count off the constant: broken.
+    let mut r = with(0);
+    placeholder(&mut r, 6.0, 0);
+    assert_eq!(inv(r.finish(7.0)), "H1");
+}
+
+// --- S5 for objects of awaited workers ---
+
+#[test]
+fn s5_an_awaited_workers_secret_is_deleted_only_by_its_own_spawn() {
+    // c1 waits for w1.1 (row spawning for session 1, secret made).
+    let waiting = || {
+        let mut r = Run::new();
+        r.start(0.0, 1, 1);
+        r.start(0.0, 2, 2);
+        r.lease(0.1, 2, LeaseOp::Acquire, 1, 15.0, 1);
+        r.ok(1.0, "c1", None, K::SessionRequested { session: 1, org: "o".into(), replica: "r1".into() });
+        assert_eq!(r.write(1.2, insert(1, "w1.1", "o", Some(1))), None);
+        r.ok(1.3, "cluster", None, K::SecretCreated { from: 1, name: "secret-w1.1".into(), gated: None });
+        r
+    };
+    // Another instance's janitor deletes it: broken.
+    let mut r = waiting();
+    let v = r.at(1.4, "cluster", None, K::SecretDeleted { from: 2, name: "secret-w1.1".into(), gated: Some(1) });
+    assert_eq!(inv(v), "S5");
+    // The spawn itself giving up: fine.
+    let mut r = waiting();
+    assert_eq!(r.at(1.4, "cluster", None, K::SecretDeleted { from: 1, name: "secret-w1.1".into(), gated: None }), None);
+    // A session started on a worker whose secret is gone: broken.
+    let mut r = waiting();
+    r.ok(1.4, "cluster", None, K::SecretDeleted { from: 1, name: "secret-w1.1".into(), gated: None });
+    r.ok(1.5, "cluster", None, K::PodCreated { from: 1, name: "pod-w1.1".into(), start_ms: 0, placeholder: false, gated: None });
+    assert_eq!(r.write(1.6, update(1, "w1.1", 1, L::Activating, Some(1))), None);
+    assert_eq!(r.write(2.0, update(1, "w1.1", 1, L::Hot, Some(1))), None);
+    let v = r.at(2.1, "c1", None, K::SessionStarted { session: 1, worker: "w1.1".into() });
+    assert!(v.as_ref().is_some_and(|v| v.invariant == "S5" && v.message.contains("no longer exists")), "{v:?}");
 }
 
 // --- E1 effects at most once ---
