@@ -120,6 +120,11 @@ fn false_death() {
 }
 
 #[test]
+fn slow_cluster_lists() {
+    sweep_scenario("slow-cluster-lists");
+}
+
+#[test]
 fn every_scenario_has_a_sweep_test() {
     let src = include_str!("sweep.rs");
     for name in haywire_scenarios::names() {

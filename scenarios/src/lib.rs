@@ -18,6 +18,7 @@ mod renewal_blip;
 mod rolling_deploy;
 mod rollout_orphans;
 mod scale_up_down;
+mod slow_cluster_lists;
 mod spawn_faults;
 mod steady;
 mod store_faults;
@@ -56,7 +57,7 @@ impl Scenario for Named {
 }
 
 /// Every scenario, in the order `haywire list` shows them.
-pub static ALL: [&Named; 17] = [
+pub static ALL: [&Named; 18] = [
     &steady::SCENARIO,
     &leader_crash::SCENARIO,
     &graceful_failover::SCENARIO,
@@ -73,6 +74,7 @@ pub static ALL: [&Named; 17] = [
     &scale_up_down::SCENARIO,
     &cluster_partition::SCENARIO,
     &false_death::SCENARIO,
+    &slow_cluster_lists::SCENARIO,
     &chaos::SCENARIO,
 ];
 
@@ -95,9 +97,8 @@ pub fn home_of(m: Mutant) -> &'static Named {
         Mutant::TornEpochRead | Mutant::HeadroomCountsIdle => &idle_churn::SCENARIO,
         Mutant::OrphansNotReapedByFallback => &rollout_orphans::SCENARIO,
         Mutant::ReaperKillsLiveActivation => &long_activation::SCENARIO,
-        Mutant::JanitorStopsAtFirstError | Mutant::SecretReaperUnscoped | Mutant::SharedReaperDeadline => {
-            &spawn_faults::SCENARIO
-        }
+        Mutant::JanitorStopsAtFirstError | Mutant::SecretReaperUnscoped => &spawn_faults::SCENARIO,
+        Mutant::SharedReaperDeadline => &slow_cluster_lists::SCENARIO,
         Mutant::NoHealthCheck => &cluster_partition::SCENARIO,
         Mutant::ZombieInstance => &false_death::SCENARIO,
     }

@@ -149,7 +149,11 @@ impl Sessions {
                 format!("isolated: session {session} of {} got {worker}, a worker of {}", s.org, row.org),
             );
         }
-        if row.state != Lifecycle::Hot || row.session != Some(session) {
+        // A worker whose pod died may be marked lost by its health check
+        // while the answer is on its way: the client is then told at once
+        // (L3 judges that); it was still handed out exclusively.
+        let lost_dead = row.state == Lifecycle::Lost && m.pod_dead_since(worker).is_some();
+        if !lost_dead && (row.state != Lifecycle::Hot || row.session != Some(session)) {
             return violation(
                 "S6",
                 t,
