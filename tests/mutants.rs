@@ -128,7 +128,6 @@ fn secret_reaper_unscoped_is_caught() {
 }
 
 #[test]
-#[ignore = "not yet caught within 200 seeds of spawn-faults: the first catch is seed 221 (L2)"]
 fn shared_reaper_deadline_is_caught() {
     // A pod list slower than the orphan-pass deadline starves the secret
     // pass that shares it, and a dead owner's orphan secret outlives its
