@@ -69,48 +69,25 @@ impl Sessions {
 
     /// S5 before the client has it: a worker the store binds to a session
     /// whose client is still waiting for it (a spawn or activation under
-    /// way), served by a process that is up, is ended only by that process's
-    /// own spawn giving up (an update as its owner, after which the client
-    /// gets an error), never taken over and ended by a reaper.
-    #[allow(clippy::too_many_arguments)]
+    /// way), served by a process that is up, is given up only by that
+    /// process's own spawn (after which the client gets an error): never
+    /// taken over and ended by a reaper, nor its pod or secret deleted by
+    /// another instance. `by_server` says whether the step is one the serving
+    /// process's spawn may take (given the server and the row).
     fn awaited(
         &self,
         p: &OracleParams,
         m: &Model,
         t: u64,
         worker: &str,
-        op: WorkerOp,
-        from: u64,
+        by_server: impl Fn(u64, &super::model::Row) -> bool,
         what: String,
     ) -> Option<Violation> {
-        let row = m.workers.get(worker)?;
-        let sid = row.session?;
-        let s = m.sessions.get(&sid).filter(|s| s.answer == Answer::Pending)?;
-        let server = s.server.filter(|&i| m.is_up(i) && self.within_bounds(p, m, i))?;
-        if op == WorkerOp::Update && from == server && row.owner == server {
-            return None;
-        }
-        violation(
-            "S5",
-            t,
-            format!(
-                "no live session lost: {what} while {} is still waiting for it (session {sid}, served by i{server}, \
-                 still up)",
-                s.client
-            ),
-        )
-    }
-
-    /// S5 before the client has it, for its objects: a worker's pod or
-    /// secret is deleted, while the store binds the worker to a session
-    /// whose client still waits for it, only by the serving process itself
-    /// (its spawn giving up).
-    fn awaited_object(&self, p: &OracleParams, m: &Model, t: u64, worker: &str, from: u64, what: String) -> Option<Violation> {
         let row = m.workers.get(worker).filter(|r| !r.state.is_terminal())?;
         let sid = row.session?;
         let s = m.sessions.get(&sid).filter(|s| s.answer == Answer::Pending)?;
         let server = s.server.filter(|&i| m.is_up(i) && self.within_bounds(p, m, i))?;
-        if from == server {
+        if by_server(server, row) {
             return None;
         }
         violation(
@@ -212,17 +189,18 @@ impl Check for Sessions {
                     return None;
                 }
                 let what = format!("{id} was moved to {} by i{from}", after.state);
-                self.unheld(p, m, t, id, what.clone()).or_else(|| self.awaited(p, m, t, id, *op, *from, what))
+                let own_spawn = |server: u64, row: &super::model::Row| *op == WorkerOp::Update && *from == server && row.owner == server;
+                self.unheld(p, m, t, id, what.clone()).or_else(|| self.awaited(p, m, t, id, own_spawn, what))
             }
             EventKind::PodDeleted { from, name, .. } => {
                 let w = worker_of_pod(name)?;
                 let what = format!("pod {name} was deleted by i{from}");
-                self.unheld(p, m, t, w, what.clone()).or_else(|| self.awaited_object(p, m, t, w, *from, what))
+                self.unheld(p, m, t, w, what.clone()).or_else(|| self.awaited(p, m, t, w, |server, _| *from == server, what))
             }
             EventKind::SecretDeleted { from, name, .. } => {
                 let w = worker_of_secret(name)?;
                 let what = format!("secret {name} was deleted by i{from}");
-                self.unheld(p, m, t, w, what.clone()).or_else(|| self.awaited_object(p, m, t, w, *from, what))
+                self.unheld(p, m, t, w, what.clone()).or_else(|| self.awaited(p, m, t, w, |server, _| *from == server, what))
             }
             EventKind::SessionStarted { session, worker } => self.started(p, m, t, *session, worker),
             EventKind::Pause { target, ms } if ms * 1000 > p.fleet.max_pause_us => {
