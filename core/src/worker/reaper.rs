@@ -54,9 +54,9 @@ enum End {
 /// The janitor's passes, in the order one run makes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum JanitorPass {
-    Health,
     Idle,
     DeadOwners,
+    Health,
     Stuck,
     OrphanPods,
     OrphanSecrets,
@@ -65,12 +65,14 @@ enum JanitorPass {
 }
 
 impl JanitorPass {
-    /// Health first: a worker whose pod died is lost, not one of the idle
-    /// workers the idle pass counts towards the floor.
+    /// Idle first, on the freshest view: a claim names the state and epoch
+    /// it saw, and a worker reused and parked again since keeps both, so a
+    /// stale view could take a freshly parked worker (see the closing note
+    /// of issue 8: claims are not yet fenced by the row's version).
     const ALL: [JanitorPass; 8] = [
-        JanitorPass::Health,
         JanitorPass::Idle,
         JanitorPass::DeadOwners,
+        JanitorPass::Health,
         JanitorPass::Stuck,
         JanitorPass::OrphanPods,
         JanitorPass::OrphanSecrets,
@@ -120,9 +122,6 @@ struct View {
     workers: Vec<WorkerRecord>,
     live: BTreeSet<InstanceId>,
     slots: Vec<SlotRecord>,
-    /// Workers this janitor run found with dead pods (set by its health
-    /// pass, which runs first).
-    dead_pods: BTreeSet<String>,
 }
 
 type PassResult = Result<(), String>;
@@ -150,7 +149,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             StoreReply::Slots { list, .. } => list,
             other => return Err(format!("list slots: unexpected reply {other:?}")),
         };
-        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), slots, dead_pods: BTreeSet::new() })
+        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), slots })
     }
 
     /// A worker whose owner is gone: not live, and quiet for the dead
@@ -250,7 +249,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     async fn reap_idle(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
         // Take-overs of ours still under way are nobody's idle workers.
         let unsettled = self.unsettled().clone();
-        let rows = v.workers.iter().filter(|w| !unsettled.contains_key(&w.id) && !v.dead_pods.contains(&w.id));
+        let rows = v.workers.iter().filter(|w| !unsettled.contains_key(&w.id));
         let expired = expired_beyond_floor(rows, None, self.cfg.min_hot_idle, self.cfg.hot_idle_ttl_ms, v.now);
         self.each(expired, |w| async move {
             if w.owner == self.me {
@@ -269,10 +268,10 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     }
 
     /// The fleet-wide health check (DESIGN.md part 6): live peers' hot and
-    /// hot-idle workers whose pods failed or vanished are taken over and
+    /// hot-idle workers whose pods the cluster shows failed are taken over and
     /// marked lost (this replica's own pool checks its own; dead owners'
     /// workers go with the dead-owners pass).
-    async fn reap_dead_pods(&self, g: &Gate, v: &mut View, fence: &LeaseFence) -> PassResult {
+    async fn reap_dead_pods(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
         if self.mutants.on(Mutant::NoHealthCheck) {
             return Ok(());
         }
@@ -289,12 +288,15 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         g.open()?;
         let call = ms(self.cfg.call_timeout_ms);
         let (_, pods) = flat(timeout(&*self.clock, call, self.cluster.list_pods(deployment_selector(&self.cfg.deployment))).await)?;
-        let dead: BTreeSet<String> = health::dead_pods(&judged, &pods).into_iter().map(|(id, _, _)| id.to_string()).collect();
+        // Failed pods only: a vanished one may be one this run's earlier
+        // passes deleted; its owner's own health check finds real vanishings.
+        let dead: BTreeSet<String> = health::dead_pods(&judged, &pods)
+            .into_iter()
+            .filter(|(_, _, death)| *death == health::PodDeath::Failed)
+            .map(|(id, _, _)| id.to_string())
+            .collect();
         let rows: Vec<&WorkerRecord> = v.workers.iter().filter(|w| dead.contains(&w.id)).collect();
-        let r = self.each(rows, |w| self.take_and_end(g, w, End::PodDead, Some(fence))).await;
-        // Not idle workers for the idle pass to count or reap this run.
-        v.dead_pods = dead;
-        r
+        self.each(rows, |w| self.take_and_end(g, w, End::PodDead, Some(fence))).await
     }
 
     fn unsettled(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
@@ -513,7 +515,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// closes.
     pub async fn janitor_pass(&self, g: &Gate, epoch: u64) {
         let fence = LeaseFence { lease: self.lease_name.clone(), holder: self.me, epoch };
-        let mut v = match self.view(g).await {
+        let v = match self.view(g).await {
             Ok(v) => v,
             Err(e) => {
                 self.failed("janitor", "list", Err(e));
@@ -530,7 +532,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             let r = match pass {
                 JanitorPass::Idle => self.reap_idle(g, &v, &fence).await,
                 JanitorPass::DeadOwners => self.reap_dead_owners(g, &v, Some(&fence)).await,
-                JanitorPass::Health => self.reap_dead_pods(g, &mut v, &fence).await,
+                JanitorPass::Health => self.reap_dead_pods(g, &v, &fence).await,
                 JanitorPass::Stuck => self.reap_stuck(g, &v, &fence).await,
                 JanitorPass::OrphanPods if self.mutants.on(Mutant::SharedReaperDeadline) => {
                     // The bug: one deadline for both, pods first.
