@@ -98,3 +98,84 @@ pub async fn keep<K: Cluster, C: Clock>(
         Err(errors.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::cluster::{ClusterRequest, LocalCluster, MemCluster};
+    use crate::ids::InstanceId;
+
+    fn row(id: &str, state: WorkerState) -> WorkerRecord {
+        WorkerRecord {
+            id: id.into(),
+            org: "org".into(),
+            state,
+            owner: InstanceId(1),
+            owner_epoch: 1,
+            pod: format!("pod-{id}"),
+            secret: format!("secret-{id}"),
+            session: None,
+            created_at: 0,
+            updated_at: 0,
+            idle_since: 0,
+            version: 0,
+        }
+    }
+
+    /// The fixed rule is the constant whatever the rows; the pre-fix rule
+    /// counts hot and hot-idle rows (not spawning, draining or ended ones),
+    /// ceil(0.75 x demand), capped at the global cap.
+    #[test]
+    fn wanted_is_the_constant_and_the_mutant_counts_hot_and_idle() {
+        let cfg = FleetConfig { headroom_nodes: 2, global_cap: 5, ..FleetConfig::default() };
+        let mut rows: Vec<WorkerRecord> = (0..3).map(|i| row(&format!("idle{i}"), WorkerState::HotIdle)).collect();
+        rows.push(row("hot", WorkerState::Hot));
+        for (i, st) in [WorkerState::Spawning, WorkerState::Activating, WorkerState::Draining, WorkerState::Retired, WorkerState::Lost]
+            .into_iter()
+            .enumerate()
+        {
+            rows.push(row(&format!("other{i}"), st));
+        }
+        assert_eq!(wanted(&cfg, &Mutants::none(), &rows), 2);
+        assert_eq!(wanted(&cfg, &Mutants::none(), &[]), 2);
+        let m = Mutants::only(Mutant::HeadroomCountsIdle);
+        assert_eq!(wanted(&cfg, &m, &rows), 3, "ceil(0.75 x 4)");
+        assert_eq!(wanted(&cfg, &m, &rows[..1]), 1, "ceil(0.75 x 1)");
+        assert_eq!(wanted(&cfg, &m, &[]), 0);
+        let many: Vec<WorkerRecord> = (0..20).map(|i| row(&format!("i{i}"), WorkerState::HotIdle)).collect();
+        assert_eq!(wanted(&cfg, &m, &many), 5, "capped at the global cap");
+    }
+
+    fn names(c: &LocalCluster<SystemClock>) -> Vec<String> {
+        c.with(|k| k.pods(0)).into_iter().map(|p| p.name).collect()
+    }
+
+    /// `keep` makes exactly placeholders 0..want: a failed one is replaced,
+    /// one numbered past `want` deleted, a worker pod (not a placeholder)
+    /// untouched; a second call changes nothing.
+    #[madsim::test]
+    async fn keep_replaces_failed_and_deletes_extra_placeholders_only() {
+        let clock = SystemClock::new();
+        let cfg = FleetConfig::default();
+        let c = LocalCluster::new(MemCluster::new(), clock.clone());
+        let sel = placeholder_selector(&cfg.deployment);
+        c.with(|k| {
+            for n in [0, 7] {
+                k.apply(&ClusterRequest::CreatePod { name: placeholder_name(&cfg.deployment, n), labels: sel.clone() }, 0).unwrap();
+            }
+            k.apply(&ClusterRequest::CreatePod { name: "pod-w1.1".into(), labels: deployment_selector(&cfg.deployment) }, 0).unwrap();
+            assert!(k.fail_pod(&placeholder_name(&cfg.deployment, 0)));
+        });
+        keep(&c, &clock, &cfg, 2, &Gate::none()).await.unwrap();
+        let want = vec![placeholder_name(&cfg.deployment, 0), placeholder_name(&cfg.deployment, 1), "pod-w1.1".to_string()];
+        assert_eq!(names(&c), want);
+        let phases: Vec<PodPhase> = c.with(|k| k.pods(0)).into_iter().map(|p| p.phase).collect();
+        assert!(!phases.contains(&PodPhase::Failed), "the failed placeholder was replaced: {phases:?}");
+        keep(&c, &clock, &cfg, 2, &Gate::none()).await.unwrap();
+        assert_eq!(names(&c), want);
+        keep(&c, &clock, &cfg, 0, &Gate::none()).await.unwrap();
+        assert_eq!(names(&c), vec!["pod-w1.1".to_string()]);
+        assert!(!is_placeholder(&deployment_selector(&cfg.deployment)) && is_placeholder(&sel));
+    }
+}

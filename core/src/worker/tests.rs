@@ -10,8 +10,10 @@
 //! - [`FaultyStore`]: a client's view of one shared in-process store with
 //!   rules that fail chosen requests before commit, or commit them and hold
 //!   the reply back (a slow reply: the window of a race); it logs every call;
-//! - a [`LocalCluster`] over a [`MemCluster`], shaped with `with()` (pod start
-//!   delays, failed pods, pre-created objects with chosen labels and ages);
+//! - a [`SlowCluster`]: a [`LocalCluster`] over a [`MemCluster`], shaped with
+//!   `with()` (pod start delays, failed pods, pre-created objects with chosen
+//!   labels and ages), whose chosen requests can be held back on the madsim
+//!   clock (a slow list); it logs every request;
 //! - [`RecordingObserver`]: every [`CoreEvent`] with its time.
 //!
 //! Each mutant case runs the same scenario as its correct-code case with one
@@ -20,7 +22,9 @@
 use super::pool::{deployment_selector, SECRET_POD_LABEL, WRITE_TRIES};
 use super::{Pool, PoolError, Reapers, WorkerState};
 use crate::clock::{sleep_until, Clock, Millis, SystemClock};
-use crate::cluster::{ClusterRequest, Labels, LocalCluster, MemCluster};
+use super::headroom::{is_placeholder, placeholder_name, placeholder_selector, ROLE_LABEL};
+use super::pool::INSTANCE_LABEL;
+use crate::cluster::{Cluster, ClusterError, ClusterReply, ClusterRequest, Labels, LocalCluster, MemCluster};
 use crate::config::{FleetConfig, ReplicaConfig};
 use crate::ids::InstanceId;
 use crate::mutants::{Mutant, Mutants};
@@ -38,7 +42,7 @@ use std::time::Duration;
 use crate::signal as watch;
 
 type Inner = LocalStore<MemStore, SystemClock>;
-type Kube = LocalCluster<SystemClock>;
+type Kube = SlowCluster;
 type TPool = Pool<FaultyStore, SystemClock, Kube>;
 type TReapers = Reapers<FaultyStore, SystemClock, Kube>;
 
@@ -176,6 +180,70 @@ fn is_op(op: &'static str) -> impl Fn(&StoreRequest) -> bool + Send + Sync + 'st
 }
 
 // ---------------------------------------------------------------------------
+// SlowCluster
+
+type ClusterMatcher = Box<dyn Fn(&ClusterRequest) -> bool + Send + Sync>;
+
+/// A [`LocalCluster`] whose chosen requests are held this many ms (madsim
+/// time) before they reach the cluster (so a slow list lists the cluster as
+/// it is when it lands, at that time); it logs every request with its time.
+struct SlowCluster {
+    inner: LocalCluster<SystemClock>,
+    clock: SystemClock,
+    /// (matcher, delay ms, how many more matching calls: `None` all).
+    delays: Mutex<Vec<(ClusterMatcher, u64, Option<u32>)>>,
+    calls: Mutex<Vec<(Millis, ClusterRequest)>>,
+}
+
+impl SlowCluster {
+    fn new(clock: SystemClock) -> Self {
+        SlowCluster { inner: LocalCluster::new(MemCluster::new(), clock.clone()), clock, delays: Default::default(), calls: Default::default() }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut MemCluster) -> T) -> T {
+        self.inner.with(f)
+    }
+
+    /// Hold the next `left` (`None`: every) matching request `ms` ms.
+    fn slow(&self, ms: u64, left: Option<u32>, matches: impl Fn(&ClusterRequest) -> bool + Send + Sync + 'static) {
+        lock(&self.delays).push((Box::new(matches), ms, left));
+    }
+
+    fn calls(&self) -> Vec<(Millis, ClusterRequest)> {
+        lock(&self.calls).clone()
+    }
+
+    fn delay(&self, req: &ClusterRequest) -> Option<u64> {
+        let mut delays = lock(&self.delays);
+        for (m, ms, left) in delays.iter_mut() {
+            if *left == Some(0) || !m(req) {
+                continue;
+            }
+            if let Some(n) = left.as_mut() {
+                *n -= 1;
+            }
+            return Some(*ms);
+        }
+        None
+    }
+}
+
+impl Cluster for SlowCluster {
+    async fn call(&self, req: ClusterRequest) -> Result<ClusterReply, ClusterError> {
+        if let Some(ms) = self.delay(&req) {
+            self.clock.sleep(Duration::from_millis(ms)).await;
+        }
+        lock(&self.calls).push((self.clock.now(), req.clone()));
+        self.inner.call(req).await
+    }
+}
+
+/// A pod list of worker pods (not the headroom pass's placeholder list).
+fn is_worker_pod_list(r: &ClusterRequest) -> bool {
+    matches!(r, ClusterRequest::ListPods { selector } if !selector.contains_key(ROLE_LABEL))
+}
+
+// ---------------------------------------------------------------------------
 // Observer
 
 #[derive(Clone, Default)]
@@ -234,7 +302,7 @@ impl World {
         let clock = SystemClock::new();
         let inner = Arc::new(LocalStore::new(MemStore::new(), clock.clone()));
         let store = Arc::new(FaultyStore::new(inner.clone(), clock.clone()));
-        let cluster = Arc::new(LocalCluster::new(MemCluster::new(), clock.clone()));
+        let cluster = Arc::new(SlowCluster::new(clock.clone()));
         World { clock, inner, store, cluster, log: Log::default() }
     }
 
@@ -2052,4 +2120,365 @@ async fn a_fenced_replica_ends_its_sessions_and_makes_no_more_calls() {
     assert_eq!(w.pods(), pods);
     assert_eq!(w.row(&id).owner, A);
     drop(replica);
+}
+
+// ---------------------------------------------------------------------------
+// Headroom, secret reaper scoping, per-pass deadlines, view-time ageing,
+// lost health claims (field reports 002 fix 6 and 004)
+
+const D: InstanceId = InstanceId(4);
+const U: InstanceId = InstanceId(5);
+
+impl World {
+    /// This deployment's placeholder pods, by name.
+    fn placeholders(&self) -> Vec<String> {
+        let now = self.now();
+        self.cluster.with(|c| c.pods(now)).into_iter().filter(|p| is_placeholder(&p.labels)).map(|p| p.name).collect()
+    }
+
+    /// Names of the pods created (`create`) or deleted since call `from`.
+    fn pod_writes(&self, from: usize, create: bool) -> Vec<String> {
+        self.cluster.calls()[from..]
+            .iter()
+            .filter_map(|(_, r)| match r {
+                ClusterRequest::CreatePod { name, .. } if create => Some(name.clone()),
+                ClusterRequest::DeletePod { name } if !create => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A secret of this deployment for `pod`, made by `owner`, timestamped now.
+    fn create_secret_of(&self, name: &str, pod: &str, owner: InstanceId) {
+        let mut labels = deployment_selector(&cfg().deployment);
+        labels.insert(SECRET_POD_LABEL.into(), pod.into());
+        labels.insert(INSTANCE_LABEL.into(), owner.to_string());
+        let now = self.now();
+        self.cluster.with(|c| c.apply(&ClusterRequest::CreateSecret { name: name.into(), labels }, now)).unwrap();
+    }
+}
+
+fn names(deployment: &str, n: std::ops::Range<u32>) -> Vec<String> {
+    n.map(|i| placeholder_name(deployment, i)).collect()
+}
+
+/// With `headroom_nodes = N` the janitor keeps exactly N placeholders, makes
+/// no churn on later passes, grows and shrinks with N, and 0 deletes them
+/// all. Placeholders are no workers: no row, no slot, no capacity, and the
+/// orphan-pod pass never deletes one however old.
+#[madsim::test]
+async fn headroom_keeps_exactly_the_configured_placeholders() {
+    let w = World::new();
+    let dep = cfg().deployment;
+    let with = |n: u32| FleetConfig { headroom_nodes: n, global_cap: 2, ..cfg() };
+    let pool = w.pool(A, &with(3), Mutants::none());
+    let epoch = w.hold_lease(A).await;
+    w.beat(A).await;
+    let pass = |n: u32| {
+        let r = w.reapers(&pool, w.store.clone(), &with(n), Mutants::none());
+        async move { r.janitor_pass(&Gate::none(), epoch).await }
+    };
+
+    pass(3).await;
+    assert_eq!(w.placeholders(), names(&dep, 0..3));
+    let now = w.now();
+    for p in w.cluster.with(|c| c.pods(now)) {
+        assert_eq!(p.labels, placeholder_selector(&dep), "{p:?}");
+    }
+    assert!(w.rows().is_empty() && w.slots().is_empty(), "placeholders are no workers");
+
+    // They take no capacity: the whole global cap (2) is still there.
+    let a = pool.acquire("org", 1).await.expect("first within the cap");
+    let b = pool.acquire("org", 2).await.expect("second within the cap");
+    assert_eq!(pool.acquire("org", 3).await, Err(PoolError::AtCapacity("fleet".into())), "the cap is 2 workers, placeholders aside");
+    let mut held = w.slots();
+    held.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(held, want);
+
+    // An orphan pod next to them, and time past the orphan age: the orphan
+    // pod pass deletes the orphan only; no placeholder churn.
+    w.create_pod("pod-orphan", deployment_selector(&dep));
+    w.at(cfg().orphan_min_age_ms + 5_000).await;
+    w.beat(A).await;
+    let from = w.cluster.calls().len();
+    pass(3).await;
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+    assert!(!w.has_pod("pod-orphan"), "the orphan pass ran");
+    assert_eq!(w.pod_writes(from, false), vec!["pod-orphan".to_string()], "no placeholder deleted");
+    assert!(w.pod_writes(from, true).is_empty(), "none created again");
+    assert_eq!(w.placeholders(), names(&dep, 0..3));
+    assert!(w.has_pod(&w.row(&a).pod) && w.has_pod(&w.row(&b).pod));
+
+    // Grows: only the new ones are created.
+    let from = w.cluster.calls().len();
+    pass(5).await;
+    assert_eq!(w.placeholders(), names(&dep, 0..5));
+    assert_eq!(w.pod_writes(from, true), names(&dep, 3..5));
+    assert!(w.pod_writes(from, false).is_empty());
+
+    // Shrinks: the extras are deleted.
+    let from = w.cluster.calls().len();
+    pass(2).await;
+    assert_eq!(w.placeholders(), names(&dep, 0..2));
+    assert_eq!(w.pod_writes(from, false), names(&dep, 2..5));
+    assert!(w.pod_writes(from, true).is_empty());
+
+    // 0 deletes every one; worker pods stay.
+    pass(0).await;
+    assert!(w.placeholders().is_empty(), "{:?}", w.placeholders());
+    assert!(w.has_pod(&w.row(&a).pod) && w.has_pod(&w.row(&b).pod));
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+}
+
+/// One busy worker and two hot-idle ones, `headroom_nodes = 1`: the fixed
+/// janitor keeps 1 placeholder; the pre-fix rule sizes it from demand
+/// counting the idle rows, ceil(0.75 x 3) = 3, and grows with an idle leak.
+#[madsim::test]
+async fn headroom_is_a_constant_and_the_mutant_follows_idle_demand() {
+    for (mutants, want) in [(Mutants::none(), [1, 1]), (Mutants::only(Mutant::HeadroomCountsIdle), [3, 4])] {
+        let w = World::new();
+        let c = FleetConfig { headroom_nodes: 1, hot_idle_ttl_ms: DAY, ..cfg() };
+        let pool = w.pool(A, &c, Mutants::none());
+        let reapers = w.reapers(&pool, w.store.clone(), &c, mutants.clone());
+        let epoch = w.hold_lease(A).await;
+        w.beat(A).await;
+        for s in 1..=3 {
+            pool.acquire("org", s).await.expect("acquire");
+        }
+        pool.release(2).await.unwrap();
+        pool.release(3).await.unwrap();
+        reapers.janitor_pass(&Gate::none(), epoch).await;
+        assert_eq!(w.placeholders().len(), want[0], "{mutants:?}: {:?}", w.placeholders());
+        // An idle leak: two more hot-idle workers (sessions 4 and 5 reuse
+        // the two idle ones, 6 and 7 spawn two more; all four park), so
+        // demand is 1 hot + 4 hot-idle = 5, and ceil(0.75 x 5) = 4.
+        for s in 4..=7 {
+            pool.acquire("org", s).await.expect("acquire");
+        }
+        for s in 4..=7 {
+            pool.release(s).await.unwrap();
+        }
+        let idle = w.rows().iter().filter(|r| r.state == WorkerState::HotIdle).count();
+        assert_eq!(idle, 4, "{:#?}", w.rows());
+        reapers.janitor_pass(&Gate::none(), epoch).await;
+        assert_eq!(w.placeholders().len(), want[1], "{mutants:?}: {:?}", w.placeholders());
+        assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+    }
+}
+
+/// Orphan secrets (no live row, pod gone, older than the minimum age) of a
+/// dead instance, of one never registered and of the janitor's own are
+/// deleted by the janitor; a live peer's is left to the peer, whose own
+/// fallback pass deletes it; one with an empty pod label and a young one
+/// survive.
+#[madsim::test]
+async fn secret_reaper_is_scoped_by_instance() {
+    let w = World::new();
+    let c = cfg();
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let pool_b = w.pool_on(B, w.client(), &c, Mutants::none());
+    let reapers_b = w.reapers(&pool_b, w.client(), &c, Mutants::none());
+    let epoch = w.hold_lease(A).await;
+    w.beat(D).await;
+    w.create_secret_of("s-dead", "pod-dead", D);
+    w.create_secret_of("s-unknown", "pod-unknown", U);
+    w.create_secret_of("s-own", "pod-own", A);
+    w.create_secret_of("s-peer", "pod-peer", B);
+    w.create_secret_of("s-no-pod", "", D);
+
+    w.at(c.orphan_min_age_ms + 10_000).await;
+    w.create_secret_of("s-young", "pod-young", D);
+    w.beat(A).await;
+    w.beat(B).await;
+    let live = live_instances(&w.instances(), w.now(), c.dead_after_ms);
+    assert_eq!(live.into_iter().collect::<Vec<_>>(), vec![A, B], "D is dead, U unknown");
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+    for gone in ["s-dead", "s-unknown", "s-own"] {
+        assert!(!w.has_secret(gone), "{gone} is the janitor's to delete: {:?}", w.secrets());
+    }
+    for kept in ["s-peer", "s-no-pod", "s-young"] {
+        assert!(w.has_secret(kept), "{kept} must survive the janitor: {:?}", w.secrets());
+    }
+
+    // The peer's own fallback pass deletes its own orphan, nothing else.
+    reapers_b.fallback_pass().await;
+    assert!(w.log.reap_failures(B).is_empty(), "{:?}", w.log.reap_failures(B));
+    assert!(!w.has_secret("s-peer"), "the peer reaps its own orphan secret");
+    assert!(w.has_secret("s-no-pod") && w.has_secret("s-young"), "{:?}", w.secrets());
+    // The young one goes once it is old enough.
+    w.at(2 * c.orphan_min_age_ms + 10_001).await;
+    w.beat(A).await;
+    w.beat(B).await;
+    reapers.janitor_pass(&Gate::none(), epoch).await;
+    assert_eq!(w.secrets(), vec!["s-no-pod".to_string()], "an empty pod label is never judged");
+}
+
+/// A live peer (B) is mid-spawn: its row and secret exist, its pod does
+/// not yet; and it has an orphan secret of its own. The scoped janitor
+/// leaves both; the pre-fix unscoped reaper deletes both, the spawning
+/// worker's secret included.
+#[madsim::test]
+async fn secret_reaper_leaves_a_live_peers_secrets_and_the_mutant_does_not() {
+    for (mutants, kept) in [(Mutants::none(), true), (Mutants::only(Mutant::SecretReaperUnscoped), false)] {
+        let w = World::new();
+        let c = cfg();
+        let pool = w.pool(A, &c, Mutants::none());
+        let reapers = w.reapers(&pool, w.store.clone(), &c, mutants.clone());
+        let epoch = w.hold_lease(A).await;
+        let b_row = WorkerRecord {
+            id: "w2.1".into(),
+            org: "org".into(),
+            state: WorkerState::Spawning,
+            owner: B,
+            owner_epoch: 1,
+            pod: "pod-w2.1".into(),
+            secret: "secret-w2.1".into(),
+            session: Some(7),
+            created_at: 0,
+            updated_at: 0,
+            idle_since: 0,
+            version: 0,
+        };
+        assert!(matches!(
+            w.inner.call(StoreRequest::InsertWorker { worker: b_row }).await.unwrap(),
+            StoreReply::Worker(WorkerCas::Applied(_))
+        ));
+        w.create_secret_of("secret-w2.1", "pod-w2.1", B);
+        w.create_secret_of("s-peer", "pod-peer", B);
+        w.at(c.orphan_min_age_ms + 10_000).await;
+        w.beat(A).await;
+        w.beat(B).await;
+        reapers.janitor_pass(&Gate::none(), epoch).await;
+        assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+        assert_eq!(w.has_secret("secret-w2.1"), kept, "{mutants:?}: the spawning worker's secret: {:?}", w.secrets());
+        assert_eq!(w.has_secret("s-peer"), kept, "{mutants:?}: the live peer's orphan: {:?}", w.secrets());
+        assert_eq!(w.row("w2.1").state, WorkerState::Spawning);
+    }
+}
+
+/// The worker pod list takes longer than the orphan pass deadline. The
+/// orphan-pod pass fails on its deadline; the secret pass, on its own
+/// deadline, still deletes its orphan in the same janitor pass. With one
+/// shared deadline, pods first, the secret pass never runs.
+#[madsim::test]
+async fn a_slow_pod_list_does_not_starve_the_secret_pass() {
+    for (mutants, reaped) in [(Mutants::none(), true), (Mutants::only(Mutant::SharedReaperDeadline), false)] {
+        let w = World::new();
+        let c = cfg();
+        let pool = w.pool(A, &c, Mutants::none());
+        let reapers = w.reapers(&pool, w.store.clone(), &c, mutants.clone());
+        let epoch = w.hold_lease(A).await;
+        w.create_secret("secret-orphan", &c.deployment, "pod-crashed");
+        w.create_pod("pod-orphan", deployment_selector(&c.deployment));
+        w.at(c.orphan_min_age_ms + 10_000).await;
+        w.beat(A).await;
+        w.cluster.slow(c.orphan_pass_deadline_ms + 2_000, Some(1), is_worker_pod_list);
+        let started = w.now();
+        reapers.janitor_pass(&Gate::none(), epoch).await;
+        assert!(w.now() < started + c.orphan_pass_deadline_ms * 2 + 1_000, "each pass bounded: {}", w.now() - started);
+        assert!(w.has_pod("pod-orphan"), "the pod pass did not get its list in time");
+        assert_eq!(!w.has_secret("secret-orphan"), reaped, "{mutants:?}: {:?}", w.secrets());
+        let failures = w.log.reap_failures(A);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!((failures[0].0, failures[0].1), ("janitor", "orphan-pods"));
+        assert!(failures[0].2.contains("pass deadline"), "{failures:?}");
+        assert_eq!(reapers.janitor_last_ok.load(Ordering::SeqCst), 0, "a failed pass is not stamped");
+
+        // The list is fast again: the next pass deletes what is left.
+        w.beat(A).await;
+        reapers.janitor_pass(&Gate::none(), epoch).await;
+        assert!(!w.has_pod("pod-orphan") && !w.has_secret("secret-orphan"));
+    }
+}
+
+/// The janitor's worker list is slow (committed at 40 s, its reply 40 s
+/// later). A pod and a secret made at 45 s, after the view, are 35 s old by
+/// the cluster's clock when listed, past the 30 s minimum age, but younger
+/// than the view: kept. Ones made at 5 s are reaped in the same pass.
+#[madsim::test]
+async fn orphan_ages_are_judged_at_the_views_time() {
+    let w = World::new();
+    let c = FleetConfig { call_timeout_ms: 60_000, orphan_pass_deadline_ms: 60_000, ..cfg() };
+    let pool = w.pool(A, &c, Mutants::none());
+    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let epoch = w.hold_lease(A).await;
+    w.at(5_000).await;
+    w.create_secret("secret-old", &c.deployment, "pod-gone");
+    w.create_pod("pod-old", deployment_selector(&c.deployment));
+    w.at(40_000).await;
+    w.beat(A).await;
+    w.store.slow_replies(40_000, is_op("list_workers"));
+    let pass = {
+        let r = reapers.clone();
+        tokio::spawn(async move { r.janitor_pass(&Gate::none(), epoch).await })
+    };
+    w.at(45_000).await;
+    w.create_secret("secret-late", &c.deployment, "pod-unborn");
+    w.create_pod("pod-late", deployment_selector(&c.deployment));
+    pass.await.unwrap();
+    let listed: Vec<Millis> = w
+        .cluster
+        .calls()
+        .into_iter()
+        .filter(|(_, r)| matches!(r, ClusterRequest::ListSecrets { .. }) || is_worker_pod_list(r))
+        .map(|(t, _)| t)
+        .collect();
+    assert!(!listed.is_empty() && listed.iter().all(|t| *t >= 45_000 + c.orphan_min_age_ms), "listed at {listed:?}");
+    assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+    assert!(!w.has_secret("secret-old") && !w.has_pod("pod-old"), "older than the view less the age: reaped");
+    assert!(w.has_secret("secret-late"), "made after the view: kept ({:?})", w.secrets());
+    assert!(w.has_pod("pod-late"), "made after the view: kept ({:?})", w.pods());
+}
+
+/// The janitor's health pass finds B's hot worker's pod failed, but before
+/// its claim lands B parks the worker (hot -> hot-idle): the claim, naming
+/// hot, is refused. That pass must leave the live worker alone: row, slot,
+/// pod and secret, and no unsettled take-over. The next pass claims the
+/// hot-idle row and marks it lost.
+#[madsim::test]
+async fn janitor_health_pass_that_loses_its_claim_frees_nothing() {
+    let w = World::new();
+    let c = cfg();
+    let peer = w.pool_on(B, w.client(), &c, Mutants::none());
+    let (jstore, _jpool, janitor, epoch) = w.janitor_replica(&c).await;
+    let id = peer.acquire("org", 1).await.expect("acquire");
+    w.beat(J).await;
+    w.beat(B).await;
+    let before = w.row(&id);
+    assert!(w.cluster.with(|k| k.fail_pod(&before.pod)));
+    // The health pass's pod list lands 500 ms late (inside the call
+    // timeout); the park lands in between.
+    w.cluster.slow(500, Some(1), is_worker_pod_list);
+    let pass = {
+        let j = janitor.clone();
+        tokio::spawn(async move { j.janitor_pass(&Gate::none(), epoch).await })
+    };
+    w.sleep(250).await;
+    peer.release(1).await.unwrap();
+    pass.await.unwrap();
+
+    let claims: Vec<Call> = jstore.calls().into_iter().filter(|c| c.req.op() == "claim_worker").collect();
+    assert_eq!(claims.len(), 1, "{claims:#?}");
+    assert!(
+        matches!(&claims[0].reply, Some(Ok(StoreReply::Worker(WorkerCas::Rejected { .. })))),
+        "{claims:#?}"
+    );
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::HotIdle, B, before.owner_epoch), "{r:?}");
+    assert_eq!(w.slots(), vec![id.clone()], "a live worker's slot is not freed");
+    assert!(w.has_pod(&r.pod) && w.has_secret(&r.secret));
+    assert!(janitor.unsettled.lock().unwrap().is_empty(), "not ours: nothing unsettled");
+    assert!(peer.owns(&id));
+
+    // The next pass judges the hot-idle row and takes it.
+    w.beat(J).await;
+    w.beat(B).await;
+    janitor.janitor_pass(&Gate::none(), epoch).await;
+    let r = w.row(&id);
+    assert_eq!((r.state, r.owner), (WorkerState::Lost, J), "{r:?}");
+    assert_gone(&w, &id, WorkerState::Lost);
 }
