@@ -8,6 +8,11 @@
 //! was. A spawn reserves a capacity slot, freed at once if the spawn fails;
 //! the secret is created before the pod; a long activation heartbeats its
 //! row.
+//!
+//! What the pool believes about each worker (settled, unsure, refresh
+//! pending, failed) is one state machine in `worker/belief.rs`, driven by
+//! every store reply. Idle workers are kept or retired by the one floor
+//! rule, documented in `worker/floor.rs`.
 
 use super::belief::{step, Ask, Belief, Next, Reply};
 use super::gate::Gate;
@@ -781,8 +786,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
     }
 
-    /// Retire this replica's own hot-idle workers past the TTL (keeping the
-    /// floor), newest kept. Used by the fallback reaper. `now` is store time.
+    /// Retire this replica's own hot-idle workers past the TTL beyond its
+    /// floor (the one floor rule: see `worker/floor.rs`). Used by the
+    /// fallback reaper. `now` is store time.
     pub async fn retire_expired_idle(&self, rows: &[WorkerRecord], now: u64) -> Result<(), String> {
         // Only the workers this pool serves from: a row our janitor claimed
         // from another owner to retire it is not one of our idle workers.
