@@ -1,7 +1,24 @@
 //! The floor: the one rule both reapers follow for idle workers (DESIGN.md
-//! part 4, "Reapers"). Each owner keeps its newest `min_hot_idle` hot-idle
-//! workers (newest by `idle_since`, ties by id) whatever their age; every
-//! other hot-idle worker is retired once it has been idle for the TTL.
+//! part 4, "Reapers"), stated here and nowhere else.
+//!
+//! **Each live instance keeps its newest `min_hot_idle` hot-idle workers**
+//! (newest by `idle_since`, ties broken by id, the larger id newer),
+//! whatever their age; every other hot-idle worker is retired once it has
+//! been idle for `hot_idle_ttl_ms` (store time). The floor is per owner,
+//! not per fleet: N live instances keep up to N × `min_hot_idle` idle
+//! workers between them.
+//!
+//! Both reapers apply it through [`expired_beyond_floor`] and nothing else:
+//! the leader-gated janitor over every owner's rows (its idle pass), and
+//! each replica's fallback reaper over its own pool's rows only
+//! (`Pool::retire_expired_idle`, which leaves out rows the pool does not
+//! serve from, such as a take-over the janitor claimed only to retire).
+//! Dead instances keep no floor: their workers are retired by the
+//! dead-owners passes whatever their age (this function groups by whatever
+//! owners its rows name; it is not what spares or takes a dead owner's
+//! worker). The oracle's L2 (`sim/src/oracle/idle.rs`) judges the same
+//! rule from the store: no worker is reaped before its TTL or inside a live
+//! owner's floor, and every one beyond it is retired within a reap interval.
 
 use super::WorkerState;
 use crate::clock::Millis;

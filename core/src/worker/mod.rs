@@ -1,6 +1,7 @@
 //! Workers: the lifecycle state machine, the per-replica pool, and the
 //! reapers that keep idle workers from leaking.
 
+mod belief;
 pub mod floor;
 pub mod gate;
 pub mod headroom;

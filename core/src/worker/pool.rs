@@ -8,7 +8,13 @@
 //! was. A spawn reserves a capacity slot, freed at once if the spawn fails;
 //! the secret is created before the pod; a long activation heartbeats its
 //! row.
+//!
+//! What the pool believes about each worker (settled, unsure, refresh
+//! pending, failed) is one state machine in `worker/belief.rs`, driven by
+//! every store reply. Idle workers are kept or retired by the one floor
+//! rule, documented in `worker/floor.rs`.
 
+use super::belief::{step, Ask, Belief, Next, Reply};
 use super::gate::Gate;
 use super::WorkerState;
 use crate::clock::{timeout, Clock};
@@ -61,26 +67,31 @@ impl fmt::Display for PoolError {
 
 impl std::error::Error for PoolError {}
 
-/// What this replica believes about a worker it owns.
+/// What this replica knows of a worker it owns. What it believes about
+/// the row is one state machine, [`Belief`] (see `belief.rs`), driven by
+/// every reply the store gives; the epoch and the session are its data.
 #[derive(Clone, Debug)]
 struct Owned {
     org: String,
-    state: WorkerState,
+    belief: Belief,
     epoch: u64,
     session: Option<u64>,
     pod: String,
     secret: String,
-    /// A self-claim (epoch refresh) whose outcome is unknown: if the store
-    /// shows us one epoch ahead, that claim landed.
-    refresh_pending: bool,
-    /// Its spawn failed and its pod and secret are being deleted: whatever
-    /// the row says (a write with a lost reply may have made it hot), it is
-    /// never served again, only retired.
-    failed: bool,
-    /// A transition of ours had an unknown outcome (timed out, reply lost):
-    /// it may still land, so the row may be ahead of memory. The next epoch
-    /// refresh fences it out and memory adopts the row as it then is.
-    unsure: bool,
+}
+
+impl Owned {
+    fn state(&self) -> WorkerState {
+        self.belief.state()
+    }
+
+    /// Judge one store reply to `ask`: memory and epoch follow it.
+    fn judge(&mut self, me: InstanceId, ask: Ask, reply: Result<StoreReply, StoreError>) -> Next {
+        let s = step(self.belief, self.epoch, ask, Reply::classify(me, self.epoch, reply));
+        self.belief = s.belief;
+        self.epoch = s.epoch;
+        s.next
+    }
 }
 
 type Slot = Arc<tokio::sync::Mutex<Owned>>;
@@ -279,58 +290,52 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.bounded(self.store.call(req)).await
     }
 
+    /// One bounded store call, its error kept (a failure before commit is
+    /// told apart from an unknown outcome; a timeout is unknown).
+    async fn raw_call(&self, req: StoreRequest) -> Result<StoreReply, StoreError> {
+        match timeout(&*self.clock, ms(self.cfg.call_timeout_ms), self.store.call(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable("store call timed out".into())),
+        }
+    }
+
     /// CAS one of this pool's workers to `to`. When the store shows the
     /// worker still ours but elsewhere than memory thinks (an earlier write
     /// or refresh of ours committed but its reply was lost), memory is
-    /// brought in line and the step retried from where the row really is.
-    async fn transition(&self, id: &str, w: &mut Owned, to: WorkerState, session: Option<u64>) -> Call<WorkerRecord> {
+    /// brought in line and the step retried from where the row really is
+    /// ([`step`] says which).
+    async fn transition(&self, id: &str, w: &mut Owned, to: WorkerState, session: Option<u64>) -> Call<()> {
         let mut last_err = format!("{id}: the store kept moving");
         for _ in 0..WRITE_TRIES {
             let req = StoreRequest::UpdateWorker {
                 id: id.to_string(),
                 owner: self.me,
                 epoch: w.epoch,
-                from: w.state,
+                from: w.state(),
                 to,
                 session,
                 fence: None,
             };
-            let reply = match timeout(&*self.clock, ms(self.cfg.call_timeout_ms), self.store.call(req)).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::Unavailable("store call timed out".into())),
+            let reply = self.raw_call(req).await;
+            let why = match &reply {
+                Err(e) => e.to_string(),
+                Ok(StoreReply::Worker(WorkerCas::Rejected { reason, .. })) => format!("{reason:?}"),
+                Ok(other) => format!("unexpected reply {other:?}"),
             };
-            let (reason, current) = match reply {
-                Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => return Call::Ok(rec),
-                Ok(StoreReply::Worker(WorkerCas::Rejected { reason, current })) => (reason, current),
-                Ok(other) => return Call::Err(format!("unexpected reply {other:?}")),
+            let reason = match &reply {
+                Ok(StoreReply::Worker(WorkerCas::Rejected { reason, .. })) => *reason,
+                _ => WorkerReject::StaleOwner,
+            };
+            match w.judge(self.me, Ask::Move { to, session }, reply) {
+                Next::Done => return Call::Ok(()),
+                Next::Retry => {}
+                Next::Moved => return Call::Moved(w.state()),
                 // Asking again is safe: a retry sees a landed write as ours.
-                // But an unknown outcome may also land after the retries.
-                Err(e) => {
-                    if !matches!(e, StoreError::Failed(_)) {
-                        w.unsure = true;
-                    }
-                    last_err = e.to_string();
-                    continue;
-                }
-            };
-            let Some(c) = current.filter(|c| c.owner == self.me) else { return Call::Rejected(reason) };
-            match reason {
-                // Our own refresh landed unseen: that epoch is ours.
-                WorkerReject::StaleOwner if w.refresh_pending && c.owner_epoch == w.epoch + 1 => {
-                    w.epoch = c.owner_epoch;
-                    w.refresh_pending = false;
-                }
-                // Same owner and epoch, another state: a write of ours landed.
-                WorkerReject::WrongState if c.owner_epoch == w.epoch => {
-                    w.state = c.state;
-                    if c.state == to && c.session == session {
-                        return Call::Ok(c);
-                    }
-                    if !c.state.can_become(to) {
-                        return Call::Moved(c.state);
-                    }
-                }
-                _ => return Call::Rejected(reason),
+                // But an unknown outcome may also land after the retries
+                // (the belief says so).
+                Next::Unanswered => last_err = why,
+                Next::Forget => return Call::Rejected(reason),
+                Next::Gone => return Call::Rejected(WorkerReject::NoWorker),
             }
         }
         Call::Err(last_err)
@@ -351,19 +356,13 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             // Not while a write of ours may still land: a stale park
             // arriving after the reuse would leave the row idle under the
             // new session. The next epoch refresh fences it out first.
-            let reusable = w.org == org
-                && w.session.is_none()
-                && !w.failed
-                && !w.unsure
-                && matches!(w.state, WorkerState::HotIdle | WorkerState::Hot);
-            if !reusable {
+            // Nor a failed one, nor while a refresh of ours is unresolved.
+            if w.org != org || w.session.is_some() || !w.belief.reusable() {
                 continue;
             }
             match self.transition(&id, &mut w, WorkerState::Hot, Some(session)).await {
-                Call::Ok(rec) => {
-                    w.state = WorkerState::Hot;
+                Call::Ok(()) => {
                     w.session = Some(session);
-                    w.epoch = rec.owner_epoch;
                     self.bind(session, &id);
                     return Ok(id);
                 }
@@ -375,9 +374,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 Call::Moved(_) => {}
                 // Unknown outcome: it may be bound to this session now, which
                 // the client will never release. Treat it as hot with no
-                // session; upkeep parks it either way.
+                // session; upkeep parks it either way. (If every try failed
+                // before commit, nothing landed and memory is still the row.)
                 Call::Err(e) => {
-                    w.state = WorkerState::Hot;
+                    if !matches!(w.belief, Belief::Settled(_)) {
+                        w.belief = w.belief.with_state(WorkerState::Hot);
+                    }
                     return Err(PoolError::Store(e));
                 }
             }
@@ -407,14 +409,11 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
         let owned = Owned {
             org: org.to_string(),
-            state: WorkerState::Spawning,
+            belief: Belief::Settled(WorkerState::Spawning),
             epoch: 1,
             session: Some(session),
             pod: format!("pod-{id}"),
             secret: format!("secret-{id}"),
-            refresh_pending: false,
-            failed: false,
-            unsure: false,
         };
         let row = WorkerRecord {
             id: id.clone(),
@@ -456,7 +455,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             return Err(self.fail_spawn(&id, &mut w, format!("create pod: {e}"), true).await);
         }
         match self.transition(&id, &mut w, WorkerState::Activating, Some(session)).await {
-            Call::Ok(_) => w.state = WorkerState::Activating,
+            Call::Ok(()) => {}
             Call::Rejected(r) => return Err(self.fail_spawn(&id, &mut w, format!("to activating: {r:?}"), true).await),
             Call::Moved(st) => return Err(self.fail_spawn(&id, &mut w, format!("to activating: row is {st}"), true).await),
             Call::Err(e) => return Err(self.fail_spawn(&id, &mut w, format!("to activating: {e}"), true).await),
@@ -465,14 +464,13 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             return Err(self.fail_spawn(&id, &mut w, why, true).await);
         }
         match self.transition(&id, &mut w, WorkerState::Hot, Some(session)).await {
-            Call::Ok(_) => {
-                w.state = WorkerState::Hot;
+            Call::Ok(()) => {
                 self.bind(session, &id);
                 Ok(id)
             }
             _ if self.mutants.on(Mutant::ActivateSplit) => {
                 // The bug: memory says hot, the row still says activating.
-                w.state = WorkerState::Hot;
+                w.belief = w.belief.with_state(WorkerState::Hot);
                 self.bind(session, &id);
                 Ok(id)
             }
@@ -517,12 +515,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// secret, and free the slot at once.
     async fn fail_spawn(&self, id: &str, w: &mut Owned, reason: String, row_exists: bool) -> PoolError {
         w.session = None;
-        w.failed = true;
+        w.belief = w.belief.failed();
         self.obs.observe(CoreEvent::SpawnFailed { worker: id.to_string(), reason: reason.clone() });
         if row_exists {
             self.retire_row(id, w).await;
         } else {
-            w.state = WorkerState::Retired;
+            w.belief = w.belief.with_state(WorkerState::Retired);
         }
         self.finish_failed(id, w).await;
         PoolError::SpawnFailed(reason)
@@ -535,7 +533,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         let call = ms(self.cfg.call_timeout_ms);
         let _ = timeout(&*self.clock, call, self.cluster.delete_pod(&w.pod)).await;
         let _ = timeout(&*self.clock, call, self.cluster.delete_secret(&w.secret)).await;
-        if !w.state.is_terminal() {
+        if !w.state().is_terminal() {
             return;
         }
         if !self.mutants.on(Mutant::SlotLeakOnSpawnFailure) {
@@ -548,7 +546,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// lost may have moved it on): hot ones drain first. Best effort.
     async fn retire_row(&self, id: &str, w: &mut Owned) {
         for _ in 0..4 {
-            let to = match w.state {
+            let to = match w.state() {
                 WorkerState::Hot | WorkerState::HotIdle => WorkerState::Draining,
                 s if s.is_terminal() => return,
                 _ => WorkerState::Retired,
@@ -557,31 +555,26 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 id: id.to_string(),
                 owner: self.me,
                 epoch: w.epoch,
-                from: w.state,
+                from: w.state(),
                 to,
                 session: None,
                 fence: None,
             };
-            match self.store_call(req).await {
-                Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => w.state = rec.state,
-                Ok(StoreReply::Worker(WorkerCas::Rejected { current: Some(c), .. }))
-                    if c.owner == self.me && c.owner_epoch == w.epoch =>
-                {
-                    w.state = c.state;
-                }
-                // The row never landed (an insert with unknown outcome that
-                // did not commit): nothing durable to retire.
-                Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::NoWorker, current: None })) => {
-                    w.state = WorkerState::Retired;
-                    return;
-                }
+            let reply = self.raw_call(req).await;
+            match w.judge(self.me, Ask::Move { to, session: None }, reply) {
+                // Memory is where the row is: go on from there.
+                Next::Done | Next::Retry | Next::Moved => {}
                 // Taken over (a reaper claimed it): its new owner retires it
                 // and frees its slot; we only forget it.
-                Ok(StoreReply::Worker(WorkerCas::Rejected { current: Some(c), .. })) if c.owner != self.me => {
+                Next::Forget => {
                     self.forget(id);
                     return;
                 }
-                _ => return,
+                // The row never landed (an insert with unknown outcome that
+                // did not commit): nothing durable to retire (memory says
+                // retired).
+                Next::Gone => return,
+                Next::Unanswered => return,
             }
         }
     }
@@ -599,9 +592,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
         if self.mutants.on(Mutant::MutateBeforePersist) {
             // The bug: memory first; a failed write strands the worker.
-            w.state = WorkerState::HotIdle;
+            w.belief = w.belief.with_state(WorkerState::HotIdle);
             w.session = None;
-            let mut durable = Owned { state: WorkerState::Hot, ..w.clone() };
+            let mut durable = Owned { belief: w.belief.with_state(WorkerState::Hot), ..w.clone() };
             if let Call::Rejected(WorkerReject::StaleOwner) = self.transition(&id, &mut durable, WorkerState::HotIdle, None).await {
                 drop(w);
                 self.forget(&id);
@@ -609,7 +602,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             return Ok(());
         }
         w.session = None;
-        if w.state == WorkerState::Hot {
+        if w.state() == WorkerState::Hot {
             self.park(&id, &mut w).await;
         }
         Ok(())
@@ -617,7 +610,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
 
     async fn park(&self, id: &str, w: &mut Owned) {
         match self.transition(id, w, WorkerState::HotIdle, None).await {
-            Call::Ok(_) => w.state = WorkerState::HotIdle,
+            Call::Ok(()) => {}
             Call::Rejected(_) => self.forget(id),
             // Stays hot and reusable (or already moved on); upkeep looks again.
             Call::Moved(_) | Call::Err(_) => {}
@@ -639,58 +632,55 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             }
             // Busy workers (spawning, serving a call) are left for next time.
             let Ok(mut w) = slot.try_lock() else { continue };
-            // A failed spawn whose row would not retire: try again.
-            if w.failed {
+            // A failed spawn, or a dead worker, whose row would not retire:
+            // try again.
+            if w.belief.is_failed() {
                 self.retire_row(&id, &mut w).await;
                 self.finish_failed(&id, &mut w).await;
                 continue;
             }
-            if w.state == WorkerState::Hot && w.session.is_none() {
+            if w.state() == WorkerState::Hot && w.session.is_none() {
                 self.park(&id, &mut w).await;
             }
-            // A drain whose last steps failed: finish it.
-            if w.state == WorkerState::Draining {
-                let _ = self.drain_own(&id, &mut w).await;
-                continue;
-            }
-            // Never served from these states once its spawn returned (a row
-            // found still activating after the spawn claimed success): retire.
-            if matches!(w.state, WorkerState::Spawning | WorkerState::Activating) {
-                self.retire_row(&id, &mut w).await;
-                self.finish_failed(&id, &mut w).await;
-                continue;
-            }
-            if matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) {
-                // Epoch bump and in-memory update under the worker's lock:
-                // no reader sees the old epoch after the store moved on.
-                w.refresh_pending = true;
-                if let Some(rec) = self.claim_self(&id, &w).await {
-                    w.epoch = rec.owner_epoch;
-                    w.refresh_pending = false;
-                    if w.unsure {
-                        // The new epoch fences out any write of ours still in
-                        // flight: the row is final, and memory goes on from
-                        // there (upkeep parks a hot one with no session, or
-                        // finishes a drain).
-                        w.unsure = false;
-                        w.state = rec.state;
-                        if w.state == WorkerState::HotIdle && w.session.is_some() {
-                            // A stale park landed under a live session: bind
-                            // it again.
-                            let session = w.session;
-                            if let Call::Ok(_) = self.transition(&id, &mut w, WorkerState::Hot, session).await {
-                                w.state = WorkerState::Hot;
-                            }
-                        }
+            match w.state() {
+                // A drain whose last steps failed: finish it.
+                WorkerState::Draining => {
+                    let _ = self.drain_own(&id, &mut w).await;
+                }
+                // Never served from these states once its spawn returned (a
+                // row found still activating after the spawn claimed
+                // success): retire.
+                WorkerState::Spawning | WorkerState::Activating => {
+                    self.retire_row(&id, &mut w).await;
+                    self.finish_failed(&id, &mut w).await;
+                }
+                // A write of ours (a drain's last step, a lost mark) landed
+                // unseen and memory found the row ended at our epoch: finish.
+                WorkerState::Retired | WorkerState::Lost => self.finish_ended(&id, &mut w).await,
+                WorkerState::Hot | WorkerState::HotIdle => {
+                    // Epoch bump and in-memory update under the worker's
+                    // lock: no reader sees the old epoch after the store
+                    // moved on.
+                    let next = self.claim_self(&id, &mut w).await;
+                    // The new epoch fenced out any write of ours still in
+                    // flight: the row is final, and memory went on from there
+                    // (upkeep parks a hot one with no session, or finishes a
+                    // drain).
+                    if next == Next::Done && w.state() == WorkerState::HotIdle && w.session.is_some() {
+                        // A stale park landed under a live session: bind it
+                        // again.
+                        let session = w.session;
+                        let _ = self.transition(&id, &mut w, WorkerState::Hot, session).await;
                     }
                 }
             }
         }
     }
 
-    /// Take a fresh owner epoch for a worker we own; the row as it now is.
-    /// `None` if it failed (a rejection means it is not ours any more).
-    async fn claim_self(&self, id: &str, w: &Owned) -> Option<WorkerRecord> {
+    /// Take a fresh owner epoch for a worker we own, under its lock;
+    /// memory and epoch follow the reply ([`step`]), and a worker that is
+    /// not ours any more is forgotten.
+    async fn claim_self(&self, id: &str, w: &mut Owned) -> Next {
         let req = StoreRequest::ClaimWorker {
             id: id.to_string(),
             owner: self.me,
@@ -700,36 +690,39 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             new_owner: self.me,
             fence: None,
         };
-        match self.store_call(req).await {
-            Ok(StoreReply::Worker(WorkerCas::Applied(rec))) => Some(rec),
-            // An earlier refresh of ours landed unseen: that is our epoch.
-            Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner, current: Some(c) }))
-                if w.refresh_pending && c.owner == self.me && c.owner_epoch == w.epoch + 1 =>
-            {
-                Some(c)
-            }
-            Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::StaleOwner | WorkerReject::NoWorker, .. })) => {
-                self.forget(id);
-                None
-            }
-            _ => None,
+        let reply = self.raw_call(req).await;
+        let next = w.judge(self.me, Ask::Refresh, reply);
+        if matches!(next, Next::Forget | Next::Gone) {
+            self.forget(id);
         }
+        next
+    }
+
+    /// A row of ours found ended at our epoch: delete its pod and secret,
+    /// free its slot, and drop it.
+    async fn finish_ended(&self, id: &str, w: &mut Owned) {
+        let _ = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, &Gate::none(), &w.pod, &w.secret).await;
+        self.free_slot(id).await;
+        self.forget(id);
     }
 
     /// The torn refresh (mutant): the durable bump and the in-memory update
     /// are separate steps with a store round trip between them.
     async fn refresh_torn(&self, id: &str, slot: &Slot) {
-        let w = slot.lock().await.clone();
-        if !matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) {
+        let mut w = slot.lock().await.clone();
+        if !matches!(w.state(), WorkerState::Hot | WorkerState::HotIdle) {
             return;
         }
-        let Some(epoch) = self.claim_self(id, &w).await.map(|r| r.owner_epoch) else { return };
+        if self.claim_self(id, &mut w).await != Next::Done {
+            return;
+        }
+        let epoch = w.epoch;
         // Read back the row before updating memory: meanwhile other paths
         // read and use the old epoch.
         let _ = self.store_call(StoreRequest::ListWorkers).await;
         let mut w = slot.lock().await;
         w.epoch = epoch;
-        w.refresh_pending = false;
+        w.belief = w.belief.epoch_known();
     }
 
     /// Every replica, every health interval: [`Self::health_check`].
@@ -758,7 +751,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             .into_iter()
             .filter_map(|(id, slot)| {
                 let w = slot.try_lock().ok()?;
-                (matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) && !w.failed).then(|| (id, w.pod.clone()))
+                w.belief.health_checked().then(|| (id, w.pod.clone()))
             })
             .collect();
         if judged.is_empty() {
@@ -771,7 +764,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         for (id, pod, death) in dead_pods(&judged, &pods) {
             let Some(slot) = self.map().get(id).cloned() else { continue };
             let mut w = slot.lock().await;
-            if !matches!(w.state, WorkerState::Hot | WorkerState::HotIdle) || w.failed {
+            if !w.belief.health_checked() {
                 continue;
             }
             self.mark_lost(id, &mut w, death.reason(id, pod)).await;
@@ -787,17 +780,15 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
         w.session = None;
         match self.transition(id, w, WorkerState::Lost, None).await {
-            Call::Ok(_) => {
-                w.state = WorkerState::Lost;
-                self.finish_failed(id, w).await;
-            }
+            Call::Ok(()) => self.finish_failed(id, w).await,
             Call::Rejected(_) => self.forget(id),
-            Call::Moved(_) | Call::Err(_) => w.failed = true,
+            Call::Moved(_) | Call::Err(_) => w.belief = w.belief.failed(),
         }
     }
 
-    /// Retire this replica's own hot-idle workers past the TTL (keeping the
-    /// floor), newest kept. Used by the fallback reaper. `now` is store time.
+    /// Retire this replica's own hot-idle workers past the TTL beyond its
+    /// floor (the one floor rule: see `worker/floor.rs`). Used by the
+    /// fallback reaper. `now` is store time.
     pub async fn retire_expired_idle(&self, rows: &[WorkerRecord], now: u64) -> Result<(), String> {
         // Only the workers this pool serves from: a row our janitor claimed
         // from another owner to retire it is not one of our idle workers.
@@ -808,7 +799,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         for r in expired {
             let Some(slot) = self.map().get(&r.id).cloned() else { continue };
             let Ok(mut w) = slot.try_lock() else { continue };
-            if w.state != WorkerState::HotIdle || w.session.is_some() {
+            if w.state() != WorkerState::HotIdle || w.session.is_some() {
                 continue; // reused since the list was taken
             }
             if let Err(e) = self.drain_own(&r.id, &mut w).await {
@@ -828,7 +819,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     pub async fn retire_idle(&self, gate: &Gate, id: &str) -> Result<(), String> {
         let Some(slot) = self.map().get(id).cloned() else { return Ok(()) };
         let Ok(mut w) = slot.try_lock() else { return Ok(()) };
-        if w.state != WorkerState::HotIdle || w.session.is_some() {
+        if w.state() != WorkerState::HotIdle || w.session.is_some() {
             return Ok(());
         }
         self.drain_gated(gate, id, &mut w).await
@@ -843,9 +834,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// [`Self::drain_own`] for leader-gated callers: the cluster deletes go
     /// out only while `gate` is open (the row's writes are ours alone).
     async fn drain_gated(&self, gate: &Gate, id: &str, w: &mut Owned) -> Result<(), String> {
-        if w.state != WorkerState::Draining {
+        if w.state() != WorkerState::Draining {
             match self.transition(id, w, WorkerState::Draining, None).await {
-                Call::Ok(_) => w.state = WorkerState::Draining,
+                Call::Ok(()) => {}
                 Call::Rejected(r) => {
                     self.forget(id);
                     return Err(format!("{id} to draining: {r:?}"));
@@ -858,8 +849,13 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         // pass: the row is retired either way.
         let _ = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, gate, &w.pod, &w.secret).await;
         match self.transition(id, w, WorkerState::Retired, None).await {
-            Call::Ok(_) => w.state = WorkerState::Retired,
-            Call::Rejected(r) => return Err(format!("{id} to retired: {r:?}")),
+            Call::Ok(()) => {}
+            // Taken over mid-drain (a janitor claimed the row): its new
+            // owner finishes it. Forget it rather than retry it every upkeep.
+            Call::Rejected(r) => {
+                self.forget(id);
+                return Err(format!("{id} to retired: {r:?}"));
+            }
             Call::Moved(st) => return Err(format!("{id} to retired: row is {st}")),
             Call::Err(e) => return Err(format!("{id} to retired: {e}")),
         }
@@ -875,7 +871,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.shutting_down.store(true, Ordering::SeqCst);
         for (id, slot) in self.snapshot() {
             let Ok(mut w) = slot.try_lock() else { continue };
-            if w.state == WorkerState::HotIdle && w.session.is_none() {
+            if w.state() == WorkerState::HotIdle && w.session.is_none() {
                 let _ = self.drain_own(&id, &mut w).await;
             }
         }
@@ -885,7 +881,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     pub fn owned(&self) -> Vec<(String, WorkerState, u64, Option<u64>)> {
         self.snapshot()
             .into_iter()
-            .filter_map(|(id, slot)| slot.try_lock().ok().map(|w| (id, w.state, w.epoch, w.session)))
+            .filter_map(|(id, slot)| slot.try_lock().ok().map(|w| (id, w.state(), w.epoch, w.session)))
             .collect()
     }
 
