@@ -28,8 +28,13 @@ pub(crate) enum Belief {
     /// A self-claim (epoch bump) of ours had an unknown outcome: if the
     /// store shows us one epoch ahead, it landed (and fenced out every
     /// older write of ours). It may land late, so this holds until a claim
-    /// settles the epoch. Unsure as well meanwhile: not reused.
+    /// settles the epoch. Otherwise settled: still served (a reuse at the
+    /// old epoch that finds the refresh landed adopts it and asks again).
     RefreshPending(WorkerState),
+    /// [`Belief::Unsure`] and [`Belief::RefreshPending`] at once: not reused;
+    /// a refresh found landed fences the unsure write out and memory adopts
+    /// the row.
+    UnsureRefreshPending(WorkerState),
     /// Its spawn failed, or its pod died and the lost write failed: never
     /// served again, only retired or marked lost (absorbs `Unsure`: a
     /// failed worker is never reused either way).
@@ -44,14 +49,14 @@ use Belief::*;
 impl Belief {
     /// Every kind of belief, about `s`.
     #[cfg(test)]
-    pub(crate) fn all(s: WorkerState) -> [Belief; 5] {
-        [Settled(s), Unsure(s), RefreshPending(s), Failed(s), FailedRefreshPending(s)]
+    pub(crate) fn all(s: WorkerState) -> [Belief; 6] {
+        [Settled(s), Unsure(s), RefreshPending(s), UnsureRefreshPending(s), Failed(s), FailedRefreshPending(s)]
     }
 
     /// The row state memory believes.
     pub(crate) fn state(self) -> WorkerState {
         match self {
-            Settled(s) | Unsure(s) | RefreshPending(s) | Failed(s) | FailedRefreshPending(s) => s,
+            Settled(s) | Unsure(s) | RefreshPending(s) | UnsureRefreshPending(s) | Failed(s) | FailedRefreshPending(s) => s,
         }
     }
 
@@ -61,6 +66,7 @@ impl Belief {
             Settled(_) => Settled(s),
             Unsure(_) => Unsure(s),
             RefreshPending(_) => RefreshPending(s),
+            UnsureRefreshPending(_) => UnsureRefreshPending(s),
             Failed(_) => Failed(s),
             FailedRefreshPending(_) => FailedRefreshPending(s),
         }
@@ -75,19 +81,26 @@ impl Belief {
     pub(crate) fn failed(self) -> Belief {
         match self {
             Settled(s) | Unsure(s) | Failed(s) => Failed(s),
-            RefreshPending(s) | FailedRefreshPending(s) => FailedRefreshPending(s),
+            RefreshPending(s) | UnsureRefreshPending(s) | FailedRefreshPending(s) => FailedRefreshPending(s),
         }
     }
 
     /// Whether a refresh of ours may have landed unseen.
     pub(crate) fn refresh_pending(self) -> bool {
-        matches!(self, RefreshPending(_) | FailedRefreshPending(_))
+        matches!(self, RefreshPending(_) | UnsureRefreshPending(_) | FailedRefreshPending(_))
     }
 
-    /// Whether it may be handed to a new session: memory is the row, and
-    /// the row is hot or hot-idle (the caller checks org and session).
+    /// Whether it may be handed to a new session: no write of ours may
+    /// still land, it is not failed, and it is hot or hot-idle (the caller
+    /// checks org and session).
     pub(crate) fn reusable(self) -> bool {
-        matches!(self, Settled(WorkerState::Hot | WorkerState::HotIdle))
+        matches!(self, Settled(WorkerState::Hot | WorkerState::HotIdle) | RefreshPending(WorkerState::Hot | WorkerState::HotIdle))
+    }
+
+    /// Whether a write of ours may still land unseen (before any refresh
+    /// fences it out).
+    pub(crate) fn is_unsure(self) -> bool {
+        matches!(self, Unsure(_) | UnsureRefreshPending(_))
     }
 
     /// Whether the health check judges it: a hot or hot-idle worker still
@@ -101,7 +114,8 @@ impl Belief {
     /// memory knows of the row is no surer than before.
     pub(crate) fn epoch_known(self) -> Belief {
         match self {
-            RefreshPending(s) => Unsure(s),
+            RefreshPending(s) => Settled(s),
+            UnsureRefreshPending(s) => Unsure(s),
             FailedRefreshPending(s) => Failed(s),
             b => b,
         }
@@ -111,7 +125,17 @@ impl Belief {
     fn unsure(self) -> Belief {
         match self {
             Settled(s) | Unsure(s) => Unsure(s),
+            RefreshPending(s) | UnsureRefreshPending(s) => UnsureRefreshPending(s),
             b => b,
+        }
+    }
+
+    /// A refresh of ours may have landed unseen.
+    fn refreshing(self) -> Belief {
+        match self {
+            Settled(s) | RefreshPending(s) => RefreshPending(s),
+            Unsure(s) | UnsureRefreshPending(s) => UnsureRefreshPending(s),
+            Failed(s) | FailedRefreshPending(s) => FailedRefreshPending(s),
         }
     }
 
@@ -235,11 +259,14 @@ pub(crate) fn step(belief: Belief, epoch: u64, ask: Ask, reply: Reply) -> Step {
     match (ask, reply) {
         (Ask::Move { .. }, Reply::Applied(row)) => at(belief.with_state(row.state), Next::Done),
         // A new epoch fences out every older write of ours: the row is final
-        // for them, and memory adopts it. A settled belief already is the
-        // row (and keeps its state: memory's word, as the
-        // mutate-before-persist mutant needs).
+        // for them, and memory adopts it. A belief with no write of ours in
+        // doubt already is the row (and keeps its state: memory's word, as
+        // the mutate-before-persist mutant needs).
         (Ask::Refresh, Reply::Applied(row)) => {
-            let belief = if let Settled(s) = belief { Settled(s) } else { belief.adopted(row.state) };
+            let belief = match belief {
+                Settled(s) | RefreshPending(s) => Settled(s),
+                b => b.adopted(row.state),
+            };
             Step { belief, epoch: epoch + 1, next: Next::Done }
         }
         // Same owner and epoch, another state: a write of ours landed
@@ -269,10 +296,7 @@ pub(crate) fn step(belief: Belief, epoch: u64, ask: Ask, reply: Reply) -> Step {
         (_, Reply::OursOneAhead(_) | Reply::Taken) => at(belief, Next::Forget),
         (_, Reply::NoRow) => at(belief.with_state(WorkerState::Retired), Next::Gone),
         (Ask::Move { .. }, Reply::Unknown) => at(belief.unsure(), Next::Unanswered),
-        (Ask::Refresh, Reply::Unknown) => {
-            let b = if belief.is_failed() { FailedRefreshPending(belief.state()) } else { RefreshPending(belief.state()) };
-            at(b, Next::Unanswered)
-        }
+        (Ask::Refresh, Reply::Unknown) => at(belief.refreshing(), Next::Unanswered),
         (_, Reply::NotCommitted) => at(belief, Next::Unanswered),
     }
 }
@@ -294,11 +318,12 @@ mod tests {
             Settled(_) => 0,
             Unsure(_) => 1,
             RefreshPending(_) => 2,
-            Failed(_) => 3,
-            FailedRefreshPending(_) => 4,
+            UnsureRefreshPending(_) => 3,
+            Failed(_) => 4,
+            FailedRefreshPending(_) => 5,
         }
     }
-    const BELIEF_KINDS: usize = 5;
+    const BELIEF_KINDS: usize = 6;
 
     fn reply_kind(r: Reply) -> usize {
         match r {
@@ -384,7 +409,9 @@ mod tests {
         // Whenever the store showed our row at our (new) epoch, memory is it
         // (a settled belief already was the row: a refresh keeps it).
         match reply {
-            Reply::Applied(_) if ask == Ask::Refresh && matches!(b, Settled(_)) => assert_eq!(s.belief, b, "{ctx}"),
+            Reply::Applied(_) if ask == Ask::Refresh && matches!(b, Settled(_) | RefreshPending(_)) => {
+                assert_eq!(s.belief, Settled(b.state()), "{ctx}")
+            }
             Reply::Applied(r) | Reply::OursSameEpoch(r) => assert_eq!(s.belief.state(), r.state, "{ctx}"),
             Reply::OursOneAhead(r) if landed => assert_eq!(s.belief.state(), r.state, "{ctx}"),
             _ => {}
@@ -403,9 +430,12 @@ mod tests {
         };
         assert_eq!(s.next, expected, "{ctx}");
         // An unknown outcome is never forgotten until a refresh resolves it:
-        // the worker is not reusable after one, and a refresh stays pending.
+        // the worker is not reusable after one (unless only a refresh of
+        // ours is in doubt), and a refresh stays pending.
         if reply == Reply::Unknown {
-            assert!(!s.belief.reusable(), "{ctx}");
+            let refresh_only = ask == Ask::Refresh && matches!(b, Settled(_) | RefreshPending(_));
+            assert_eq!(s.belief.reusable(), refresh_only && b.reusable(), "{ctx}");
+            assert_eq!(s.belief.is_unsure(), !refresh_only && !b.is_failed(), "{ctx}");
             assert_eq!(s.belief.state(), b.state(), "{ctx}");
             if ask == Ask::Refresh || b.refresh_pending() {
                 assert!(s.belief.refresh_pending(), "{ctx}");
@@ -420,8 +450,12 @@ mod tests {
             assert!(s.belief.refresh_pending() || s.next == Next::Gone, "{ctx}");
         }
         // Unsure stays unsure until a refresh lands.
-        if matches!(b, Unsure(_)) && !landed && reply != Reply::NoRow {
-            assert!(!s.belief.reusable() && !matches!(s.belief, Settled(_)), "{ctx}");
+        if b.is_unsure() && !landed {
+            assert!(s.belief.is_unsure() && !s.belief.reusable(), "{ctx}");
+        }
+        // Failed or unsure, never reused.
+        if s.belief.reusable() {
+            assert!(!s.belief.is_failed() && !s.belief.is_unsure(), "{ctx}");
         }
     }
 
@@ -449,6 +483,8 @@ mod tests {
         let ahead = Reply::OursOneAhead(Row { state: HotIdle, session: None });
         let s = step(RefreshPending(Hot), E, Ask::Move { to: HotIdle, session: None }, ahead);
         assert_eq!(s, Step { belief: Settled(HotIdle), epoch: E + 1, next: Next::Retry });
+        let s = step(UnsureRefreshPending(Hot), E, Ask::Move { to: HotIdle, session: None }, ahead);
+        assert_eq!(s, Step { belief: Settled(HotIdle), epoch: E + 1, next: Next::Retry });
         let s = step(RefreshPending(HotIdle), E, Ask::Refresh, ahead);
         assert_eq!(s, Step { belief: Settled(HotIdle), epoch: E + 1, next: Next::Done });
         // A failed worker retires from the epoch its refresh took.
@@ -466,12 +502,16 @@ mod tests {
         assert_eq!(s.belief, Unsure(HotIdle));
         assert!(!s.belief.reusable());
         let s = step(s.belief, E, Ask::Refresh, Reply::Unknown);
-        assert_eq!(s.belief, RefreshPending(HotIdle));
+        assert_eq!(s.belief, UnsureRefreshPending(HotIdle));
         assert!(!s.belief.reusable());
         let s = step(s.belief, E, Ask::Refresh, Reply::Applied(Row { state: Hot, session: Some(3) }));
         assert_eq!(s, Step { belief: Settled(Hot), epoch: E + 1, next: Next::Done });
         assert!(s.belief.reusable());
         assert!(!Failed(HotIdle).reusable() && !Settled(Draining).reusable());
+        // Only a refresh of ours in doubt: still served.
+        let s = step(Settled(HotIdle), E, Ask::Refresh, Reply::Unknown);
+        assert_eq!(s.belief, RefreshPending(HotIdle));
+        assert!(s.belief.reusable());
     }
 
     #[test]

@@ -356,7 +356,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             // Not while a write of ours may still land: a stale park
             // arriving after the reuse would leave the row idle under the
             // new session. The next epoch refresh fences it out first.
-            // Nor a failed one, nor while a refresh of ours is unresolved.
+            // Nor a failed one.
             if w.org != org || w.session.is_some() || !w.belief.reusable() {
                 continue;
             }
@@ -377,7 +377,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 // session; upkeep parks it either way. (If every try failed
                 // before commit, nothing landed and memory is still the row.)
                 Call::Err(e) => {
-                    if !matches!(w.belief, Belief::Settled(_)) {
+                    if w.belief.is_unsure() {
                         w.belief = w.belief.with_state(WorkerState::Hot);
                     }
                     return Err(PoolError::Store(e));
