@@ -20,7 +20,7 @@ use super::headroom::{self, is_placeholder};
 use super::health;
 use super::pool::{delete_objects, deployment_selector, Pool, INSTANCE_LABEL, SECRET_POD_LABEL};
 use super::WorkerState;
-use crate::clock::{timeout, Clock, Millis};
+use crate::clock::{sleep_until, timeout, Clock, Millis};
 use crate::cluster::{Cluster, ClusterExt};
 use crate::config::{ms, FleetConfig};
 use crate::ids::InstanceId;
@@ -583,17 +583,32 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// Every replica, every reap interval: pool upkeep, then the fallback
     /// reaper.
     pub async fn upkeep_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut next = self.clock.now();
         loop {
+            next = next_tick(next, self.clock.now(), self.cfg.reap_interval_ms);
             tokio::select! {
                 biased;
                 _ = stop_requested(&mut stop) => return,
-                _ = self.clock.sleep(ms(self.cfg.reap_interval_ms)) => {}
+                _ = sleep_until(&*self.clock, next) => {}
             }
             self.pool.maintain().await;
             if self.cfg.fallback_reaper && !self.mutants.on(Mutant::NoFallbackReaper) {
                 self.fallback_pass().await;
             }
         }
+    }
+}
+
+/// The next start of a pass run every `interval_ms` from `last` (local ms):
+/// passes start at a fixed rate, so a slow pass does not stretch the reap
+/// interval the TTL bounds count on (DESIGN.md part 4); one that overran a
+/// whole interval starts the next one interval after `now`.
+fn next_tick(last: Millis, now: Millis, interval_ms: u64) -> Millis {
+    let next = last.saturating_add(interval_ms);
+    if next > now {
+        next
+    } else {
+        now.saturating_add(interval_ms)
     }
 }
 
@@ -622,11 +637,13 @@ impl<S: Store, C: Clock, K: Cluster> LeaderWork for Janitor<S, C, K> {
         let clock = r.clock.clone();
         let gate = Gate::leader(cancel.clone(), horizon, move || clock.now());
         let run = async move {
+            let mut next = r.clock.now();
             loop {
+                next = next_tick(next, r.clock.now(), r.cfg.reap_interval_ms);
                 tokio::select! {
                     biased;
                     _ = stop_requested(&mut cancel) => return,
-                    _ = r.clock.sleep(ms(r.cfg.reap_interval_ms)) => {}
+                    _ = sleep_until(&*r.clock, next) => {}
                 }
                 r.janitor_pass(&gate, epoch).await;
             }
