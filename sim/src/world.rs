@@ -19,9 +19,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use haywire_core::signal as watch;
 use tokio::sync::Notify;
 
-/// How long a fenced replica stays down before it starts as a new instance
-/// (a supervisor's restart delay).
-
 /// One replica machine (a madsim node that restarts as new instances).
 pub struct Slot {
     pub name: String,
