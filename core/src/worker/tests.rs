@@ -429,6 +429,29 @@ impl World {
     }
 
     /// Create a secret of `deployment` for `pod`, timestamped now.
+    /// B mid-spawn: its row `w2.1` (spawning, for session 7) is in the
+    /// store; its secret and pod are the caller's to make.
+    async fn insert_b_spawning(&self) {
+        let row = WorkerRecord {
+            id: "w2.1".into(),
+            org: "org".into(),
+            state: WorkerState::Spawning,
+            owner: B,
+            owner_epoch: 1,
+            pod: "pod-w2.1".into(),
+            secret: "secret-w2.1".into(),
+            session: Some(7),
+            created_at: 0,
+            updated_at: 0,
+            idle_since: 0,
+            version: 0,
+        };
+        assert!(matches!(
+            self.inner.call(StoreRequest::InsertWorker { worker: row }).await.unwrap(),
+            StoreReply::Worker(WorkerCas::Applied(_))
+        ));
+    }
+
     fn create_secret(&self, name: &str, deployment: &str, pod: &str) {
         let mut labels = deployment_selector(deployment);
         labels.insert(SECRET_POD_LABEL.into(), pod.into());
@@ -823,24 +846,7 @@ async fn secret_reaper_world(mutants: Mutants) -> (World, Objects) {
     w.create_secret("secret-other-deploy", "other", "pod-gone");
     w.create_pod("pod-other-deploy", deployment_selector("other"));
     // B is alive and mid-spawn: its row and secret exist, its pod not yet.
-    let b_row = WorkerRecord {
-        id: "w2.1".into(),
-        org: "org".into(),
-        state: WorkerState::Spawning,
-        owner: B,
-        owner_epoch: 1,
-        pod: "pod-w2.1".into(),
-        secret: "secret-w2.1".into(),
-        session: Some(7),
-        created_at: 0,
-        updated_at: 0,
-        idle_since: 0,
-        version: 0,
-    };
-    assert!(matches!(
-        w.inner.call(StoreRequest::InsertWorker { worker: b_row }).await.unwrap(),
-        StoreReply::Worker(WorkerCas::Applied(_))
-    ));
+    w.insert_b_spawning().await;
     w.create_secret("secret-w2.1", &c.deployment, "pod-w2.1");
 
     w.at(40_000).await;
@@ -2329,24 +2335,7 @@ async fn secret_reaper_leaves_a_live_peers_secrets_and_the_mutant_does_not() {
         let pool = w.pool(A, &c, Mutants::none());
         let reapers = w.reapers(&pool, w.store.clone(), &c, mutants.clone());
         let epoch = w.hold_lease(A).await;
-        let b_row = WorkerRecord {
-            id: "w2.1".into(),
-            org: "org".into(),
-            state: WorkerState::Spawning,
-            owner: B,
-            owner_epoch: 1,
-            pod: "pod-w2.1".into(),
-            secret: "secret-w2.1".into(),
-            session: Some(7),
-            created_at: 0,
-            updated_at: 0,
-            idle_since: 0,
-            version: 0,
-        };
-        assert!(matches!(
-            w.inner.call(StoreRequest::InsertWorker { worker: b_row }).await.unwrap(),
-            StoreReply::Worker(WorkerCas::Applied(_))
-        ));
+        w.insert_b_spawning().await;
         w.create_secret_of("secret-w2.1", "pod-w2.1", B);
         w.create_secret_of("s-peer", "pod-peer", B);
         w.at(c.orphan_min_age_ms + 10_000).await;
