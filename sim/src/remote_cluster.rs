@@ -1,7 +1,7 @@
 //! The replica side of the simulated cluster API: core's `Cluster` seam
 //! implemented as messages to the cluster node.
 
-use crate::cluster_node::Reply;
+use crate::cluster_node::ClusterResult;
 use crate::rpc::{Caller, CLUSTER_TAG};
 use haywire_core::cluster::{Cluster, ClusterError, ClusterReply, ClusterRequest};
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ impl RemoteCluster {
 
 impl Cluster for RemoteCluster {
     async fn call(&self, req: ClusterRequest) -> Result<ClusterReply, ClusterError> {
-        match self.caller.call::<ClusterRequest, Reply>(self.cluster, CLUSTER_TAG, req).await {
+        match self.caller.call::<ClusterRequest, ClusterResult>(self.cluster, CLUSTER_TAG, req).await {
             Ok(reply) => reply,
             Err(e) => Err(ClusterError::Unavailable(e)),
         }

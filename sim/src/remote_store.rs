@@ -2,7 +2,7 @@
 //! implemented as messages to the store node.
 
 use crate::rpc::{Caller, STORE_TAG};
-use crate::store_node::Reply;
+use crate::store_node::StoreResult;
 use haywire_core::store::{Store, StoreError, StoreReply, StoreRequest};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ impl RemoteStore {
 impl Store for RemoteStore {
     /// No timeout here: core bounds every call with its own clock.
     async fn call(&self, req: StoreRequest) -> Result<StoreReply, StoreError> {
-        match self.caller.call::<StoreRequest, Reply>(self.store, STORE_TAG, req).await {
+        match self.caller.call::<StoreRequest, StoreResult>(self.store, STORE_TAG, req).await {
             Ok(reply) => reply,
             Err(e) => Err(StoreError::Unavailable(e)),
         }

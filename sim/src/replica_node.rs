@@ -6,7 +6,11 @@ use crate::clock::SimClock;
 use crate::remote_cluster::RemoteCluster;
 use crate::remote_store::RemoteStore;
 use crate::rpc::{self, Caller, SESSION_PORT, SESSION_TAG};
-use crate::world::World;
+use crate::cluster_node::CLUSTER_ADDR;
+use crate::recorder::RunRecorder;
+use crate::store_node::STORE_ADDR;
+use crate::processes::ProcessTable;
+use crate::world::{Shared, World};
 use haywire_core::lease::{stop_requested, BoxLoop};
 use haywire_core::store::{Store, StoreRequest};
 use haywire_core::worker::Sessions;
@@ -51,7 +55,7 @@ impl Observer for TraceObserver {
                 EventKind::ReapFailed { reaper: reaper.into(), pass: pass.into(), error }
             }
         };
-        self.world.record(&self.node, Some(self.inst), kind);
+        self.world.recorder.record(&self.node, Some(self.inst), kind);
     }
 
     /// The task probe: wraps each leader-gated task so that the trace shows
@@ -62,9 +66,9 @@ impl Observer for TraceObserver {
     fn leader_task(&self, name: &'static str, epoch: u64, task: BoxLoop) -> BoxLoop {
         let (world, node, inst) = (self.world.clone(), self.node.clone(), self.inst);
         Box::pin(async move {
-            world.record(&node, Some(inst), EventKind::LoopStarted { name: name.into(), epoch });
+            world.recorder.record(&node, Some(inst), EventKind::LoopStarted { name: name.into(), epoch });
             rpc::LEADER_TASK.scope(epoch, task).await;
-            world.record(&node, Some(inst), EventKind::LoopStopped { name: name.into(), epoch });
+            world.recorder.record(&node, Some(inst), EventKind::LoopStopped { name: name.into(), epoch });
         })
     }
 }
@@ -91,16 +95,18 @@ const REJOIN_POLL_MS: u64 = 1_000;
 /// tasks end) and the process rejoins as a fresh instance once the store
 /// answers (DESIGN.md part 6). A replica not (or no longer) part of the
 /// deployment does nothing.
-pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
-    if !world.lock().slots[slot].enabled {
-        return;
-    }
-    let (name, clock_spec, origin, store_addr, cluster_addr) = {
-        let g = world.lock();
-        (g.slots[slot].name.clone(), g.slots[slot].clock, g.origin, g.store_addr, g.cluster_addr)
-    };
+pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
+    let (recorder, processes) = (&world.recorder, &world.processes);
     let (tx, mut rx) = watch::channel(false);
-    world.lock().slots[slot].shutdown = Some(tx);
+    let (name, clock_spec) = {
+        let mut p = processes.lock();
+        let m = &mut p.machines[i];
+        if !m.enabled {
+            return;
+        }
+        m.shutdown = Some(tx);
+        (m.name.clone(), m.clock)
+    };
     // Sessions are served by whichever instance the process runs now.
     let current: Arc<std::sync::Mutex<Option<Arc<dyn Sessions>>>> = Arc::default();
     let server = match Endpoint::bind(("0.0.0.0", SESSION_PORT)).await {
@@ -123,18 +129,18 @@ pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
         }
     }));
     loop {
-        let inst = world.mint_instance(slot);
+        let inst = processes.lock().mint_instance(i);
         let ep = match Endpoint::bind("0.0.0.0:0").await {
             Ok(ep) => ep,
             Err(e) => panic!("replica {name} cannot bind a socket: {e}"),
         };
-        let caller = Arc::new(Caller::new(ep, inst, slot, inst));
-        let store = Arc::new(RemoteStore::new(caller.clone(), store_addr));
-        let cluster = Arc::new(RemoteCluster::new(caller, cluster_addr));
-        let clock = Arc::new(SimClock::new(origin, clock_spec));
+        let caller = Arc::new(Caller::new(ep, inst, i, inst));
+        let store = Arc::new(RemoteStore::new(caller.clone(), STORE_ADDR));
+        let cluster = Arc::new(RemoteCluster::new(caller, CLUSTER_ADDR));
+        let clock = Arc::new(SimClock::new(recorder.origin(), clock_spec));
         let obs = Arc::new(TraceObserver { world: world.clone(), node: name.clone(), inst });
         // The process is up as this instance: the host's word, not core's.
-        world.record(&name, Some(inst), EventKind::Started);
+        recorder.record(&name, Some(inst), EventKind::Started);
         // Options are validated before the run, so this cannot fail here.
         let replica = match Replica::start(InstanceId(inst), config.clone(), store.clone(), clock.clone(), cluster, obs) {
             Ok(r) => r,
@@ -154,7 +160,7 @@ pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
         // Fenced: the instance has stopped itself; dropping it ends its
         // tasks. It serves nothing until the process rejoins.
         *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        world.fenced(slot);
+        drop_fenced(processes, recorder, i);
         let store_answers = async {
             loop {
                 let probe = StoreRequest::ListInstances;
@@ -173,10 +179,22 @@ pub async fn process(world: Arc<World>, slot: usize, config: ReplicaConfig) {
     }
     // Process exit: nothing of this incarnation runs past this point.
     {
-        let mut g = world.lock();
-        g.slots[slot].exited = true;
-        g.slots[slot].shutdown = None;
+        let mut p = processes.lock();
+        p.machines[i].exited = true;
+        p.machines[i].shutdown = None;
     }
-    world.record("sim", None, EventKind::Exited { target: name, graceful: true });
+    recorder.record("sim", None, EventKind::Exited { target: name, graceful: true });
     madsim::runtime::Handle::current().kill(madsim::plugin::node());
+}
+
+/// Replica `i`'s instance fenced itself and its host dropped it: no task of
+/// it runs any more. The process stays up and rejoins as a new instance once
+/// the store answers (see [`process`]).
+fn drop_fenced(processes: &Shared<ProcessTable>, recorder: &RunRecorder, i: usize) {
+    let name = {
+        let mut p = processes.lock();
+        p.machines[i].instance = None;
+        p.machines[i].name.clone()
+    };
+    recorder.record("sim", None, EventKind::SelfFenced { target: name });
 }

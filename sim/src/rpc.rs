@@ -18,7 +18,7 @@ pub const SESSION_PORT: u16 = 7000;
 
 /// Who sent a request, as the simulator (not the sender) knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sender {
+pub struct Requester {
     /// Instance of the sender (0 for clients).
     pub from: u64,
     /// Replica index of the sender (usize::MAX for clients).
@@ -31,7 +31,7 @@ pub struct Sender {
 /// A request on the wire, with who sent it.
 pub struct Envelope<R> {
     pub reply_tag: u64,
-    pub sender: Sender,
+    pub sender: Requester,
     pub req: R,
 }
 
@@ -66,7 +66,7 @@ impl Caller {
         Rep: Any + Send + Sync,
     {
         let reply_tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-        let sender = Sender { from: self.from, replica: self.replica, gated: current_leader_task() };
+        let sender = Requester { from: self.from, replica: self.replica, gated: current_leader_task() };
         let env = Envelope { reply_tag, sender, req };
         self.ep.send_to_raw(to, tag, Box::new(env)).await.map_err(|e| e.to_string())?;
         let (payload, _) = self.ep.recv_from_raw(reply_tag).await.map_err(|e| e.to_string())?;
@@ -80,7 +80,7 @@ pub async fn serve<Req, Rep, F, Fut>(ep: Endpoint, tag: u64, handler: F)
 where
     Req: Any + Send + Sync,
     Rep: Any + Send + Sync,
-    F: Fn(Sender, Req) -> Fut,
+    F: Fn(Requester, Req) -> Fut,
     Fut: std::future::Future<Output = Option<Rep>> + Send + 'static,
 {
     loop {

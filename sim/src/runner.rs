@@ -1,17 +1,19 @@
 //! Running one seed of one scenario: `run(scenario, seed, config) -> Outcome`.
 
 use crate::faults::FaultPlan;
-use crate::injector::Injector;
+use crate::injector::{Injector, Servers};
 use crate::oracle::{FleetParams, Oracle, OracleParams, Violation};
 use crate::options::{RunOptions, StoreKind};
+use crate::client_node;
+use crate::cluster_node::{self, CLUSTER_ADDR};
+use crate::recorder::Recording;
 use crate::replica_node;
 use crate::scenario::Scenario;
-use crate::store_node;
-use crate::{client_node, cluster_node};
+use crate::store_node::{self, STORE_ADDR};
 use crate::world::World;
 use haywire_core::store::{MemStore, SqliteStore, StoreBackend};
 use haywire_core::Mutant;
-use haywire_traces::{Event, EventKind, Trace, TraceHeader, FORMAT};
+use haywire_traces::{EventKind, Trace, TraceHeader, FORMAT};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::net::{IpAddr, Ipv4Addr};
@@ -198,10 +200,8 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
 }
 
-/// One seed on the current (fresh) thread: the events and any violation.
-type Simulated = (Vec<Event>, Option<Violation>, (u64, u64), (usize, u128));
-
-fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Simulated, String> {
+/// One seed on the current (fresh) thread: what its recorder recorded.
+fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Recording, String> {
     let mut config = madsim::Config::default();
     let (lo, hi) = opts.latency_ms;
     config.net.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi.max(lo + 1));
@@ -214,10 +214,7 @@ fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Simul
         let oracle = Oracle::new(params, world_opts.replicas);
         let world = World::new(&world_opts, seed, backend, oracle);
         simulate(world.clone(), &world_opts, world_plan).await;
-        let mut g = world.lock();
-        let overdue = g.oracle.idle_overdue_us();
-        let headroom = g.oracle.headroom_measure();
-        (std::mem::take(&mut g.events), g.violation.take(), overdue, headroom)
+        world.recorder.take()
     }))
 }
 
@@ -228,29 +225,28 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
     let store = handle
         .create_node()
         .name("store")
-        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        .ip(STORE_ADDR.ip())
         .init(move || store_node::serve(w.clone()))
         .build();
-    world.lock().store_node = Some(store.id());
     let w = world.clone();
     let cluster = handle
         .create_node()
         .name("cluster")
-        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)))
+        .ip(CLUSTER_ADDR.ip())
         .init(move || cluster_node::serve(w.clone()))
         .build();
-    world.lock().cluster_node = Some(cluster.id());
+    let servers = Servers { store: store.id(), cluster: cluster.id() };
     for i in 0..opts.replicas {
         let w = world.clone();
         let config = opts.replica.clone();
-        let name = world.lock().slots[i].name.clone();
+        let name = world.processes.lock().machines[i].name.clone();
         let node = handle
             .create_node()
             .name(name)
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, (i + 1) as u8)))
             .init(move || replica_node::process(w.clone(), i, config.clone()))
             .build();
-        world.lock().slots[i].node = Some(node.id());
+        world.processes.lock().machines[i].node = Some(node.id());
     }
 
     for c in 0..opts.workload.clients {
@@ -264,11 +260,11 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
     }
 
     let w = world.clone();
-    let injector = Injector::new(world.clone(), opts);
+    let injector = Injector::new(world.clone(), servers, opts);
     let ticker = madsim::task::spawn(async move {
         loop {
             madsim::time::sleep(Duration::from_micros(crate::oracle::TICK_US)).await;
-            w.tick();
+            w.recorder.tick();
         }
     });
     let injector = injector.run(plan);
@@ -278,18 +274,17 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
     // fault has healed (a slow shutdown can outlast the phase).
     let phases = async {
         tokio::join!(madsim::time::sleep(fault_phase), injector);
-        world.lock().quiet = true;
-        world.record("sim", None, EventKind::QuietPeriod);
+        world.clients.lock().quiet = true;
+        world.recorder.record("sim", None, EventKind::QuietPeriod);
         madsim::time::sleep(quiet).await;
     };
     tokio::select! {
         biased;
-        _ = world.violated.notified() => {}
-        _ = phases => world.finish(),
+        _ = world.recorder.violated() => {}
+        _ = phases => world.recorder.finish(),
     }
     ticker.abort();
-    let n = world.lock().events.len() as u64;
-    world.record("sim", None, EventKind::RunEnd { events: n });
+    world.recorder.end_run();
 }
 
 fn stats(trace: &Trace, faults: usize) -> Stats {

@@ -1,206 +1,125 @@
 //! The store as its own node, reached over the simulated network, with the
 //! store fault layer madsim does not have: fail before commit, commit with
-//! the reply lost, stall, and per-replica slowness.
+//! the reply lost, stall, lease outage and per-replica slowness. The node
+//! holds the backend and its fault switches (set by the injector, read per
+//! request).
 
-use crate::world::World;
-use haywire_core::store::{StoreError, StoreReply, StoreRequest};
-use haywire_core::InstanceId;
-use haywire_traces::{EventKind, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
+use crate::recorder::RunRecorder;
 use crate::rpc::{self, STORE_TAG};
+use crate::store_events::describe;
+use crate::world::{Shared, World};
+use haywire_core::store::{StoreBackend, StoreError, StoreReply, StoreRequest};
+use haywire_core::InstanceId;
+use haywire_traces::EventKind;
 use madsim::net::Endpoint;
+use madsim::time::Instant;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type Reply = Result<StoreReply, StoreError>;
+pub type StoreResult = Result<StoreReply, StoreError>;
+
+/// Where the store node listens.
+pub const STORE_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 5000);
+
+/// The store node's state: the backend and the faults on it.
+pub struct StoreNode {
+    pub backend: Box<dyn StoreBackend>,
+    pub faults: StoreFaultState,
+}
+
+/// Store-side fault switches.
+#[derive(Default)]
+pub struct StoreFaultState {
+    pub fail_pct: u32,
+    pub lost_reply_pct: u32,
+    pub stall_until: Option<Instant>,
+    /// Lease writes fail before commit.
+    pub lease_outage: bool,
+    /// Extra latency per replica index.
+    pub slow_ms: Vec<u64>,
+}
+
+impl StoreNode {
+    pub fn new(backend: Box<dyn StoreBackend>, replicas: usize) -> Self {
+        StoreNode { backend, faults: StoreFaultState { slow_ms: vec![0; replicas], ..Default::default() } }
+    }
+}
+
+impl StoreFaultState {
+    /// Roll the fault dice for one request: (fail before commit, lose the
+    /// reply). Reads are never failed, and nothing is drawn while no write
+    /// fault is on.
+    fn roll(&self, is_write: bool, rng: &mut ChaCha8Rng) -> (bool, bool) {
+        let (fail, lost) = (self.fail_pct, self.lost_reply_pct);
+        if !is_write || (fail == 0 && lost == 0) {
+            return (false, false);
+        }
+        let f = rng.gen_range(0..100) < fail;
+        let l = !f && rng.gen_range(0..100) < lost;
+        (f, l)
+    }
+}
 
 /// The store node's main task.
 pub async fn serve(world: Arc<World>) {
-    let addr = world.lock().store_addr;
-    let ep = match Endpoint::bind(addr).await {
+    let ep = match Endpoint::bind(STORE_ADDR).await {
         Ok(ep) => ep,
-        Err(e) => panic!("store node cannot bind {addr}: {e}"),
+        Err(e) => panic!("store node cannot bind {STORE_ADDR}: {e}"),
     };
-    rpc::serve(ep, STORE_TAG, move |sender: rpc::Sender, req: StoreRequest| {
+    rpc::serve(ep, STORE_TAG, move |sender: rpc::Requester, req: StoreRequest| {
         let world = world.clone();
-        async move { handle(&world, (InstanceId(sender.from), sender.replica), req).await }
+        async move {
+            let from = (InstanceId(sender.from), sender.replica);
+            handle(&world.store, &world.rng, &world.recorder, from, req).await
+        }
     })
     .await
 }
 
 /// Apply one request through the fault layer. `None`: the reply is lost.
-async fn handle(world: &World, (from, replica): (InstanceId, usize), req: StoreRequest) -> Option<Reply> {
-    let slow = world.lock().store_faults.slow_ms.get(replica).copied().unwrap_or(0);
+async fn handle(
+    store: &Shared<StoreNode>,
+    rng: &Shared<ChaCha8Rng>,
+    recorder: &RunRecorder,
+    (from, replica): (InstanceId, usize),
+    req: StoreRequest,
+) -> Option<StoreResult> {
+    let slow = store.lock().faults.slow_ms.get(replica).copied().unwrap_or(0);
     if slow > 0 {
         madsim::time::sleep(Duration::from_millis(slow)).await;
     }
     loop {
-        let until = world.lock().store_faults.stall_until;
+        let until = store.lock().faults.stall_until;
         match until {
             Some(until) if until > madsim::time::Instant::now() => madsim::time::sleep_until(until).await,
             _ => break,
         }
     }
+    let failed = |why: &str| {
+        recorder.record("store", None, EventKind::StoreFailed { from: from.0, op: req.op().to_string() });
+        Some(Err(StoreError::Failed(why.into())))
+    };
     let lease_write = matches!(
         req,
         StoreRequest::AcquireLease { .. } | StoreRequest::RenewLease { .. } | StoreRequest::ReleaseLease { .. }
     );
-    if lease_write && world.lock().store_faults.lease_outage {
-        world.record("store", None, EventKind::StoreFailed { from: from.0, op: req.op().to_string() });
-        return Some(Err(StoreError::Failed("lease outage".into())));
+    if lease_write && store.lock().faults.lease_outage {
+        return failed("lease outage");
     }
-    let (fail, lost) = world.roll_store_faults(req.is_write());
+    let (fail, lost) = store.lock().faults.roll(req.is_write(), &mut rng.lock());
     if fail {
-        world.record("store", None, EventKind::StoreFailed { from: from.0, op: req.op().to_string() });
-        return Some(Err(StoreError::Failed("injected failure before commit".into())));
+        return failed("injected failure before commit");
     }
-    let result = {
-        let mut g = world.lock();
-        let now_ms = g.origin.elapsed().as_millis() as u64;
-        g.backend.apply(&req, now_ms)
-    };
+    let result = store.lock().backend.apply(&req, recorder.now_ms());
     if let Some(event) = describe(from, &req, &result, lost) {
-        world.record("store", None, event);
+        recorder.record("store", None, event);
     }
     if lost {
         None
     } else {
         Some(result)
-    }
-}
-
-fn lease_state(r: &haywire_core::store::LeaseRecord) -> LeaseState {
-    LeaseState { holder: r.holder.map(|h| h.0), epoch: r.epoch, expires_at_ms: r.expires_at, version: r.version }
-}
-
-/// Core's lifecycle state as the trace names it (a match, so a state added
-/// to core without a trace name fails the build).
-pub fn lifecycle(s: haywire_core::worker::WorkerState) -> Lifecycle {
-    use haywire_core::worker::WorkerState as W;
-    match s {
-        W::Spawning => Lifecycle::Spawning,
-        W::Activating => Lifecycle::Activating,
-        W::Hot => Lifecycle::Hot,
-        W::HotIdle => Lifecycle::HotIdle,
-        W::Draining => Lifecycle::Draining,
-        W::Retired => Lifecycle::Retired,
-        W::Lost => Lifecycle::Lost,
-    }
-}
-
-fn slot_reply(r: &haywire_core::store::SlotResult) -> SlotReply {
-    use haywire_core::store::SlotResult as R;
-    match r {
-        R::Reserved => SlotReply::Reserved,
-        R::OrgCap => SlotReply::OrgCap,
-        R::GlobalCap => SlotReply::GlobalCap,
-        R::Exists => SlotReply::Exists,
-        R::Freed => SlotReply::Freed,
-        R::NotFound => SlotReply::NotFound,
-        R::Fenced => SlotReply::Fenced,
-    }
-}
-
-fn worker_state(w: &haywire_core::store::WorkerRecord) -> WorkerRow {
-    WorkerRow {
-        state: lifecycle(w.state),
-        org: w.org.clone(),
-        owner: w.owner.0,
-        epoch: w.owner_epoch,
-        session: w.session,
-    }
-}
-
-/// The trace event for what the store did with a request (`None` for
-/// lists: reads that change nothing and would only add noise).
-fn describe(from: InstanceId, req: &StoreRequest, result: &Reply, reply_lost: bool) -> Option<EventKind> {
-    use haywire_core::store::WorkerCas;
-    let from = from.0;
-    let fence = req.fence().map(|f| f.epoch);
-    Some(match (req, result) {
-        (StoreRequest::ListInstances | StoreRequest::ListSlots | StoreRequest::ListWorkers, Ok(_)) => return None,
-        (StoreRequest::HeartbeatInstance { .. } | StoreRequest::RegisterInstance { .. }, Ok(StoreReply::InstanceDead)) => {
-            EventKind::HeartbeatRefused { from }
-        }
-        (StoreRequest::HeartbeatInstance { .. }, Ok(_)) => EventKind::InstanceHeartbeat { from },
-        (StoreRequest::RegisterInstance { .. }, Ok(_)) => EventKind::InstanceRegistered { from },
-        (StoreRequest::ReserveSlot { worker, org, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
-            from,
-            op: SlotOp::Reserve,
-            worker: worker.clone(),
-            org: Some(org.clone()),
-            result: slot_reply(r),
-            fence,
-            reply_lost,
-        },
-        (StoreRequest::FreeSlot { worker, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
-            from,
-            op: SlotOp::Free,
-            worker: worker.clone(),
-            org: None,
-            result: slot_reply(r),
-            fence,
-            reply_lost,
-        },
-        (
-            StoreRequest::InsertWorker { .. } | StoreRequest::UpdateWorker { .. } | StoreRequest::ClaimWorker { .. },
-            Ok(StoreReply::Worker(r)),
-        ) => {
-            let (op, id, as_owner, as_epoch) = match req {
-                StoreRequest::InsertWorker { worker } => (WorkerOp::Insert, worker.id.clone(), None, None),
-                StoreRequest::UpdateWorker { id, owner, epoch, .. } => (WorkerOp::Update, id.clone(), Some(owner.0), Some(*epoch)),
-                StoreRequest::ClaimWorker { id, owner, epoch, .. } => (WorkerOp::Claim, id.clone(), Some(owner.0), Some(*epoch)),
-                _ => unreachable!("matched above"),
-            };
-            let (applied, reject, worker) = match r {
-                WorkerCas::Applied(w) => (true, None, Some(worker_state(w))),
-                WorkerCas::Rejected { reason, .. } => (false, Some(format!("{reason:?}")), None),
-            };
-            EventKind::WorkerWrite { from, op, id, applied, as_owner, as_epoch, fence, reject, worker, reply_lost }
-        }
-        _ => describe_lease(from, req, result, reply_lost),
-    })
-}
-
-/// The trace event for a lease operation.
-fn describe_lease(from: u64, req: &StoreRequest, result: &Reply, reply_lost: bool) -> EventKind {
-    use haywire_core::store::{CasResult, EffectResult};
-    match (req, result) {
-        (_, Err(e)) => EventKind::StoreFailed { from, op: format!("{} ({e})", req.op()) },
-        (StoreRequest::ReadLease { .. }, Ok(_)) => EventKind::StoreRead { from },
-        (StoreRequest::FencedEffect { epoch, effect, .. }, Ok(StoreReply::Effect(r))) => {
-            let (applied, seq, reject) = match r {
-                EffectResult::Applied { seq } => (true, Some(*seq), None),
-                EffectResult::Rejected { reason } => (false, None, Some(format!("{reason:?}"))),
-                EffectResult::Duplicate { seq } => (false, Some(*seq), Some("Duplicate".to_string())),
-            };
-            EventKind::EffectWrite { from, epoch: *epoch, key: effect.clone(), applied, seq, reject, reply_lost }
-        }
-        (_, Ok(StoreReply::Cas(r))) => {
-            let op = match req {
-                StoreRequest::AcquireLease { .. } => LeaseOp::Acquire,
-                StoreRequest::RenewLease { .. } => LeaseOp::Renew,
-                StoreRequest::ReleaseLease { .. } => LeaseOp::Release,
-                _ => return EventKind::StoreFailed { from, op: format!("{} (mismatched reply {r:?})", req.op()) },
-            };
-            match r {
-                CasResult::Applied(rec) => EventKind::LeaseWrite {
-                    from,
-                    op,
-                    applied: true,
-                    reject: None,
-                    lease: Some(lease_state(rec)),
-                    reply_lost,
-                },
-                CasResult::Rejected { reason, .. } => EventKind::LeaseWrite {
-                    from,
-                    op,
-                    applied: false,
-                    reject: Some(format!("{reason:?}")),
-                    lease: None,
-                    reply_lost,
-                },
-            }
-        }
-        (_, Ok(other)) => EventKind::StoreFailed { from, op: format!("{} (mismatched reply {other:?})", req.op()) },
     }
 }

@@ -1,0 +1,134 @@
+//! The run's recorder: the trace and the oracle that judges it, on one
+//! clock (global simulated time since the run began).
+//!
+//! Every event goes through [`RunRecorder::record`], which stamps it, appends
+//! it to the trace and hands it to the oracle at once; the first violation
+//! ends the trace (and wakes the runner).
+
+use crate::oracle::{Oracle, Violation};
+use haywire_traces::{Event, EventKind};
+use madsim::time::Instant;
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// What a finished run leaves: its events, any violation, and the oracle's
+/// measures (idle overdue µs over the run and after the quiet period;
+/// placeholder peak and pod-µs).
+pub type Recording = (Vec<Event>, Option<Violation>, (u64, u64), (usize, u128));
+
+pub struct RunRecorder {
+    /// When the run began: time zero of the trace and of every clock.
+    origin: Instant,
+    log: Mutex<Log>,
+    /// Notified once when the oracle reports a violation.
+    violated: Notify,
+}
+
+struct Log {
+    events: Vec<Event>,
+    oracle: Oracle,
+    violation: Option<Violation>,
+}
+
+impl RunRecorder {
+    /// Starts the run's clock now.
+    pub fn new(oracle: Oracle) -> Self {
+        RunRecorder {
+            origin: Instant::now(),
+            log: Mutex::new(Log { events: Vec::new(), oracle, violation: None }),
+            violated: Notify::new(),
+        }
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic elsewhere must not hide the trace.
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Global simulated time since the run began.
+    pub fn now_us(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Record an event and let the oracle judge it.
+    pub fn record(&self, node: &str, inst: Option<u64>, kind: EventKind) {
+        let mut g = self.log();
+        if g.violation.is_some() {
+            return; // the run is over; keep the trace ending at the violation
+        }
+        let event = Event { t: self.now_us(), node: node.to_string(), inst, kind };
+        let verdict = g.oracle.observe(&event);
+        g.events.push(event);
+        if let Some(v) = verdict {
+            self.violate(&mut g, v);
+        }
+    }
+
+    /// Let the oracle check deadlines that expire without any event.
+    pub fn tick(&self) {
+        let mut g = self.log();
+        if g.violation.is_some() {
+            return;
+        }
+        if let Some(v) = g.oracle.check_time(self.now_us()) {
+            self.violate(&mut g, v);
+        }
+    }
+
+    /// End-of-run checks, after the quiet period.
+    pub fn finish(&self) {
+        let mut g = self.log();
+        if g.violation.is_some() {
+            return;
+        }
+        let t = self.now_us();
+        if let Some(v) = g.oracle.check_time(t).or_else(|| g.oracle.finish(t)) {
+            self.violate(&mut g, v);
+        }
+    }
+
+    fn violate(&self, g: &mut Log, v: Violation) {
+        g.events.push(Event {
+            t: self.now_us(),
+            node: "sim".into(),
+            inst: None,
+            kind: EventKind::Violation { invariant: v.invariant.to_string(), message: v.message.clone() },
+        });
+        g.violation = Some(v);
+        self.violated.notify_one();
+    }
+
+    /// Resolves once the oracle has reported a violation (at once if it
+    /// already has).
+    pub async fn violated(&self) {
+        self.violated.notified().await
+    }
+
+    /// The lease holder per the store, if its lease is unexpired now.
+    pub fn holder_now(&self) -> Option<u64> {
+        let t = self.now_us();
+        self.log().oracle.holder_at(t)
+    }
+
+    /// The trace's last event: how many came before it.
+    pub fn end_run(&self) {
+        let events = self.log().events.len() as u64;
+        self.record("sim", None, EventKind::RunEnd { events });
+    }
+
+    /// Take what the run recorded.
+    pub fn take(&self) -> Recording {
+        let mut g = self.log();
+        let overdue = g.oracle.idle_overdue_us();
+        let headroom = g.oracle.headroom_measure();
+        (std::mem::take(&mut g.events), g.violation.take(), overdue, headroom)
+    }
+}
