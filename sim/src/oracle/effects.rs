@@ -11,12 +11,12 @@ use haywire_traces::{Event, EventKind};
 use std::collections::BTreeMap;
 
 #[derive(Default)]
-pub struct Effects {
+pub struct EffectCheck {
     /// key → (seq, committed at)
     committed: BTreeMap<String, (u64, u64)>,
 }
 
-impl Check for Effects {
+impl Check for EffectCheck {
     fn observe(&mut self, _p: &OracleParams, _m: &Model, e: &Event) -> Option<Violation> {
         let EventKind::EffectWrite { from, key, applied: true, seq, .. } = &e.kind else { return None };
         if key.is_empty() {

@@ -20,7 +20,7 @@ use super::{secs, violation, Check, OracleParams, Violation};
 const OPS: [&str; 3] = ["list_pods", "create_pod", "delete_pod"];
 
 #[derive(Default)]
-pub struct Headroom {
+pub struct HeadroomCheck {
     /// Since when the count has been off the constant.
     off_since: Option<u64>,
     last_tick: u64,
@@ -29,14 +29,14 @@ pub struct Headroom {
     integral: u128,
 }
 
-impl Headroom {
+impl HeadroomCheck {
     /// (peak placeholder count, placeholder-µs) so far.
     pub fn measure(&self) -> (usize, u128) {
         (self.peak, self.integral)
     }
 }
 
-impl Check for Headroom {
+impl Check for HeadroomCheck {
     fn tick(&mut self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
         let n = m.placeholders.len();
         self.peak = self.peak.max(n);

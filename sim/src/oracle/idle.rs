@@ -42,7 +42,7 @@ struct IdleWorker {
 }
 
 #[derive(Default)]
-pub struct Idle {
+pub struct IdleCheck {
     /// Live workers only (a tick looks at each): ended ones move to `ended`.
     w: BTreeMap<String, IdleWorker>,
     /// When each worker became retired or lost, and who owned it then.
@@ -52,7 +52,7 @@ pub struct Idle {
     overdue_quiet_us: u64,
 }
 
-impl Idle {
+impl IdleCheck {
     pub fn overdue(&self) -> (u64, u64) {
         (self.overdue_us, self.overdue_quiet_us)
     }
@@ -169,7 +169,7 @@ impl Idle {
     }
 }
 
-impl Check for Idle {
+impl Check for IdleCheck {
     fn observe(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
         let t = e.t;
         match &e.kind {
@@ -325,7 +325,7 @@ impl Check for Idle {
     }
 }
 
-impl Idle {
+impl IdleCheck {
     /// A drain, once begun, finishes (or is finished by a reaper).
     fn stuck_drain(&self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
         for (id, w) in &self.w {

@@ -16,9 +16,9 @@ use super::{secs, violation, Check, OracleParams, Violation};
 use haywire_traces::{Event, EventKind};
 
 #[derive(Default)]
-pub struct Instances;
+pub struct InstanceCheck;
 
-impl Check for Instances {
+impl Check for InstanceCheck {
     fn observe(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
         let (EventKind::InstanceHeartbeat { from } | EventKind::InstanceRegistered { from }) = &e.kind else { return None };
         let last = *m.beats.get(from)?;

@@ -31,12 +31,12 @@ struct Term {
 }
 
 #[derive(Default)]
-pub struct Lease {
+pub struct LeaseCheck {
     /// (instance, epoch) → its open term.
     open: BTreeMap<(u64, u64), Term>,
 }
 
-impl Lease {
+impl LeaseCheck {
     /// S1: an effect from `from` for `epoch` lands at `t`.
     fn exclusive(&self, m: &Model, t: u64, from: u64, epoch: u64, what: String) -> Option<Violation> {
         if m.holds_lease(from, epoch, t) {
@@ -130,7 +130,7 @@ impl Lease {
     }
 }
 
-impl Check for Lease {
+impl Check for LeaseCheck {
     fn observe(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
         let t = e.t;
         match &e.kind {

@@ -5,18 +5,54 @@
 //! cluster did, what clients saw and what the injector did to processes;
 //! nothing a replica says about itself opens, closes or excuses a check.
 //! One checker per family of invariants, each in its own file, all fed by
-//! the dispatcher here:
+//! the dispatcher here. Every invariant it checks, by the code a violation
+//! carries (S safety, L liveness), with the file that holds its check:
 //!
-//! - [`lease`]: S1 exclusive effects, S2 no double holder, L1 no abandoned lease
-//! - [`workers`]: S3 fencing and the lifecycle, S4 caps
-//! - [`sessions`]: S5 no live session lost, S6 exclusive and isolated, L3
-//!   progress (requests answered; clients of dead workers told)
-//! - [`idle`]: L2 no idle leak (and no premature reaping)
-//! - [`orphans`]: L2 no orphan pod or secret outlives its deadline
-//! - [`headroom`]: H1 placeholder pods stay at the configured constant
-//! - [`effects`]: E1 effects at most once
-//! - [`instances`]: I1 no false death of a live, connected instance, I2 no
-//!   resurrection of a dead one
+//! - S1 (`lease.rs`) exclusive effects: every leader-gated effect (a fenced
+//!   effect, a fenced worker or slot write, a leader-gated pod or secret
+//!   call) comes from the holder of the live lease, at its epoch.
+//! - S2 (`lease.rs`) no double holder: no two instances run leader work at
+//!   once (promised while pauses and drift stay within the configured
+//!   bounds).
+//! - S3 (`workers.rs`) fencing and the lifecycle: an applied worker write is
+//!   made as the row's current owner and epoch; a row is inserted once, as
+//!   spawning; owner and epoch change only by a claim (epoch + 1), the org
+//!   never; every step is one the design's lifecycle table allows.
+//! - S4 (`workers.rs`) caps: no insert of a worker or reservation of a slot
+//!   takes an org or the fleet past its cap.
+//! - S5 (`sessions.rs`) no live session lost: a worker a client holds (or
+//!   waits for) is not drained, retired, lost or deleted under it, and no
+//!   session starts on a worker whose secret or pod is gone, or failed longer
+//!   ago than the health-check bound.
+//! - S6 (`sessions.rs`) exclusive and isolated: a session starts only on a
+//!   hot worker of its own org that the store binds to that very session and
+//!   no other client holds.
+//! - E1 (`effects.rs`) effects at most once: each leader-gated effect's
+//!   idempotency key commits at most once, retries after a lost reply
+//!   included.
+//! - I1 (`instances.rs`) no false death: an instance that is up and reaches a
+//!   calm store is not held dead for longer than the threshold plus one
+//!   heartbeat.
+//! - I2 (`instances.rs`) no resurrection: the store never takes a heartbeat
+//!   or registration of an instance it already holds dead.
+//! - L1 (`lease.rs`) no abandoned lease: once the world lets the system act,
+//!   a lease that is free, expired or left by a dead or exited holder is
+//!   taken within the takeover bound; a healthy non-holder keeps asking the
+//!   store; after the quiet period a live replica holds it.
+//! - L2 (`idle.rs`) no idle leak: an idle worker beyond its owner's floor
+//!   starts draining within TTL + one reap interval, and none is drained
+//!   early; drains end; an ended worker's slot is freed; at the end pods =
+//!   live rows, no orphan secret, no stray slot, nothing owned by a dead
+//!   instance.
+//! - L2 (`orphans.rs`) no orphan object: a pod or secret that no live row
+//!   owns is deleted within its passes' deadline while a reaper responsible
+//!   for it can act.
+//! - L3 (`sessions.rs`) progress: a request to a replica that stayed up and
+//!   healthy in a calm world is answered within the client's patience, and
+//!   none is left unanswered at the end.
+//! - H1 (`headroom.rs`) constant headroom: the janitor keeps exactly the
+//!   configured number of placeholder pods (put right within its deadline
+//!   while it can act, exact at the end).
 //!
 //! Each checker judges an event against the model as it was before the
 //! event; then the model applies it; then the deadlines are checked.
@@ -117,14 +153,14 @@ trait Check {
 pub struct Oracle {
     params: OracleParams,
     m: Model,
-    lease: lease::Lease,
-    workers: workers::Workers,
-    sessions: sessions::Sessions,
-    idle: idle::Idle,
-    orphans: orphans::Orphans,
-    headroom: headroom::Headroom,
-    effects: effects::Effects,
-    instances: instances::Instances,
+    lease: lease::LeaseCheck,
+    workers: workers::WorkerCheck,
+    sessions: sessions::SessionCheck,
+    idle: idle::IdleCheck,
+    orphans: orphans::OrphanCheck,
+    headroom: headroom::HeadroomCheck,
+    effects: effects::EffectCheck,
+    instances: instances::InstanceCheck,
 }
 
 impl Oracle {

@@ -22,14 +22,14 @@ const POD_OPS: [&str; 2] = ["list_pods", "delete_pod"];
 const SECRET_OPS: [&str; 2] = ["list_secrets", "delete_secret"];
 
 #[derive(Default)]
-pub struct Orphans;
+pub struct OrphanCheck;
 
 /// The instance that minted worker `w<inst>.<n>`.
 fn minter(worker: &str) -> Option<u64> {
     worker.strip_prefix('w')?.split_once('.')?.0.parse().ok()
 }
 
-impl Orphans {
+impl OrphanCheck {
     /// Since when a reaper responsible for `name` can act (None: none now).
     fn able_since(&self, p: &OracleParams, m: &Model, janitor: Option<u64>, name: &str) -> Option<u64> {
         let (ops, owner) = match worker_of_secret(name) {
@@ -81,7 +81,7 @@ impl Orphans {
     }
 }
 
-impl Check for Orphans {
+impl Check for OrphanCheck {
     fn tick(&mut self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
         if m.orphans.is_empty() {
             return None;

@@ -28,13 +28,13 @@ use haywire_traces::{Event, EventKind, Lifecycle, WorkerOp};
 use std::collections::BTreeSet;
 
 #[derive(Default)]
-pub struct Sessions {
+pub struct SessionCheck {
     /// Instances paused longer than the configured bound: beyond their
     /// bounds, like S2, S5 is not promised (they cannot fence in time).
     overpaused: BTreeSet<u64>,
 }
 
-impl Sessions {
+impl SessionCheck {
     /// Whether `inst` stays within the pause and drift bounds it is
     /// configured for.
     fn within_bounds(&self, p: &OracleParams, m: &Model, inst: u64) -> bool {
@@ -178,7 +178,7 @@ impl Sessions {
     }
 }
 
-impl Check for Sessions {
+impl Check for SessionCheck {
     fn observe(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
         let t = e.t;
         match &e.kind {

@@ -27,9 +27,9 @@ pub fn may_become(from: Lifecycle, to: Lifecycle) -> bool {
 }
 
 #[derive(Default)]
-pub struct Workers;
+pub struct WorkerCheck;
 
-impl Check for Workers {
+impl Check for WorkerCheck {
     fn observe(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
         let t = e.t;
         let fp = &p.fleet;
