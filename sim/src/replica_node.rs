@@ -3,13 +3,13 @@
 //! store node over the simulated network.
 
 use crate::clock::SimClock;
+use crate::cluster_node::CLUSTER_ADDR;
+use crate::processes::ProcessTable;
+use crate::recorder::RunRecorder;
 use crate::remote_cluster::RemoteCluster;
 use crate::remote_store::RemoteStore;
 use crate::rpc::{self, Caller, SESSION_PORT, SESSION_TAG};
-use crate::cluster_node::CLUSTER_ADDR;
-use crate::recorder::RunRecorder;
 use crate::store_node::STORE_ADDR;
-use crate::processes::ProcessTable;
 use crate::world::{Shared, World};
 use haywire_core::lease::{stop_requested, BoxLoop};
 use haywire_core::store::{Store, StoreRequest};
