@@ -1,148 +1,258 @@
 //! The bug zoo: each field-report bug as a named switch, off by default.
 //!
 //! A mutant puts one real bug back into core so the simulator can prove it
-//! catches it. Production code never turns one on.
+//! catches it: each is a skip or a reorder of one step at one site in core.
+//! Every mutant is declared once, in the [`registry!`] invocation below;
+//! its enum variant, name, listing, home scenario and detection test all
+//! come from that one entry.
+//!
+//! Without the `mutants` cargo feature (and outside core's own unit tests)
+//! [`Mutants::on`] is a constant `false`: a production build of core
+//! carries no live switch. The simulator (haywire-sim) turns the feature on.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Mutant {
-    /// Field report 002: after losing the lease the coordinator never
-    /// contends again.
-    ElectorRunsOnce,
-    /// Field report 000: shutdown releases the lease before stopping the
-    /// leader-gated loops.
-    ReleaseBeforeCancel,
-    /// Field report 000: process shutdown does not wait for the coordinator,
-    /// so the release never happens and failover waits for the TTL.
-    ShutdownNoWait,
-    /// Field report 002: only the leader reaps; no per-replica fallback.
-    NoFallbackReaper,
-    /// Field report 002: hot→hot_idle changes memory first; a failed write
-    /// strands the worker (durable hot, in-memory hot_idle).
-    MutateBeforePersist,
-    /// Field report 002: activation's hot write failure leaves memory hot
-    /// and the row activating.
-    ActivateSplit,
-    /// Field report 002: a failed spawn keeps its capacity slot until the
-    /// slow sweep.
-    SlotLeakOnSpawnFailure,
-    /// Field report 004: the epoch bump and the in-memory epoch update are
-    /// not atomic to readers.
-    TornEpochRead,
-    /// Field report 004: a crash between secret and pod leaks the secret
-    /// forever.
-    NoSecretReaper,
-    /// Field report 002: the fallback reaper ignores workers of dead
-    /// instances.
-    OrphansNotReapedByFallback,
-    /// Field report 002: a long activation does not heartbeat its row and is
-    /// reaped mid-session.
-    ReaperKillsLiveActivation,
-    /// Field report 003 (review finding 3): the janitor returns on its first
-    /// failing pass and skips the rest.
-    JanitorStopsAtFirstError,
-    /// Field report 004: no health check; a worker whose pod died keeps
-    /// its session and is handed to the next one.
-    NoHealthCheck,
-    /// Field report 001 (failure mode 4): a replica held dead keeps running
-    /// as a zombie: it never fences itself, and its heartbeat revives the
-    /// dead instance.
-    ZombieInstance,
-    /// Field report 002 (fix 6): headroom placeholders sized from demand,
-    /// counting hot-idle workers, so an idle leak is amplified ~1.75x.
-    HeadroomCountsIdle,
-    /// Field report 004: the orphan-secret pass deletes any deployment
-    /// secret whose pod is not listed, whoever owns it, rows or not.
-    SecretReaperUnscoped,
-    /// Field report 004: the orphan pod and secret passes share one
-    /// deadline, pods first, so a slow pod list starves the secret pass.
-    SharedReaperDeadline,
+/// Whether switches are live in this build of core (the `mutants`
+/// feature, or core's own unit tests).
+pub const LIVE: bool = cfg!(any(test, feature = "mutants"));
+
+/// How many seeds of its home scenario a mutant's sweep runs, unless its
+/// entry says otherwise.
+pub const DEFAULT_SEED_BUDGET: u64 = 200;
+
+/// One mutant's metadata, as its registry entry declares it.
+#[derive(Debug)]
+pub struct Entry {
+    pub mutant: Mutant,
+    /// The switch's name on the command line.
+    pub name: &'static str,
+    /// The field report it comes from (a file in `shared/seeds/`).
+    pub field_report: &'static str,
+    pub description: &'static str,
+    /// The scenario (by name) whose sweep must catch it.
+    pub home: &'static str,
+    /// The invariants that may catch it there: the ones the bug breaks.
+    pub caught_by: &'static [&'static str],
+    /// Seeds of the home scenario within which it must be caught.
+    pub seed_budget: u64,
+}
+
+/// Declares every mutant: the enum, [`Mutant::REGISTRY`] (one [`Entry`]
+/// each, in declaration order) and `haywire_core::for_each_mutant!`, which
+/// hands the variant names to another macro (one detection test each).
+macro_rules! registry {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $name:literal {
+            report: $report:literal,
+            about: $about:literal,
+            home: $home:literal,
+            caught_by: [$($inv:literal),+ $(,)?],
+            $(budget: $budget:literal,)?
+        }
+    )*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum Mutant {
+            $(
+                #[doc = concat!("Field report ", $report, ": ", $about, ".")]
+                #[doc = ""]
+                $(#[doc = $doc])*
+                $variant,
+            )*
+        }
+
+        /// How many mutants there are.
+        pub const COUNT: usize = [$(stringify!($variant)),*].len();
+
+        impl Mutant {
+            /// Every mutant's entry, indexed by the variant (declaration order).
+            pub const REGISTRY: [Entry; COUNT] = [$(
+                Entry {
+                    mutant: Mutant::$variant,
+                    name: $name,
+                    field_report: $report,
+                    description: $about,
+                    home: $home,
+                    caught_by: &[$($inv),+],
+                    seed_budget: { let _b = DEFAULT_SEED_BUDGET; $(let _b = $budget;)? _b },
+                },
+            )*];
+
+            pub const ALL: [Mutant; COUNT] = [$(Mutant::$variant),*];
+        }
+
+        /// Calls `$callback! { Variant Variant ... }` with every mutant, in
+        /// registry order: the integration tests generate one test each.
+        #[macro_export]
+        macro_rules! for_each_mutant {
+            ($callback:ident) => { $callback! { $($variant)* } };
+        }
+    };
+}
+
+registry! {
+    ElectorRunsOnce = "elector-runs-once" {
+        report: "002",
+        about: "after losing the lease the coordinator never contends again",
+        home: "renewal-blip",
+        caught_by: ["L1"],
+    }
+    ReleaseBeforeCancel = "release-before-cancel" {
+        report: "000",
+        about: "shutdown releases the lease before stopping leader-gated loops",
+        home: "graceful-failover",
+        caught_by: ["S2"],
+    }
+    ShutdownNoWait = "shutdown-no-wait" {
+        report: "000",
+        about: "shutdown does not wait for the coordinator, so release never happens and failover waits for TTL",
+        home: "graceful-failover",
+        caught_by: ["L1"],
+    }
+    NoFallbackReaper = "no-fallback-reaper" {
+        report: "002",
+        about: "only the leader reaps",
+        home: "owner-crash",
+        caught_by: ["L2"],
+    }
+    /// The stranded worker leaks (L2), or, memory saying hot_idle while the
+    /// row is still hot, is handed out against a row bound to no session (S6).
+    MutateBeforePersist = "mutate-before-persist" {
+        report: "002",
+        about: "hot->hot_idle changes memory first; a failed write strands the worker",
+        home: "persist-faults",
+        caught_by: ["L2", "S6"],
+    }
+    /// The served worker's row stays activating: the client starts on a row
+    /// the store does not hold hot for it (S6), a reaper ends it under its
+    /// live session (S5), or it is stranded past its TTL (L2).
+    ActivateSplit = "activate-split" {
+        report: "002",
+        about: "activation's hot write failure leaves memory hot, durable activating",
+        home: "persist-faults",
+        caught_by: ["S6", "S5", "L2"],
+    }
+    SlotLeakOnSpawnFailure = "slot-leak-on-spawn-failure" {
+        report: "002",
+        about: "a failed spawn keeps its capacity slot until the slow sweep",
+        home: "spawn-faults",
+        caught_by: ["L2"],
+    }
+    /// A path that uses the old epoch meanwhile is refused as stale and
+    /// drops a worker that is still its own: it leaks (L2).
+    TornEpochRead = "torn-epoch-read" {
+        report: "004",
+        about: "the epoch bump and the in-memory epoch update are not atomic to readers",
+        home: "idle-churn",
+        caught_by: ["L2"],
+    }
+    NoSecretReaper = "no-secret-reaper" {
+        report: "004",
+        about: "a crash between secret and pod leaks the secret forever",
+        home: "spawn-faults",
+        caught_by: ["L2"],
+    }
+    OrphansNotReapedByFallback = "orphans-not-reaped-by-fallback" {
+        report: "002",
+        about: "the fallback reaper ignores workers of dead instances",
+        home: "rollout-orphans",
+        caught_by: ["L2"],
+    }
+    ReaperKillsLiveActivation = "reaper-kills-live-activation" {
+        report: "002",
+        about: "a long activation is reaped mid-session",
+        home: "long-activation",
+        caught_by: ["S5"],
+    }
+    /// A pod the cluster will not delete fails the orphan-pod pass on every
+    /// run; the passes after it (orphan secrets, slots) never run, so an
+    /// orphan secret outlives its deadline.
+    JanitorStopsAtFirstError = "janitor-stops-at-first-error" {
+        report: "003",
+        about: "the janitor returns on its first failing pass and skips the rest",
+        home: "spawn-faults",
+        caught_by: ["L2"],
+    }
+    /// A client holds a worker whose pod died and is never told (L3), or a
+    /// new session gets the dead worker (S5).
+    NoHealthCheck = "no-health-check" {
+        report: "004",
+        about: "no health check: a worker whose pod died keeps serving and is handed out again",
+        home: "cluster-partition",
+        caught_by: ["L3", "S5"],
+    }
+    /// Held dead but never fenced: the fleet takes over its workers while
+    /// its clients still hold them (S5), or its heartbeat revives the dead
+    /// instance (I2).
+    ZombieInstance = "zombie-instance" {
+        report: "001",
+        about: "a replica held dead never fences itself, and its heartbeat revives the instance",
+        home: "false-death",
+        caught_by: ["S5", "I2"],
+    }
+    /// Placeholders sized as 0.75 x (hot + hot-idle rows) leave the
+    /// configured constant as soon as there is demand.
+    HeadroomCountsIdle = "headroom-counts-idle" {
+        report: "002",
+        about: "headroom placeholders grow with demand, hot-idle workers counted (~1.75x)",
+        home: "idle-churn",
+        caught_by: ["H1"],
+    }
+    /// Keyed on the cluster's pod list alone, it keeps the secret of a
+    /// worker whose pod the cluster will not delete, long after its row
+    /// ended (and may reap a peer's secret whose pod is not listed yet).
+    SecretReaperUnscoped = "secret-reaper-unscoped" {
+        report: "004",
+        about: "the secret reaper deletes any secret whose pod is not listed, a live peer's too",
+        home: "spawn-faults",
+        caught_by: ["L2", "S5"],
+    }
+    /// A pod list slower than the orphan-pass deadline starves the secret
+    /// pass that shares it, and a dead owner's orphan secret outlives its
+    /// deadline while secret calls are calm.
+    SharedReaperDeadline = "shared-reaper-deadline" {
+        report: "004",
+        about: "pod and secret orphan passes share one deadline; a slow pod list starves secrets",
+        home: "slow-cluster-lists",
+        caught_by: ["L2"],
+    }
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 17] = [
-        Mutant::ElectorRunsOnce,
-        Mutant::ReleaseBeforeCancel,
-        Mutant::ShutdownNoWait,
-        Mutant::NoFallbackReaper,
-        Mutant::MutateBeforePersist,
-        Mutant::ActivateSplit,
-        Mutant::SlotLeakOnSpawnFailure,
-        Mutant::TornEpochRead,
-        Mutant::NoSecretReaper,
-        Mutant::OrphansNotReapedByFallback,
-        Mutant::ReaperKillsLiveActivation,
-        Mutant::JanitorStopsAtFirstError,
-        Mutant::NoHealthCheck,
-        Mutant::ZombieInstance,
-        Mutant::HeadroomCountsIdle,
-        Mutant::SecretReaperUnscoped,
-        Mutant::SharedReaperDeadline,
-    ];
+    /// This mutant's registry entry.
+    pub const fn entry(self) -> &'static Entry {
+        &Mutant::REGISTRY[self as usize]
+    }
 
     /// The switch's name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mutant::ElectorRunsOnce => "elector-runs-once",
-            Mutant::ReleaseBeforeCancel => "release-before-cancel",
-            Mutant::ShutdownNoWait => "shutdown-no-wait",
-            Mutant::NoFallbackReaper => "no-fallback-reaper",
-            Mutant::MutateBeforePersist => "mutate-before-persist",
-            Mutant::ActivateSplit => "activate-split",
-            Mutant::SlotLeakOnSpawnFailure => "slot-leak-on-spawn-failure",
-            Mutant::TornEpochRead => "torn-epoch-read",
-            Mutant::NoSecretReaper => "no-secret-reaper",
-            Mutant::OrphansNotReapedByFallback => "orphans-not-reaped-by-fallback",
-            Mutant::ReaperKillsLiveActivation => "reaper-kills-live-activation",
-            Mutant::JanitorStopsAtFirstError => "janitor-stops-at-first-error",
-            Mutant::NoHealthCheck => "no-health-check",
-            Mutant::ZombieInstance => "zombie-instance",
-            Mutant::HeadroomCountsIdle => "headroom-counts-idle",
-            Mutant::SecretReaperUnscoped => "secret-reaper-unscoped",
-            Mutant::SharedReaperDeadline => "shared-reaper-deadline",
-        }
+    pub const fn name(self) -> &'static str {
+        self.entry().name
     }
 
     /// The field report it comes from (a file in `shared/seeds/`).
-    pub fn field_report(self) -> &'static str {
-        match self {
-            Mutant::ReleaseBeforeCancel | Mutant::ShutdownNoWait => "000",
-            Mutant::TornEpochRead
-            | Mutant::NoSecretReaper
-            | Mutant::NoHealthCheck
-            | Mutant::SecretReaperUnscoped
-            | Mutant::SharedReaperDeadline => "004",
-            Mutant::ZombieInstance => "001",
-            Mutant::JanitorStopsAtFirstError => "003",
-            _ => "002",
-        }
+    pub const fn field_report(self) -> &'static str {
+        self.entry().field_report
     }
 
-    pub fn description(self) -> &'static str {
-        match self {
-            Mutant::ElectorRunsOnce => "after losing the lease the coordinator never contends again",
-            Mutant::ReleaseBeforeCancel => "shutdown releases the lease before stopping leader-gated loops",
-            Mutant::ShutdownNoWait => {
-                "shutdown does not wait for the coordinator, so release never happens and failover waits for TTL"
-            }
-            Mutant::NoFallbackReaper => "only the leader reaps",
-            Mutant::MutateBeforePersist => "hot->hot_idle changes memory first; a failed write strands the worker",
-            Mutant::ActivateSplit => "activation's hot write failure leaves memory hot, durable activating",
-            Mutant::SlotLeakOnSpawnFailure => "a failed spawn keeps its capacity slot until the slow sweep",
-            Mutant::TornEpochRead => "the epoch bump and the in-memory epoch update are not atomic to readers",
-            Mutant::NoSecretReaper => "a crash between secret and pod leaks the secret forever",
-            Mutant::OrphansNotReapedByFallback => "the fallback reaper ignores workers of dead instances",
-            Mutant::ReaperKillsLiveActivation => "a long activation is reaped mid-session",
-            Mutant::JanitorStopsAtFirstError => "the janitor returns on its first failing pass and skips the rest",
-            Mutant::NoHealthCheck => "no health check: a worker whose pod died keeps serving and is handed out again",
-            Mutant::ZombieInstance => "a replica held dead never fences itself, and its heartbeat revives the instance",
-            Mutant::HeadroomCountsIdle => "headroom placeholders grow with demand, hot-idle workers counted (~1.75x)",
-            Mutant::SecretReaperUnscoped => "the secret reaper deletes any secret whose pod is not listed, a live peer's too",
-            Mutant::SharedReaperDeadline => "pod and secret orphan passes share one deadline; a slow pod list starves secrets",
-        }
+    pub const fn description(self) -> &'static str {
+        self.entry().description
+    }
+
+    /// The name of the scenario whose sweep must catch it.
+    pub const fn home(self) -> &'static str {
+        self.entry().home
+    }
+
+    /// The invariants that may catch it in its home scenario.
+    pub const fn caught_by(self) -> &'static [&'static str] {
+        self.entry().caught_by
+    }
+
+    /// How many seeds of its home scenario may pass before it is caught.
+    pub const fn seed_budget(self) -> u64 {
+        self.entry().seed_budget
     }
 }
 
@@ -173,8 +283,17 @@ impl Mutants {
     pub fn only(m: Mutant) -> Self {
         Mutants(vec![m])
     }
+    /// Whether `m` is switched on: every mutant site asks this.
+    #[cfg(any(test, feature = "mutants"))]
     pub fn on(&self, m: Mutant) -> bool {
         self.0.contains(&m)
+    }
+    /// Without the `mutants` feature no switch is live: every site's
+    /// branch is dead code the compiler drops.
+    #[cfg(not(any(test, feature = "mutants")))]
+    #[inline(always)]
+    pub const fn on(&self, _m: Mutant) -> bool {
+        false
     }
     pub fn iter(&self) -> impl Iterator<Item = Mutant> + '_ {
         self.0.iter().copied()
@@ -190,8 +309,6 @@ mod tests {
         for m in Mutant::ALL {
             assert_eq!(m.name().parse::<Mutant>(), Ok(m));
             assert_eq!(m.to_string(), m.name());
-            assert!(!m.description().is_empty());
-            assert!(["000", "001", "002", "003", "004"].contains(&m.field_report()), "{m}");
         }
         let mut names: Vec<_> = Mutant::ALL.iter().map(|m| m.name()).collect();
         names.sort();
@@ -200,30 +317,16 @@ mod tests {
     }
 
     #[test]
-    fn all_lists_every_variant() {
-        // Adding a variant without listing it in ALL fails to compile here.
-        for m in Mutant::ALL {
-            match m {
-                Mutant::ElectorRunsOnce
-                | Mutant::ReleaseBeforeCancel
-                | Mutant::ShutdownNoWait
-                | Mutant::NoFallbackReaper
-                | Mutant::MutateBeforePersist
-                | Mutant::ActivateSplit
-                | Mutant::SlotLeakOnSpawnFailure
-                | Mutant::TornEpochRead
-                | Mutant::NoSecretReaper
-                | Mutant::OrphansNotReapedByFallback
-                | Mutant::ReaperKillsLiveActivation
-                | Mutant::JanitorStopsAtFirstError
-                | Mutant::NoHealthCheck
-                | Mutant::ZombieInstance
-                | Mutant::HeadroomCountsIdle
-                | Mutant::SecretReaperUnscoped
-                | Mutant::SharedReaperDeadline => {}
-            }
+    fn every_entry_is_complete_and_in_variant_order() {
+        assert_eq!(Mutant::ALL.len(), Mutant::REGISTRY.len());
+        for (i, (m, e)) in Mutant::ALL.into_iter().zip(&Mutant::REGISTRY).enumerate() {
+            assert_eq!((m as usize, e.mutant), (i, m), "entry {i}");
+            assert!(!e.description.is_empty() && !e.home.is_empty(), "{m}");
+            assert!(["000", "001", "002", "003", "004"].contains(&e.field_report), "{m}");
+            assert!(!e.caught_by.is_empty() && e.seed_budget > 0, "{m}");
+            // Kebab-case names, the CLI's spelling.
+            assert!(e.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{m}");
         }
-        assert_eq!(Mutant::ALL.len(), 17);
     }
 
     #[test]
@@ -240,6 +343,7 @@ mod tests {
 
     #[test]
     fn mutant_sets() {
+        assert!(LIVE, "core's own tests see live switches");
         assert!(Mutant::ALL.iter().all(|m| !Mutants::none().on(*m)));
         assert_eq!(Mutants::default(), Mutants::none());
         for m in Mutant::ALL {

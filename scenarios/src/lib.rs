@@ -86,20 +86,21 @@ pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|s| s.name).collect()
 }
 
-/// The scenario in which each mutant's bug shows (its sweep must catch it).
+/// The scenario in which each mutant's bug shows (its sweep must catch
+/// it): the one its registry entry names.
 pub fn home_of(m: Mutant) -> &'static Named {
-    match m {
-        Mutant::ElectorRunsOnce => &renewal_blip::SCENARIO,
-        Mutant::ReleaseBeforeCancel | Mutant::ShutdownNoWait => &graceful_failover::SCENARIO,
-        Mutant::NoFallbackReaper => &owner_crash::SCENARIO,
-        Mutant::MutateBeforePersist | Mutant::ActivateSplit => &persist_faults::SCENARIO,
-        Mutant::SlotLeakOnSpawnFailure | Mutant::NoSecretReaper => &spawn_faults::SCENARIO,
-        Mutant::TornEpochRead | Mutant::HeadroomCountsIdle => &idle_churn::SCENARIO,
-        Mutant::OrphansNotReapedByFallback => &rollout_orphans::SCENARIO,
-        Mutant::ReaperKillsLiveActivation => &long_activation::SCENARIO,
-        Mutant::JanitorStopsAtFirstError | Mutant::SecretReaperUnscoped => &spawn_faults::SCENARIO,
-        Mutant::SharedReaperDeadline => &slow_cluster_lists::SCENARIO,
-        Mutant::NoHealthCheck => &cluster_partition::SCENARIO,
-        Mutant::ZombieInstance => &false_death::SCENARIO,
+    by_name(m.home()).unwrap_or_else(|| panic!("mutant {m}: its home '{}' is no scenario", m.home()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mutant_home_names_a_scenario() {
+        for m in Mutant::ALL {
+            assert!(by_name(m.home()).is_some(), "mutant {m}: home '{}' is no scenario (known: {:?})", m.home(), names());
+            assert_eq!(home_of(m).name, m.home());
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::ids::InstanceId;
 use crate::mutants::{Mutant, Mutants};
 use crate::observe::{CoreEvent, Observer};
 use crate::store::{CasResult, LeaseRecord, Reject, Store, StoreExt};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use crate::signal as watch;
 
@@ -30,6 +30,8 @@ pub struct LeaseCoordinator<S, C, W> {
     work: Arc<W>,
     obs: Arc<dyn Observer>,
     is_leader: Arc<AtomicBool>,
+    /// The highest epoch this coordinator has held (0: none yet).
+    highest_held: AtomicU64,
 }
 
 /// The lease as this coordinator last saw it confirmed.
@@ -60,7 +62,29 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
         work: Arc<W>,
         obs: Arc<dyn Observer>,
     ) -> Self {
-        LeaseCoordinator { instance, cfg, mutants, store, clock, work, obs, is_leader: Arc::new(AtomicBool::new(false)) }
+        let is_leader = Arc::new(AtomicBool::new(false));
+        LeaseCoordinator { instance, cfg, mutants, store, clock, work, obs, is_leader, highest_held: AtomicU64::new(0) }
+    }
+
+    /// Epochs only rise: the store bumps the epoch on every acquire and
+    /// never lowers it, and this coordinator asks one thing at a time. A
+    /// record naming us at an epoch below one we held means an epoch was
+    /// handed out twice, which voids fencing by epoch: stop.
+    fn check_epoch(&self, rec: &LeaseRecord) {
+        let held = self.highest_held.load(Ordering::SeqCst);
+        assert!(
+            rec.holder != Some(self.instance) || rec.epoch >= held,
+            "lease epoch fell while held: {} sees lease '{}' as its own at epoch {} after holding epoch {held}",
+            self.instance,
+            self.cfg.name,
+            rec.epoch
+        );
+    }
+
+    /// A confirmed record of ours (acquired or renewed).
+    fn confirmed(&self, rec: &LeaseRecord) {
+        self.check_epoch(rec);
+        self.highest_held.fetch_max(rec.epoch, Ordering::SeqCst);
     }
 
     /// The "is leader" metric: true from a confirmed acquire until step-down.
@@ -122,6 +146,9 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
             Ok(Ok(rec)) => rec,
             _ => return None,
         };
+        if let Some(r) = &rec {
+            self.check_epoch(r);
+        }
         let sent = self.clock.now();
         let res = match &rec {
             // Already ours in the store (an earlier acquire whose reply was
@@ -137,7 +164,10 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
             }
         };
         match res {
-            Ok(Ok(CasResult::Applied(rec))) => Some(Held { rec, confirmed_sent: sent }),
+            Ok(Ok(CasResult::Applied(rec))) => {
+                self.confirmed(&rec);
+                Some(Held { rec, confirmed_sent: sent })
+            }
             _ => None,
         }
     }
@@ -171,6 +201,7 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
             };
             match res {
                 Ok(Ok(CasResult::Applied(rec))) => {
+                    self.confirmed(&rec);
                     held = Held { rec, confirmed_sent: sent };
                     deadline = sent + self.cfg.renew_deadline_ms;
                     horizon.set(deadline);
@@ -186,7 +217,12 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
                     held.rec.version = cur.version;
                     next_renew = self.clock.now();
                 }
-                Ok(Ok(CasResult::Rejected { reason, .. })) => break StopReason::Lost(reason),
+                Ok(Ok(CasResult::Rejected { reason, current })) => {
+                    if let Some(cur) = &current {
+                        self.check_epoch(cur);
+                    }
+                    break StopReason::Lost(reason);
+                }
                 // Unknown or failed: retry soon; the deadline decides.
                 Ok(Err(_)) | Err(_) => {
                     next_renew = self.clock.now() + self.cfg.retry_period_ms.min(self.cfg.renew_interval_ms);
@@ -265,7 +301,12 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
                 {
                     version = cur.version;
                 }
-                Ok(Ok(CasResult::Rejected { reason, .. })) => break format!("no longer ours ({reason:?})"),
+                Ok(Ok(CasResult::Rejected { reason, current })) => {
+                    if let Some(cur) = &current {
+                        self.check_epoch(cur);
+                    }
+                    break format!("no longer ours ({reason:?})");
+                }
                 Ok(Err(e)) => break e.to_string(),
                 Err(_) => break "store call timed out".to_string(),
             }
@@ -277,6 +318,7 @@ impl<S: Store, C: Clock, W: LeaderWork> LeaseCoordinator<S, C, W> {
     async fn release_if_mine(&self) {
         let rpc = ms(self.cfg.rpc_timeout_ms);
         if let Ok(Ok(Some(rec))) = timeout(&*self.clock, rpc, self.store.read_lease(&self.cfg.name)).await {
+            self.check_epoch(&rec);
             if rec.holder == Some(self.instance) {
                 self.release(&rec).await;
             }

@@ -109,18 +109,6 @@ impl Belief {
         !self.is_failed() && matches!(self.state(), WorkerState::Hot | WorkerState::HotIdle)
     }
 
-    /// The epoch is known again (a refresh resolved without adopting the
-    /// row, as the torn-epoch mutant does): no refresh pending, but what
-    /// memory knows of the row is no surer than before.
-    pub(crate) fn epoch_known(self) -> Belief {
-        match self {
-            RefreshPending(s) => Settled(s),
-            UnsureRefreshPending(s) => Unsure(s),
-            FailedRefreshPending(s) => Failed(s),
-            b => b,
-        }
-    }
-
     /// A write of ours may still land.
     fn unsure(self) -> Belief {
         match self {

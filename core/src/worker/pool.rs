@@ -85,10 +85,23 @@ impl Owned {
         self.belief.state()
     }
 
+    /// Every change of what memory believes goes through here. The row
+    /// only ever moves along the lifecycle table and memory only follows
+    /// it, so a memory step the table forbids is a bug in the pool: stop
+    /// rather than serve from an impossible state.
+    fn believe(&mut self, id: &str, b: Belief) {
+        let (from, to) = (self.state(), b.state());
+        assert!(
+            from == to || from.can_become(to),
+            "worker lifecycle: {id} moved {from} -> {to} in memory, a step the lifecycle table forbids"
+        );
+        self.belief = b;
+    }
+
     /// Judge one store reply to `ask`: memory and epoch follow it.
-    fn judge(&mut self, me: InstanceId, ask: Ask, reply: Result<StoreReply, StoreError>) -> Next {
+    fn judge(&mut self, id: &str, me: InstanceId, ask: Ask, reply: Result<StoreReply, StoreError>) -> Next {
         let s = step(self.belief, self.epoch, ask, Reply::classify(me, self.epoch, reply));
-        self.belief = s.belief;
+        self.believe(id, s.belief);
         self.epoch = s.epoch;
         s.next
     }
@@ -326,7 +339,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 Ok(StoreReply::Worker(WorkerCas::Rejected { reason, .. })) => *reason,
                 _ => WorkerReject::StaleOwner,
             };
-            match w.judge(self.me, Ask::Move { to, session }, reply) {
+            match w.judge(id, self.me, Ask::Move { to, session }, reply) {
                 Next::Done => return Call::Ok(()),
                 Next::Retry => {}
                 Next::Moved => return Call::Moved(w.state()),
@@ -339,6 +352,29 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             }
         }
         Call::Err(last_err)
+    }
+
+    /// A lifecycle step whose durable write comes first: memory takes the
+    /// step only if the store took it (field report 002, fixes 3 and 4).
+    /// `memory_first` is the bug those fixes removed: memory takes the
+    /// step before the write and a failed write is swallowed, never undone
+    /// (the worker's lock is held throughout, so no reader tells "before"
+    /// from "whatever the write said").
+    async fn persist_then_mutate(
+        &self,
+        id: &str,
+        w: &mut Owned,
+        to: WorkerState,
+        session: Option<u64>,
+        memory_first: bool,
+    ) -> Call<()> {
+        let call = self.transition(id, w, to, session).await;
+        if !memory_first {
+            return call;
+        }
+        let stepped = w.belief.with_state(to);
+        w.believe(id, stepped);
+        Call::Ok(())
     }
 
     /// Serve `session` for `org`: reuse an idle worker of ours, or spawn one.
@@ -378,7 +414,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 // before commit, nothing landed and memory is still the row.)
                 Call::Err(e) => {
                     if w.belief.is_unsure() {
-                        w.belief = w.belief.with_state(WorkerState::Hot);
+                        let hot = w.belief.with_state(WorkerState::Hot);
+                        w.believe(&id, hot);
                     }
                     return Err(PoolError::Store(e));
                 }
@@ -463,14 +500,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         if let Err(why) = self.activate(&id, &mut w, session).await {
             return Err(self.fail_spawn(&id, &mut w, why, true).await);
         }
-        match self.transition(&id, &mut w, WorkerState::Hot, Some(session)).await {
+        let memory_first = self.mutants.on(Mutant::ActivateSplit);
+        match self.persist_then_mutate(&id, &mut w, WorkerState::Hot, Some(session), memory_first).await {
             Call::Ok(()) => {
-                self.bind(session, &id);
-                Ok(id)
-            }
-            _ if self.mutants.on(Mutant::ActivateSplit) => {
-                // The bug: memory says hot, the row still says activating.
-                w.belief = w.belief.with_state(WorkerState::Hot);
                 self.bind(session, &id);
                 Ok(id)
             }
@@ -515,12 +547,14 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// secret, and free the slot at once.
     async fn fail_spawn(&self, id: &str, w: &mut Owned, reason: String, row_exists: bool) -> PoolError {
         w.session = None;
-        w.belief = w.belief.failed();
+        let failed = w.belief.failed();
+        w.believe(id, failed);
         self.obs.observe(CoreEvent::SpawnFailed { worker: id.to_string(), reason: reason.clone() });
         if row_exists {
             self.retire_row(id, w).await;
         } else {
-            w.belief = w.belief.with_state(WorkerState::Retired);
+            let retired = w.belief.with_state(WorkerState::Retired);
+            w.believe(id, retired);
         }
         self.finish_failed(id, w).await;
         PoolError::SpawnFailed(reason)
@@ -561,7 +595,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 fence: None,
             };
             let reply = self.raw_call(req).await;
-            match w.judge(self.me, Ask::Move { to, session: None }, reply) {
+            match w.judge(id, self.me, Ask::Move { to, session: None }, reply) {
                 // Memory is where the row is: go on from there.
                 Next::Done | Next::Retry | Next::Moved => {}
                 // Taken over (a reaper claimed it): its new owner retires it
@@ -590,17 +624,6 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         if w.session != Some(session) {
             return Ok(());
         }
-        if self.mutants.on(Mutant::MutateBeforePersist) {
-            // The bug: memory first; a failed write strands the worker.
-            w.belief = w.belief.with_state(WorkerState::HotIdle);
-            w.session = None;
-            let mut durable = Owned { belief: w.belief.with_state(WorkerState::Hot), ..w.clone() };
-            if let Call::Rejected(WorkerReject::StaleOwner) = self.transition(&id, &mut durable, WorkerState::HotIdle, None).await {
-                drop(w);
-                self.forget(&id);
-            }
-            return Ok(());
-        }
         w.session = None;
         if w.state() == WorkerState::Hot {
             self.park(&id, &mut w).await;
@@ -609,7 +632,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     }
 
     async fn park(&self, id: &str, w: &mut Owned) {
-        match self.transition(id, w, WorkerState::HotIdle, None).await {
+        let memory_first = self.mutants.on(Mutant::MutateBeforePersist);
+        match self.persist_then_mutate(id, w, WorkerState::HotIdle, None, memory_first).await {
             Call::Ok(()) => {}
             Call::Rejected(_) => self.forget(id),
             // Stays hot and reusable (or already moved on); upkeep looks again.
@@ -626,10 +650,6 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             self.free_slot(&id).await;
         }
         for (id, slot) in self.snapshot() {
-            if self.mutants.on(Mutant::TornEpochRead) {
-                self.refresh_torn(&id, &slot).await;
-                continue;
-            }
             // Busy workers (spawning, serving a call) are left for next time.
             let Ok(mut w) = slot.try_lock() else { continue };
             // A failed spawn, or a dead worker, whose row would not retire:
@@ -661,7 +681,19 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                     // Epoch bump and in-memory update under the worker's
                     // lock: no reader sees the old epoch after the store
                     // moved on.
-                    let next = self.claim_self(&id, &mut w).await;
+                    let claim = self.claim_request(&id, &w);
+                    let reply = if self.mutants.on(Mutant::TornEpochRead) {
+                        // The bug: the lock is let go while the bump is in
+                        // flight, so readers use the old epoch after the
+                        // store moved on.
+                        drop(w);
+                        let reply = self.raw_call(claim).await;
+                        w = slot.lock().await;
+                        reply
+                    } else {
+                        self.raw_call(claim).await
+                    };
+                    let next = self.judge_claim(&id, &mut w, reply);
                     // The new epoch fenced out any write of ours still in
                     // flight: the row is final, and memory went on from there
                     // (upkeep parks a hot one with no session, or finishes a
@@ -677,11 +709,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
     }
 
-    /// Take a fresh owner epoch for a worker we own, under its lock;
-    /// memory and epoch follow the reply ([`step`]), and a worker that is
-    /// not ours any more is forgotten.
-    async fn claim_self(&self, id: &str, w: &mut Owned) -> Next {
-        let req = StoreRequest::ClaimWorker {
+    /// A self-claim: a fresh owner epoch for a worker we own.
+    fn claim_request(&self, id: &str, w: &Owned) -> StoreRequest {
+        StoreRequest::ClaimWorker {
             id: id.to_string(),
             owner: self.me,
             epoch: w.epoch,
@@ -689,9 +719,13 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             to: None,
             new_owner: self.me,
             fence: None,
-        };
-        let reply = self.raw_call(req).await;
-        let next = w.judge(self.me, Ask::Refresh, reply);
+        }
+    }
+
+    /// Memory and epoch follow a self-claim's reply ([`step`]), and a
+    /// worker that is not ours any more is forgotten.
+    fn judge_claim(&self, id: &str, w: &mut Owned, reply: Result<StoreReply, StoreError>) -> Next {
+        let next = w.judge(id, self.me, Ask::Refresh, reply);
         if matches!(next, Next::Forget | Next::Gone) {
             self.forget(id);
         }
@@ -704,25 +738,6 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         let _ = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, &Gate::none(), &w.pod, &w.secret).await;
         self.free_slot(id).await;
         self.forget(id);
-    }
-
-    /// The torn refresh (mutant): the durable bump and the in-memory update
-    /// are separate steps with a store round trip between them.
-    async fn refresh_torn(&self, id: &str, slot: &Slot) {
-        let mut w = slot.lock().await.clone();
-        if !matches!(w.state(), WorkerState::Hot | WorkerState::HotIdle) {
-            return;
-        }
-        if self.claim_self(id, &mut w).await != Next::Done {
-            return;
-        }
-        let epoch = w.epoch;
-        // Read back the row before updating memory: meanwhile other paths
-        // read and use the old epoch.
-        let _ = self.store_call(StoreRequest::ListWorkers).await;
-        let mut w = slot.lock().await;
-        w.epoch = epoch;
-        w.belief = w.belief.epoch_known();
     }
 
     /// Every replica, every health interval: [`Self::health_check`].
@@ -782,7 +797,10 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         match self.transition(id, w, WorkerState::Lost, None).await {
             Call::Ok(()) => self.finish_failed(id, w).await,
             Call::Rejected(_) => self.forget(id),
-            Call::Moved(_) | Call::Err(_) => w.belief = w.belief.failed(),
+            Call::Moved(_) | Call::Err(_) => {
+                let failed = w.belief.failed();
+                w.believe(id, failed);
+            }
         }
     }
 
