@@ -8,6 +8,7 @@
 //! the list).
 
 use crate::cluster::{Pod, PodPhase};
+use crate::mutants::{Mutant, Mutants};
 use std::collections::BTreeMap;
 
 /// Why a worker's pod counts as dead, for the error its client sees.
@@ -27,8 +28,16 @@ impl PodDeath {
 }
 
 /// The workers among `judged` (worker id, pod name) whose pods `listed`
-/// shows dead, in `judged`'s order.
-pub fn dead_pods<'a>(judged: &'a [(String, String)], listed: &[Pod]) -> Vec<(&'a str, &'a str, PodDeath)> {
+/// shows dead, in `judged`'s order. The mutant `NoHealthCheck` skips the
+/// rule: no pod is ever judged dead, by either checker.
+pub fn dead_pods<'a>(
+    judged: &'a [(String, String)],
+    listed: &[Pod],
+    mutants: &Mutants,
+) -> Vec<(&'a str, &'a str, PodDeath)> {
+    if mutants.on(Mutant::NoHealthCheck) {
+        return Vec::new();
+    }
     let phase: BTreeMap<&str, PodPhase> = listed.iter().map(|p| (p.name.as_str(), p.phase)).collect();
     judged
         .iter()
@@ -56,13 +65,20 @@ mod tests {
         let judged: Vec<(String, String)> =
             ["a", "b", "c", "d"].iter().map(|w| (w.to_string(), format!("pod-{w}"))).collect();
         let listed = [pod("pod-a", PodPhase::Running), pod("pod-b", PodPhase::Failed), pod("pod-c", PodPhase::Pending)];
-        let dead = dead_pods(&judged, &listed);
+        let dead = dead_pods(&judged, &listed, &Mutants::none());
         assert_eq!(dead, vec![("b", "pod-b", PodDeath::Failed), ("d", "pod-d", PodDeath::Vanished)]);
         assert_eq!(dead[0].2.reason("b", "pod-b"), "worker b lost: its pod pod-b failed");
     }
 
     #[test]
     fn nothing_judged_nothing_dead() {
-        assert!(dead_pods(&[], &[pod("pod-x", PodPhase::Failed)]).is_empty());
+        assert!(dead_pods(&[], &[pod("pod-x", PodPhase::Failed)], &Mutants::none()).is_empty());
+    }
+
+    #[test]
+    fn the_mutant_judges_no_pod_dead() {
+        let judged = vec![("b".to_string(), "pod-b".to_string())];
+        let listed = [pod("pod-b", PodPhase::Failed)];
+        assert!(dead_pods(&judged, &listed, &Mutants::only(Mutant::NoHealthCheck)).is_empty());
     }
 }

@@ -757,9 +757,6 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// vanished is marked lost, its session ended with the reason, its pod
     /// and secret deleted and its slot freed. Never served again either way.
     pub async fn health_check(&self) {
-        if self.mutants.on(Mutant::NoHealthCheck) {
-            return;
-        }
         // Judged only if hot or hot-idle before the list is asked for.
         let judged: Vec<(String, String)> = self
             .snapshot()
@@ -776,7 +773,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         selector.insert("haywire/instance".into(), self.me.to_string());
         let call = ms(self.cfg.call_timeout_ms);
         let Ok((_, pods)) = flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await) else { return };
-        for (id, pod, death) in dead_pods(&judged, &pods) {
+        for (id, pod, death) in dead_pods(&judged, &pods, &self.mutants) {
             let Some(slot) = self.map().get(id).cloned() else { continue };
             let mut w = slot.lock().await;
             if !w.belief.health_checked() {

@@ -272,9 +272,6 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// marked lost (this replica's own pool checks its own; dead owners'
     /// workers go with the dead-owners pass).
     async fn reap_dead_pods(&self, g: &Gate, v: &View, fence: &LeaseFence) -> PassResult {
-        if self.mutants.on(Mutant::NoHealthCheck) {
-            return Ok(());
-        }
         let judged: Vec<(String, String)> = v
             .workers
             .iter()
@@ -290,7 +287,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         let (_, pods) = flat(timeout(&*self.clock, call, self.cluster.list_pods(deployment_selector(&self.cfg.deployment))).await)?;
         // Failed pods only: a vanished one may be one this run's earlier
         // passes deleted; its owner's own health check finds real vanishings.
-        let dead: BTreeSet<String> = health::dead_pods(&judged, &pods)
+        let dead: BTreeSet<String> = health::dead_pods(&judged, &pods, &self.mutants)
             .into_iter()
             .filter(|(_, _, death)| *death == health::PodDeath::Failed)
             .map(|(id, _, _)| id.to_string())
@@ -364,10 +361,10 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// Run one orphan-object pass under its own deadline (DESIGN.md part
     /// 4; field report 004: a pass sharing its context with a slow one
     /// before it is starved).
-    async fn under_deadline(&self, pass: impl std::future::Future<Output = PassResult>) -> PassResult {
-        match timeout(&*self.clock, ms(self.cfg.orphan_pass_deadline_ms), pass).await {
+    async fn under_deadline(&self, deadline_ms: u64, pass: impl std::future::Future<Output = PassResult>) -> PassResult {
+        match timeout(&*self.clock, ms(deadline_ms), pass).await {
             Ok(r) => r,
-            Err(_) => Err(format!("pass deadline of {}ms passed", self.cfg.orphan_pass_deadline_ms)),
+            Err(_) => Err(format!("pass deadline of {deadline_ms}ms passed")),
         }
     }
 
@@ -524,6 +521,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         };
         // Every pass runs whatever the others did (DESIGN.md part 4).
         let mut bad = false;
+        let mut pods_began = v.now;
         for pass in JanitorPass::ALL {
             if bad && self.mutants.on(Mutant::JanitorStopsAtFirstError) {
                 // The bug: the first failing pass ends the janitor's run.
@@ -534,18 +532,21 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 JanitorPass::DeadOwners => self.reap_dead_owners(g, &v, Some(&fence)).await,
                 JanitorPass::Health => self.reap_dead_pods(g, &v, &fence).await,
                 JanitorPass::Stuck => self.reap_stuck(g, &v, &fence).await,
-                JanitorPass::OrphanPods if self.mutants.on(Mutant::SharedReaperDeadline) => {
-                    // The bug: one deadline for both, pods first.
-                    self.under_deadline(async {
-                        let pods = self.reap_orphan_pods(g, &v).await;
-                        let secrets = self.reap_orphan_secrets(g, &v, false).await;
-                        pods.and(secrets)
-                    })
-                    .await
+                JanitorPass::OrphanPods => {
+                    pods_began = self.clock.now();
+                    self.under_deadline(self.cfg.orphan_pass_deadline_ms, self.reap_orphan_pods(g, &v)).await
                 }
-                JanitorPass::OrphanSecrets if self.mutants.on(Mutant::SharedReaperDeadline) => Ok(()),
-                JanitorPass::OrphanPods => self.under_deadline(self.reap_orphan_pods(g, &v)).await,
-                JanitorPass::OrphanSecrets => self.under_deadline(self.reap_orphan_secrets(g, &v, false)).await,
+                JanitorPass::OrphanSecrets => {
+                    // The mutant skips the secret pass's own deadline: it
+                    // gets what the pod pass left of one shared deadline.
+                    let budget = if self.mutants.on(Mutant::SharedReaperDeadline) {
+                        let spent = self.clock.now().saturating_sub(pods_began);
+                        self.cfg.orphan_pass_deadline_ms.saturating_sub(spent)
+                    } else {
+                        self.cfg.orphan_pass_deadline_ms
+                    };
+                    self.under_deadline(budget, self.reap_orphan_secrets(g, &v, false)).await
+                }
                 JanitorPass::Slots => self.reap_slots(g, &v, Some(&fence), None).await,
                 JanitorPass::Headroom => self.keep_headroom(g, &v).await,
             };
@@ -573,7 +574,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         bad |= self.failed("fallback", "unsettled", self.reap_unsettled(g, &v).await);
         bad |= self.failed("fallback", "own-slots", self.reap_slots(g, &v, None, Some(self.me)).await);
         // Our own orphan secrets: the janitor leaves a live peer's to it.
-        let own = self.under_deadline(self.reap_orphan_secrets(g, &v, true)).await;
+        let own = self.under_deadline(self.cfg.orphan_pass_deadline_ms, self.reap_orphan_secrets(g, &v, true)).await;
         bad |= self.failed("fallback", "own-orphan-secrets", own);
         if !bad {
             self.fallback_last_ok.store(v.now, Ordering::SeqCst);
