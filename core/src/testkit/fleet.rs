@@ -16,7 +16,7 @@ use crate::store::{
 };
 use crate::worker::headroom::{is_placeholder, ROLE_LABEL};
 use crate::worker::pool::{deployment_selector, INSTANCE_LABEL, SECRET_POD_LABEL};
-use crate::worker::{Pool, Reapers, WorkerState};
+use crate::worker::{Gate, Pool, Reapers, WorkerState};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -73,6 +73,14 @@ impl Harness {
         })
     }
 
+    /// Replica A's pool (no mutants) and its reapers (with `reaper_mutants`),
+    /// both on the default client.
+    pub fn pool_and_reapers(&self, cfg: &FleetConfig, reaper_mutants: Mutants) -> (Arc<TPool>, Arc<TReapers>) {
+        let pool = self.pool(A, cfg, Mutants::none());
+        let reapers = self.reapers(&pool, self.store.clone(), cfg, reaper_mutants);
+        (pool, reapers)
+    }
+
     /// The janitor on another replica (J): its own store client (for its own
     /// faults), pool and reapers, holding the lease; with the epoch.
     pub async fn janitor_replica(&self, cfg: &FleetConfig) -> (Arc<FaultyStore>, Arc<TPool>, Arc<TReapers>, u64) {
@@ -81,6 +89,23 @@ impl Harness {
         let janitor = self.reapers(&jpool, jstore.clone(), cfg, Mutants::none());
         let epoch = self.hold_lease(J).await;
         (jstore, jpool, janitor, epoch)
+    }
+
+    /// A's worker idle since 0, under the janitor on another replica (J).
+    /// The caller sets J's faults, then moves [`Harness::past_idle_ttl`].
+    pub async fn idle_worker_under_janitor(&self, cfg: &FleetConfig) -> IdleUnderJanitor {
+        let pool = self.pool(A, cfg, Mutants::none());
+        let id = idle_worker(&pool, "org", 1).await;
+        let (jstore, jpool, janitor, epoch) = self.janitor_replica(cfg).await;
+        IdleUnderJanitor { pool, id, jstore, jpool, janitor, epoch }
+    }
+
+    /// A second past the idle TTL of a worker parked at 0, with A and J
+    /// alive (just heartbeated).
+    pub async fn past_idle_ttl(&self, cfg: &FleetConfig) {
+        self.at(cfg.hot_idle_ttl_ms + 1_000).await;
+        self.beat(A).await;
+        self.beat(J).await;
     }
 
     /// Make `who` the lease holder (a day-long TTL), so its janitor's fenced
@@ -206,6 +231,24 @@ impl Harness {
             })
             .collect()
     }
+}
+
+/// What [`Harness::idle_worker_under_janitor`] built: A's pool and its idle
+/// worker `id`; J's store client, pool and reapers, and J's lease epoch.
+pub struct IdleUnderJanitor {
+    pub pool: Arc<TPool>,
+    pub id: String,
+    pub jstore: Arc<FaultyStore>,
+    pub jpool: Arc<TPool>,
+    pub janitor: Arc<TReapers>,
+    pub epoch: u64,
+}
+
+/// Start a janitor pass of `reapers` as its own task, so the test can act
+/// inside its window.
+pub fn spawn_janitor_pass(reapers: &Arc<TReapers>, epoch: u64) -> tokio::task::JoinHandle<()> {
+    let r = reapers.clone();
+    tokio::spawn(async move { r.janitor_pass(&Gate::none(), epoch).await })
 }
 
 /// A's busy worker; A stops heartbeating at 0. At 45 s (A dead) B is alive

@@ -7,27 +7,21 @@ use crate::testkit::fleet::*;
 use crate::testkit::*;
 use crate::clock::Millis;
 use crate::config::ReplicaConfig;
-use crate::mutants::Mutants;
 use crate::store::{Store, StoreReply, StoreRequest, WorkerCas, WorkerReject};
-use crate::worker::{Gate, PoolError, WorkerState};
+use crate::worker::{PoolError, WorkerState};
 use std::time::Duration;
 
 #[madsim::test]
 async fn janitor_claim_fences_out_the_original_owner() {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let idle = idle_worker(&pool, "org", 1).await;
     // The janitor on another replica; its claim is slow to answer, so the
     // pool acts while the janitor is mid-take.
-    let (jstore, _, janitor, epoch) = w.janitor_replica(&c).await;
+    let IdleUnderJanitor { pool, id: idle, jstore, janitor, epoch, .. } = w.idle_worker_under_janitor(&c).await;
     jstore.slow_replies(500, is_op("claim_worker"));
 
-    w.at(c.hot_idle_ttl_ms + 1_000).await;
-    w.beat(A).await;
-    w.beat(J).await;
-    let jan = janitor.clone();
-    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
+    w.past_idle_ttl(&c).await;
+    let pass = spawn_janitor_pass(&janitor, epoch);
     w.sleep(100).await;
     let r = w.row(&idle);
     assert_eq!(

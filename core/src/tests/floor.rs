@@ -26,8 +26,7 @@ async fn three_idle_workers(w: &Harness, pool: &TPool) -> Vec<String> {
 async fn fallback_reaper_keeps_the_newest_idle_worker_as_the_floor() {
     let w = Harness::new();
     let c = FleetConfig { min_hot_idle: 1, ..cfg() };
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let (pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
     let ids = three_idle_workers(&w, &pool).await;
     w.at(90_000).await;
     w.beat(A).await;
@@ -47,8 +46,7 @@ async fn fallback_reaper_keeps_the_newest_idle_worker_as_the_floor() {
 async fn janitor_keeps_the_newest_idle_worker_as_the_floor() {
     let w = Harness::new();
     let c = FleetConfig { min_hot_idle: 1, ..cfg() };
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let (pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
     let epoch = w.hold_lease(A).await;
     let ids = three_idle_workers(&w, &pool).await;
     w.at(90_000).await;

@@ -92,8 +92,7 @@ async fn headroom_is_a_constant_and_the_mutant_follows_idle_demand() {
     for (mutants, want) in [(Mutants::none(), [1, 1]), (Mutants::only(Mutant::HeadroomCountsIdle), [3, 4])] {
         let w = Harness::new();
         let c = FleetConfig { headroom_nodes: 1, hot_idle_ttl_ms: DAY, ..cfg() };
-        let pool = w.pool(A, &c, Mutants::none());
-        let reapers = w.reapers(&pool, w.store.clone(), &c, mutants.clone());
+        let (pool, reapers) = w.pool_and_reapers(&c, mutants.clone());
         let epoch = w.hold_lease(A).await;
         w.beat(A).await;
         for s in 1..=3 {

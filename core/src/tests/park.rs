@@ -71,8 +71,7 @@ async fn mutant_mutate_before_persist_strands_the_worker() {
 async fn pool_adopts_a_park_that_landed_unseen() {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let (pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
     let id = pool.acquire("org", 1).await.unwrap();
     lose_reply_then_fail(&w.store, &c, WRITE_TRIES - 1, is_park);
     pool.release(1).await.unwrap();

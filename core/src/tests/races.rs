@@ -19,16 +19,11 @@ use crate::worker::{Gate, WorkerState};
 async fn janitor_pass_racing_a_reuse(slow_op: &'static str) -> (Harness, Arc<TPool>, Arc<FaultyStore>, Arc<TReapers>, String) {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let id = idle_worker(&pool, "org", 1).await;
-    let (jstore, _, janitor, epoch) = w.janitor_replica(&c).await;
+    let IdleUnderJanitor { pool, id, jstore, janitor, epoch, .. } = w.idle_worker_under_janitor(&c).await;
     jstore.slow_replies(500, is_op(slow_op));
 
-    w.at(c.hot_idle_ttl_ms + 1_000).await;
-    w.beat(A).await;
-    w.beat(J).await;
-    let jan = janitor.clone();
-    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
+    w.past_idle_ttl(&c).await;
+    let pass = spawn_janitor_pass(&janitor, epoch);
     w.sleep(100).await;
     assert_eq!(pool.acquire("org", 2).await, Ok(id.clone()), "reused before the janitor's claim");
     pass.await.unwrap();
@@ -155,10 +150,7 @@ async fn janitor_health_pass_that_loses_its_claim_frees_nothing() {
     // The health pass's pod list lands 500 ms late (inside the call
     // timeout); the park lands in between.
     w.cluster.slow(500, Some(1), is_worker_pod_list);
-    let pass = {
-        let j = janitor.clone();
-        tokio::spawn(async move { j.janitor_pass(&Gate::none(), epoch).await })
-    };
+    let pass = spawn_janitor_pass(&janitor, epoch);
     w.sleep(250).await;
     peer.release(1).await.unwrap();
     pass.await.unwrap();

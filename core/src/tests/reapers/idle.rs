@@ -14,8 +14,7 @@ use crate::worker::{Gate, WorkerState};
 /// One worker served one session at t=0 and sits hot-idle.
 async fn one_idle_worker(w: &Harness) -> (Arc<TPool>, Arc<TReapers>, String) {
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let (pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
     let id = idle_worker(&pool, "org", 1).await;
     let r = w.row(&id);
     assert_eq!((r.state, r.session, r.owner, r.owner_epoch), (WorkerState::HotIdle, None, A, 1));
@@ -80,21 +79,16 @@ async fn fallback_reaper_retires_a_worker_idle_past_the_ttl() {
 async fn janitor_takes_over_an_expired_idle_worker_in_one_claim_to_draining() {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let id = idle_worker(&pool, "org", 1).await;
-    let (jstore, _, janitor, epoch) = w.janitor_replica(&c).await;
+    let IdleUnderJanitor { pool, id, jstore, janitor, epoch, .. } = w.idle_worker_under_janitor(&c).await;
     let fence = Some(LeaseFence { lease: LEASE.into(), holder: J, epoch });
     // The claim's reply is held back (within the call timeout), to look at
     // the row between the claim and the retire.
     jstore.slow_replies(500, is_op("claim_worker"));
 
-    w.at(c.hot_idle_ttl_ms + 1_000).await;
-    w.beat(A).await;
-    w.beat(J).await;
+    w.past_idle_ttl(&c).await;
     let listed = w.row(&id);
     assert_eq!((listed.state, listed.owner, listed.owner_epoch, listed.session), (WorkerState::HotIdle, A, 1, None));
-    let jan = janitor.clone();
-    let pass = tokio::spawn(async move { jan.janitor_pass(&Gate::none(), epoch).await });
+    let pass = spawn_janitor_pass(&janitor, epoch);
     w.sleep(100).await;
 
     let writes = worker_writes(&jstore);
@@ -160,10 +154,8 @@ async fn janitor_takes_over_an_expired_idle_worker_in_one_claim_to_draining() {
 async fn janitor_finishes_a_drain_whose_retire_write_failed() {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
+    let IdleUnderJanitor { pool, id, jstore, jpool, janitor, epoch } = w.idle_worker_under_janitor(&c).await;
     let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
-    let id = idle_worker(&pool, "org", 1).await;
-    let (jstore, jpool, janitor, epoch) = w.janitor_replica(&c).await;
     jstore.fail_next(1, |r| matches!(r, StoreRequest::UpdateWorker { to: WorkerState::Retired, .. }));
     w.at(c.hot_idle_ttl_ms + 1_000).await;
     for _ in 0..30 {
@@ -209,8 +201,7 @@ async fn fallback_finishes_a_drain_whose_retire_write_failed() {
 async fn pool_adopts_a_drain_that_landed_unseen_and_finishes_it() {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let (pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
     let id = idle_worker(&pool, "org", 1).await;
     w.at(c.hot_idle_ttl_ms + 1_000).await;
     w.beat(A).await;

@@ -80,8 +80,7 @@ async fn a_slow_pod_list_does_not_starve_the_secret_pass() {
     for (mutants, reaped) in [(Mutants::none(), true), (Mutants::only(Mutant::SharedReaperDeadline), false)] {
         let w = Harness::new();
         let c = cfg();
-        let pool = w.pool(A, &c, Mutants::none());
-        let reapers = w.reapers(&pool, w.store.clone(), &c, mutants.clone());
+        let (_pool, reapers) = w.pool_and_reapers(&c, mutants.clone());
         let epoch = w.hold_lease(A).await;
         w.create_secret("secret-orphan", &c.deployment, "pod-crashed");
         w.create_pod("pod-orphan", deployment_selector(&c.deployment));
@@ -114,8 +113,7 @@ async fn a_slow_pod_list_does_not_starve_the_secret_pass() {
 async fn orphan_ages_are_judged_at_the_views_time() {
     let w = Harness::new();
     let c = FleetConfig { call_timeout_ms: 60_000, orphan_pass_deadline_ms: 60_000, ..cfg() };
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let (_pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
     let epoch = w.hold_lease(A).await;
     w.at(5_000).await;
     w.create_secret("secret-old", &c.deployment, "pod-gone");
@@ -123,10 +121,7 @@ async fn orphan_ages_are_judged_at_the_views_time() {
     w.at(40_000).await;
     w.beat(A).await;
     w.store.slow_replies(40_000, is_op("list_workers"));
-    let pass = {
-        let r = reapers.clone();
-        tokio::spawn(async move { r.janitor_pass(&Gate::none(), epoch).await })
-    };
+    let pass = spawn_janitor_pass(&reapers, epoch);
     w.at(45_000).await;
     w.create_secret("secret-late", &c.deployment, "pod-unborn");
     w.create_pod("pod-late", deployment_selector(&c.deployment));

@@ -22,8 +22,7 @@ struct Objects {
 async fn secret_reaper_world(mutants: Mutants) -> (Harness, Objects) {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, mutants);
+    let (pool, reapers) = w.pool_and_reapers(&c, mutants);
     let epoch = w.hold_lease(A).await;
 
     let id = pool.acquire("org", 1).await.unwrap();
@@ -76,8 +75,7 @@ async fn mutant_no_secret_reaper_leaks_the_orphan_secret() {
 async fn secret_reaper_is_scoped_by_instance() {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let reapers = w.reapers(&pool, w.store.clone(), &c, Mutants::none());
+    let (_pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
     let pool_b = w.pool_on(B, w.client(), &c, Mutants::none());
     let reapers_b = w.reapers(&pool_b, w.client(), &c, Mutants::none());
     let epoch = w.hold_lease(A).await;
@@ -125,8 +123,7 @@ async fn secret_reaper_leaves_a_live_peers_secrets_and_the_mutant_does_not() {
     for (mutants, kept) in [(Mutants::none(), true), (Mutants::only(Mutant::SecretReaperUnscoped), false)] {
         let w = Harness::new();
         let c = cfg();
-        let pool = w.pool(A, &c, Mutants::none());
-        let reapers = w.reapers(&pool, w.store.clone(), &c, mutants.clone());
+        let (_pool, reapers) = w.pool_and_reapers(&c, mutants.clone());
         let epoch = w.hold_lease(A).await;
         w.insert_b_spawning().await;
         w.create_secret_of("secret-w2.1", "pod-w2.1", B);

@@ -50,14 +50,10 @@ async fn fallback_finishes_a_take_over_whose_claim_reply_was_lost() {
 async fn fallback_finishes_a_janitor_take_over_whose_claim_reply_was_lost() {
     let w = Harness::new();
     let c = cfg();
-    let pool = w.pool(A, &c, Mutants::none());
-    let id = idle_worker(&pool, "org", 1).await;
-    let (jstore, jpool, janitor, epoch) = w.janitor_replica(&c).await;
+    let IdleUnderJanitor { pool, id, jstore, jpool, janitor, epoch } = w.idle_worker_under_janitor(&c).await;
     jstore.rule(Some(1), Action::SlowReply(c.call_timeout_ms + 500), is_op("claim_worker"));
 
-    w.at(c.hot_idle_ttl_ms + 1_000).await;
-    w.beat(A).await;
-    w.beat(J).await;
+    w.past_idle_ttl(&c).await;
     janitor.janitor_pass(&Gate::none(), epoch).await;
     assert_one_failure(&w, J, "janitor", "idle", "timed out");
     assert_taken_not_held(&w, &jpool, &janitor, &id, WorkerState::Draining, 2);
@@ -114,8 +110,7 @@ async fn janitor_claim_refused_because_this_instance_took_the_row_keeps_it_unset
     let before = bstore.calls().len();
     bstore.rule(Some(1), Action::SlowReply(300), is_op("list_slots"));
     lose_claim_reply();
-    let r = reapers_b.clone();
-    let jan = tokio::spawn(async move { r.janitor_pass(&Gate::none(), epoch).await });
+    let jan = spawn_janitor_pass(&reapers_b, epoch);
     w.sleep(100).await;
     reapers_b.fallback_pass().await;
     jan.await.unwrap();
