@@ -252,7 +252,7 @@ pub fn spawn_janitor_pass(reapers: &Arc<TReapers>, epoch: u64) -> tokio::task::J
 }
 
 /// A's busy worker; A stops heartbeating at 0. At 45 s (A dead) B is alive
-/// and about to reap. Returns the world, B's pool, reapers and store client,
+/// and about to reap. Returns the harness, B's pool, reapers and store client,
 /// and A's worker.
 pub async fn dead_owner_and_reaper(c: &FleetConfig) -> (Harness, Arc<TPool>, Arc<TReapers>, Arc<FaultyStore>, String) {
     let w = Harness::new();

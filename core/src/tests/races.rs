@@ -80,7 +80,7 @@ async fn janitor_claim_names_the_state_it_saw_and_spares_a_reused_worker() {
 
 /// `maintain()` refreshes the epoch of a busy worker; its claim's reply is
 /// slow (committed at once, answered 400 ms later). The session ends at
-/// 200 ms, inside that window. Returns the world, the pool and the worker.
+/// 200 ms, inside that window. Returns the harness, the pool and the worker.
 async fn release_during_maintain(mutants: Mutants) -> (Harness, Arc<TPool>, String) {
     let w = Harness::new();
     let c = cfg();

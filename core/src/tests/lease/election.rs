@@ -84,7 +84,7 @@ async fn three_contenders_exactly_one_leader() {
 }
 
 /// A leads, is partitioned past its TTL while B takes over (epoch 2), heals;
-/// B shuts down gracefully at 40 s. Returns the world after 60 s more.
+/// B shuts down gracefully at 40 s. Returns the harness after 60 s more.
 async fn lose_then_recontend(mutants_a: Mutants) -> (Harness, Node) {
     let w = Harness::new();
     let a = w.spawn(A, mutants_a, 500);

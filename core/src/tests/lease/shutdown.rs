@@ -9,7 +9,7 @@ use crate::observe::CoreEvent;
 use crate::store::{CasResult, Reject, StoreReply};
 
 /// Leads with loops that take 2 s to exit once cancelled, then shuts down at
-/// 6 s. Returns the world for the caller's assertions.
+/// 6 s. Returns the harness for the caller's assertions.
 async fn shutdown_with_slow_loops(mutants: Mutants) -> Harness {
     let w = Harness::new();
     let a = w.spawn(A, mutants, 2_000);

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A (one busy worker, one idle) stops heartbeating at 0; B heartbeats and
-/// runs its fallback pass at 45 s. Returns the world, A's pool and ids
+/// runs its fallback pass at 45 s. Returns the harness, A's pool and ids
 /// (busy, idle), and B's idle worker.
 async fn dead_instance_world(b_mutants: Mutants) -> (Harness, Arc<TPool>, [String; 2], String) {
     let w = Harness::new();
