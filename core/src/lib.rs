@@ -21,6 +21,11 @@ pub mod signal;
 pub mod store;
 pub mod worker;
 
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
+
 pub use clock::{Clock, Millis, SystemClock, WallClock};
 pub use config::{ConfigError, FleetConfig, LeaseConfig, ReconcilerConfig, ReplicaConfig};
 pub use ids::InstanceId;

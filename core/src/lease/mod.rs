@@ -4,9 +4,6 @@
 mod coordinator;
 mod work;
 
-#[cfg(test)]
-mod tests;
-
 pub use coordinator::LeaseCoordinator;
 pub use work::{AllOf, BoxLoop, Horizon, LeaderWork, NoWork};
 

@@ -9,8 +9,6 @@ pub mod health;
 pub mod pool;
 pub mod reaper;
 mod state;
-#[cfg(test)]
-mod tests;
 
 pub use gate::Gate;
 pub use pool::{Pool, PoolError, Sessions};
