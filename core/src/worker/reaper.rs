@@ -362,6 +362,10 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// 4; field report 004: a pass sharing its context with a slow one
     /// before it is starved).
     async fn under_deadline(&self, deadline_ms: u64, pass: impl std::future::Future<Output = PassResult>) -> PassResult {
+        if deadline_ms == 0 {
+            // A deadline already spent: the pass does not start at all.
+            return Err("pass deadline passed before the pass began".into());
+        }
         match timeout(&*self.clock, ms(deadline_ms), pass).await {
             Ok(r) => r,
             Err(_) => Err(format!("pass deadline of {deadline_ms}ms passed")),
