@@ -32,6 +32,10 @@ enum Op {
     Read {
         lease: usize,
     },
+    /// List instances (0), slots (1) or workers (2): the lists carry `now`.
+    List {
+        which: usize,
+    },
     /// `version`: `None` asks for a missing record, else an offset from the
     /// current version (or from 0 if there is none).
     Acquire {
@@ -131,6 +135,7 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
     let to = prop_oneof![3 => (0..4usize).prop_map(To::Step), 1 => state.clone().prop_map(To::Any)];
     let op = prop_oneof![
         1 => lease.clone().prop_map(|lease| Op::Read { lease }),
+        1 => (0..3usize).prop_map(|which| Op::List { which }),
         4 => (lease.clone(), holder.clone(), prop::option::weighted(0.8, off.clone()), ttl.clone())
             .prop_map(|(lease, holder, version, ttl)| Op::Acquire { lease, holder, version, ttl }),
         3 => (lease.clone(), holder.clone(), off.clone(), ttl)
@@ -213,6 +218,7 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
     let name = |lease: usize| NAMES[lease].to_string();
     match op {
         &Op::Read { lease } => StoreRequest::ReadLease { name: name(lease) },
+        &Op::List { which } => [StoreRequest::ListInstances, StoreRequest::ListSlots, StoreRequest::ListWorkers][which].clone(),
         &Op::Acquire { lease, holder, version, ttl } => StoreRequest::AcquireLease {
             name: name(lease),
             holder: InstanceId(holder),
@@ -329,14 +335,16 @@ struct Bare {
     workers: Vec<WorkerRecord>,
 }
 
-/// Put `next` in place of the record `same` finds, or add it.
-fn put<R>(list: &mut Vec<R>, same: impl Fn(&R) -> bool, out: rules::Outcome<impl Sized, R>) {
+/// Put the rule's next record in place of the one `same` finds, or add
+/// it; answer the rule's reply.
+fn put<Reply, R>(list: &mut Vec<R>, same: impl Fn(&R) -> bool, out: rules::Outcome<Reply, R>) -> Reply {
     if let Some(next) = out.next {
         match list.iter().position(same) {
             Some(i) => list[i] = next,
             None => list.push(next),
         }
     }
+    out.reply
 }
 
 fn sorted<R: Clone, K: Ord>(list: &[R], key: impl Fn(&R) -> K) -> Vec<R> {
@@ -374,21 +382,15 @@ impl Bare {
             Q::ReadLease { name } => StoreReply::Lease(self.lease(name).cloned()),
             Q::AcquireLease { name, holder, expected_version, ttl_ms } => {
                 let out = rules::lease::acquire(self.lease(name), name, *holder, *expected_version, *ttl_ms, now)?;
-                let reply = StoreReply::Cas(out.reply.clone());
-                put(&mut self.leases, |l| l.name == *name, out);
-                reply
+                StoreReply::Cas(put(&mut self.leases, |l| l.name == *name, out))
             }
             Q::RenewLease { name, holder, expected_version, ttl_ms } => {
                 let out = rules::lease::renew(self.lease(name), *holder, *expected_version, *ttl_ms, now)?;
-                let reply = StoreReply::Cas(out.reply.clone());
-                put(&mut self.leases, |l| l.name == *name, out);
-                reply
+                StoreReply::Cas(put(&mut self.leases, |l| l.name == *name, out))
             }
             Q::ReleaseLease { name, holder, expected_version } => {
                 let out = rules::lease::release(self.lease(name), *holder, *expected_version, now)?;
-                let reply = StoreReply::Cas(out.reply.clone());
-                put(&mut self.leases, |l| l.name == *name, out);
-                reply
+                StoreReply::Cas(put(&mut self.leases, |l| l.name == *name, out))
             }
             Q::FencedEffect { name, holder, epoch, effect } => {
                 let committed = self.effects.iter().find(|r| r.lease == *name && r.effect == *effect).map(|r| r.seq);
@@ -400,18 +402,18 @@ impl Bare {
             Q::RegisterInstance { id, dead_after_ms } | Q::HeartbeatInstance { id, dead_after_ms } => {
                 let current = self.instances.iter().find(|r| r.id == *id);
                 let out = rules::instances::stamp(current, *id, *dead_after_ms, now);
-                let reply = if out.reply { StoreReply::Done } else { StoreReply::InstanceDead };
-                put(&mut self.instances, |r| r.id == *id, out);
-                reply
+                if put(&mut self.instances, |r| r.id == *id, out) {
+                    StoreReply::Done
+                } else {
+                    StoreReply::InstanceDead
+                }
             }
             Q::ListInstances => StoreReply::Instances { now, list: self.records().instances },
             Q::ReserveSlot { worker, org, org_cap, global_cap } => {
                 let held = self.slots.iter().find(|s| s.worker == *worker);
                 let in_org = self.slots.iter().filter(|s| s.org == *org).count();
                 let out = rules::slots::reserve(held, in_org, self.slots.len(), worker, org, *org_cap, *global_cap, now);
-                let reply = StoreReply::Slot(out.reply);
-                put(&mut self.slots, |s| s.worker == *worker, out);
-                reply
+                StoreReply::Slot(put(&mut self.slots, |s| s.worker == *worker, out))
             }
             Q::FreeSlot { worker, fence } => {
                 let held = self.slots.iter().find(|s| s.worker == *worker);
@@ -424,39 +426,17 @@ impl Bare {
             Q::ListSlots => StoreReply::Slots { now, list: self.records().slots },
             Q::InsertWorker { worker: w } => {
                 let out = rules::workers::insert(self.worker(&w.id), w, now);
-                let reply = StoreReply::Worker(out.reply.clone());
-                put(&mut self.workers, |r| r.id == w.id, out);
-                reply
+                StoreReply::Worker(put(&mut self.workers, |r| r.id == w.id, out))
             }
             Q::UpdateWorker { id, owner, epoch, from, to, session, fence } => {
-                let out = rules::workers::update(
-                    self.worker(id),
-                    self.fence(fence),
-                    *owner,
-                    *epoch,
-                    *from,
-                    *to,
-                    *session,
-                    now,
-                )?;
-                let reply = StoreReply::Worker(out.reply.clone());
-                put(&mut self.workers, |r| r.id == *id, out);
-                reply
+                let (current, fence) = (self.worker(id), self.fence(fence));
+                let out = rules::workers::update(current, fence, *owner, *epoch, *from, *to, *session, now)?;
+                StoreReply::Worker(put(&mut self.workers, |r| r.id == *id, out))
             }
             Q::ClaimWorker { id, owner, epoch, from, to, new_owner, fence } => {
-                let out = rules::workers::claim(
-                    self.worker(id),
-                    self.fence(fence),
-                    *owner,
-                    *epoch,
-                    *from,
-                    *to,
-                    *new_owner,
-                    now,
-                )?;
-                let reply = StoreReply::Worker(out.reply.clone());
-                put(&mut self.workers, |r| r.id == *id, out);
-                reply
+                let (current, fence) = (self.worker(id), self.fence(fence));
+                let out = rules::workers::claim(current, fence, *owner, *epoch, *from, *to, *new_owner, now)?;
+                StoreReply::Worker(put(&mut self.workers, |r| r.id == *id, out))
             }
             Q::ListWorkers => StoreReply::Workers { now, list: self.records().workers },
         })
