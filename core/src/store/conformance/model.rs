@@ -61,14 +61,16 @@ enum Op {
         holder: u64,
         epoch: i64,
     },
-    /// `dead`: the dead threshold it names (None: a plain upsert).
+    /// `dead`: the dead threshold it names, as an offset from the
+    /// instance's current age, so that walks hit the boundary (None: a plain
+    /// upsert).
     Register {
         inst: u64,
-        dead: Option<u64>,
+        dead: Option<i64>,
     },
     Heartbeat {
         inst: u64,
-        dead: Option<u64>,
+        dead: Option<i64>,
     },
     Reserve {
         worker: usize,
@@ -117,8 +119,7 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
     // Some long leases, so that fleet fences often hold; now and then one
     // whose expiry overflows.
     let ttl = prop_oneof![10 => 1..120u64, 10 => 200..600u64, 1 => Just(u64::MAX)];
-    // A threshold of 0 holds every known instance dead at once.
-    let dead = prop::option::of(prop_oneof![1 => Just(0u64), 6 => 1u64..40]);
+    let dead = prop::option::weighted(0.8, -2..=2i64);
     // Now and then an owner epoch that a claim cannot bump.
     let epoch = prop_oneof![8 => 0..3u64, 1 => Just(u64::MAX)];
     let inst = prop_oneof![3 => 1..4u64, 1 => Just(u64::MAX), 1 => Just(1u64 << 63)];
@@ -144,7 +145,7 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
             .prop_map(|(lease, holder, version)| Op::Release { lease, holder, version }),
         3 => (lease, holder.clone(), off.clone()).prop_map(|(lease, holder, epoch)| Op::Fence { lease, holder, epoch }),
         1 => (inst.clone(), dead.clone()).prop_map(|(inst, dead)| Op::Register { inst, dead }),
-        1 => (inst, dead).prop_map(|(inst, dead)| Op::Heartbeat { inst, dead }),
+        2 => (inst, dead).prop_map(|(inst, dead)| Op::Heartbeat { inst, dead }),
         3 => (worker.clone(), org.clone(), 0..3u32, 0..4u32)
             .prop_map(|(worker, org, org_cap, global_cap)| Op::Reserve { worker, org, org_cap, global_cap }),
         2 => (worker.clone(), fence.clone()).prop_map(|(worker, fence)| Op::Free { worker, fence }),
@@ -171,6 +172,7 @@ fn shift(base: u64, off: i64) -> u64 {
 /// usually hit the live values.
 struct Snap {
     leases: Vec<Option<LeaseRecord>>,
+    instances: Vec<InstanceRecord>,
     workers: Vec<Option<WorkerRecord>>,
 }
 
@@ -178,8 +180,15 @@ impl Snap {
     fn of(records: &Records) -> Self {
         Snap {
             leases: records.leases.clone(),
+            instances: records.instances.clone(),
             workers: WORKERS.iter().map(|w| records.workers.iter().find(|r| r.id == *w).cloned()).collect(),
         }
+    }
+
+    /// A dead threshold `off` from the instance's age at `now` (0 if unknown).
+    fn dead_after(&self, inst: u64, off: Option<i64>, now: Millis) -> Option<u64> {
+        let age = self.instances.iter().find(|r| r.id.0 == inst).map_or(0, |r| now.saturating_sub(r.heartbeat_at));
+        off.map(|off| shift(age, off))
     }
 
     fn lease_version(&self, lease: usize) -> u64 {
@@ -242,8 +251,12 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
             epoch: shift(snap.lease_epoch(lease), epoch),
             effect: format!("fx{holder}@{now}"),
         },
-        &Op::Register { inst, dead } => StoreRequest::RegisterInstance { id: InstanceId(inst), dead_after_ms: dead },
-        &Op::Heartbeat { inst, dead } => StoreRequest::HeartbeatInstance { id: InstanceId(inst), dead_after_ms: dead },
+        &Op::Register { inst, dead } => {
+            StoreRequest::RegisterInstance { id: InstanceId(inst), dead_after_ms: snap.dead_after(inst, dead, now) }
+        }
+        &Op::Heartbeat { inst, dead } => {
+            StoreRequest::HeartbeatInstance { id: InstanceId(inst), dead_after_ms: snap.dead_after(inst, dead, now) }
+        }
         &Op::Reserve { worker, org, org_cap, global_cap } => StoreRequest::ReserveSlot {
             worker: WORKERS[worker].to_string(),
             org: ORGS[org].to_string(),
