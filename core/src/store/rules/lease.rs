@@ -57,7 +57,7 @@ pub fn renew(
 ) -> Result<LeaseOutcome, StoreError> {
     let r = match held_by(current, holder, expected_version) {
         Ok(r) => r,
-        Err(rejected) => return Ok(rejected),
+        Err(reason) => return Ok(rejected(reason, current)),
     };
     let next = LeaseRecord { expires_at: expiry(now, ttl_ms)?, version: bump(r.version, "version")?, ..r.clone() };
     Ok(applied("renew_lease", current, next))
@@ -73,7 +73,7 @@ pub fn release(
 ) -> Result<LeaseOutcome, StoreError> {
     let r = match held_by(current, holder, expected_version) {
         Ok(r) => r,
-        Err(rejected) => return Ok(rejected),
+        Err(reason) => return Ok(rejected(reason, current)),
     };
     let next = LeaseRecord { holder: None, expires_at: now, version: bump(r.version, "version")?, ..r.clone() };
     Ok(applied("release_lease", current, next))
@@ -81,16 +81,12 @@ pub fn release(
 
 /// The checks renew and release share, in order: a record exists, the
 /// caller read its version, and it holds the lease.
-fn held_by(current: Option<&LeaseRecord>, holder: InstanceId, expected_version: u64) -> Result<&LeaseRecord, LeaseOutcome> {
-    let Some(r) = current else {
-        return Err(rejected(Reject::NoRecord, None));
-    };
-    if r.version != expected_version {
-        Err(rejected(Reject::StaleVersion, Some(r)))
-    } else if r.holder != Some(holder) {
-        Err(rejected(Reject::NotHolder, Some(r)))
-    } else {
-        Ok(r)
+fn held_by(current: Option<&LeaseRecord>, holder: InstanceId, expected_version: u64) -> Result<&LeaseRecord, Reject> {
+    match current {
+        None => Err(Reject::NoRecord),
+        Some(r) if r.version != expected_version => Err(Reject::StaleVersion),
+        Some(r) if r.holder != Some(holder) => Err(Reject::NotHolder),
+        Some(r) => Ok(r),
     }
 }
 

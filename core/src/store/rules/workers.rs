@@ -38,7 +38,7 @@ pub fn update(
 ) -> Result<WorkerOutcome, StoreError> {
     let w = match guard(current, fence, owner, epoch, now) {
         Ok(w) => w,
-        Err(rejected) => return Ok(rejected),
+        Err(reason) => return Ok(rejected(reason, current)),
     };
     if w.state != from {
         return Ok(rejected(WorkerReject::WrongState, Some(w)));
@@ -78,7 +78,7 @@ pub fn claim(
 ) -> Result<WorkerOutcome, StoreError> {
     let w = match guard(current, fence, owner, epoch, now) {
         Ok(w) => w,
-        Err(rejected) => return Ok(rejected),
+        Err(reason) => return Ok(rejected(reason, current)),
     };
     if w.state.is_terminal() || from.is_some_and(|f| f != w.state) {
         return Ok(rejected(WorkerReject::WrongState, Some(w)));
@@ -114,17 +114,13 @@ fn guard<'a>(
     owner: InstanceId,
     epoch: u64,
     now: Millis,
-) -> Result<&'a WorkerRecord, WorkerOutcome> {
-    let Some(w) = current else {
-        return Err(rejected(WorkerReject::NoWorker, None));
-    };
-    if !fence_holds(fence, now) {
-        return Err(rejected(WorkerReject::Fenced, Some(w)));
+) -> Result<&'a WorkerRecord, WorkerReject> {
+    match current {
+        None => Err(WorkerReject::NoWorker),
+        Some(_) if !fence_holds(fence, now) => Err(WorkerReject::Fenced),
+        Some(w) if w.owner != owner || w.owner_epoch != epoch => Err(WorkerReject::StaleOwner),
+        Some(w) => Ok(w),
     }
-    if w.owner != owner || w.owner_epoch != epoch {
-        return Err(rejected(WorkerReject::StaleOwner, Some(w)));
-    }
-    Ok(w)
 }
 
 /// When the row became hot-idle, after a move to `to`: now if it enters
