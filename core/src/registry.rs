@@ -12,10 +12,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use crate::signal as watch;
 
-/// Dead at store time `now`: no heartbeat for `dead_after_ms`.
-pub fn is_dead(rec: &InstanceRecord, now: Millis, dead_after_ms: u64) -> bool {
-    rec.heartbeat_at.saturating_add(dead_after_ms) <= now
-}
+/// Dead at store time `now`: no heartbeat for `dead_after_ms`. A store rule
+/// (the store refuses a dead instance's heartbeat), so it lives there.
+pub use crate::store::is_dead;
 
 /// The instances that are alive at store time `now`. Anything not in this
 /// set (dead, or never registered) owns nothing any more.

@@ -2,25 +2,17 @@
 
 use super::fleet_records::*;
 use super::records::*;
-use crate::worker::WorkerState;
+use super::lifecycle::WorkerState;
 use crate::clock::Millis;
 use crate::ids::InstanceId;
 
-/// A store implementation. Each CAS is atomic (one SQL statement or one
-/// transaction for SQLite). `now` is the store's own time.
+/// A store implementation. Each write is atomic (one transaction for
+/// SQLite). `now` is the store's own time.
 ///
-/// CAS rules (the conformance suite in `store/conformance.rs` pins them):
-/// - acquire succeeds iff the version matches and the lease is free or
-///   expired at `now`; it sets the holder, `epoch + 1`, `expires_at = now + ttl`;
-///   a first acquire creates the record with epoch 1.
-/// - renew succeeds iff the version matches and the caller is the holder; it
-///   keeps the epoch and sets `expires_at = now + ttl`.
-/// - release succeeds iff the version matches and the caller is the holder; it
-///   clears the holder and keeps the epoch.
-/// - every applied write bumps `version` by exactly one.
-/// - a fenced effect commits iff the caller holds the lease at that epoch and
-///   it has not expired at `now`; a [`LeaseFence`] on a fleet write holds
-///   under the same condition.
+/// Every decision (which CAS applies, what it writes, what it answers) is
+/// the rulebook's, in `store/rules/`: an implementation loads the records a
+/// rule reads, asks it, and writes the record it returns. The method docs
+/// below summarise the rules; the rule functions hold them.
 pub trait StoreBackend: Send {
     fn read_lease(&mut self, name: &str) -> Result<Option<LeaseRecord>, StoreError>;
     fn acquire_lease(

@@ -3,7 +3,7 @@
 
 use crate::clock::Millis;
 use crate::ids::InstanceId;
-use crate::worker::WorkerState;
+use super::lifecycle::WorkerState;
 use serde::{Deserialize, Serialize};
 
 /// One worker (a pod plus its secret). Every change is a CAS on

@@ -1,10 +1,11 @@
 //! The store seam: durable records changed only by compare-and-swap.
 //!
 //! Two layers:
-//! - [`StoreBackend`]: a synchronous, single-writer implementation of the
-//!   records and their CAS rules ([`SqliteStore`], [`MemStore`]). `now` is
-//!   passed in by whoever hosts the backend: lease expiry lives in the store's
-//!   time domain, so a replica's clock skew never decides who holds the lease.
+//! - [`StoreBackend`]: a synchronous, single-writer home for the records
+//!   ([`SqliteStore`], [`MemStore`]); both load and write, and leave every
+//!   decision to the one rulebook ([`rules`]). `now` is passed in by whoever
+//!   hosts the backend: lease expiry lives in the store's time domain, so a
+//!   replica's clock skew never decides who holds the lease.
 //! - [`Store`]: what core's async code talks to. [`LocalStore`] hosts a
 //!   backend in-process; the simulator puts one behind a simulated network.
 //!
@@ -13,18 +14,22 @@
 
 mod backend;
 mod fleet_records;
+mod lifecycle;
 mod local;
 mod memory;
 mod records;
+pub mod rules;
 mod sqlite;
 
 pub use backend::StoreBackend;
+pub use lifecycle::WorkerState;
 pub use local::LocalStore;
 pub use memory::MemStore;
 pub use fleet_records::{InstanceRecord, LeaseFence, SlotRecord, SlotResult, WorkerCas, WorkerRecord, WorkerReject};
 pub use records::{
     CasResult, EffectResult, EffectRow, FenceReject, LeaseRecord, Reject, StoreError, StoreReply, StoreRequest,
 };
+pub use rules::instances::is_dead;
 pub use sqlite::SqliteStore;
 
 use crate::ids::InstanceId;

@@ -3,7 +3,7 @@
 use super::fleet_records::*;
 use crate::clock::Millis;
 use crate::ids::InstanceId;
-use crate::worker::WorkerState;
+use super::lifecycle::WorkerState;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -170,20 +170,6 @@ pub enum Reject {
     NotHolder,
     /// Renew or release of a lease that was never created.
     NoRecord,
-}
-
-impl Reject {
-    /// The checks renew and release share, in order: the caller read this
-    /// version, and it holds the lease. Both backends use it.
-    pub(crate) fn holder_check(r: &LeaseRecord, holder: InstanceId, expected_version: u64) -> Option<Reject> {
-        if r.version != expected_version {
-            Some(Reject::StaleVersion)
-        } else if r.holder != Some(holder) {
-            Some(Reject::NotHolder)
-        } else {
-            None
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,11 @@
 //! SQLite backend: the CAS rules of [`StoreBackend`] on a real database.
 //!
 //! Every write runs in one `BEGIN IMMEDIATE` transaction: it takes SQLite's
-//! write lock up front, reads the current row, decides exactly as
-//! [`MemStore`](super::MemStore) does, and writes with a conditional statement
-//! (`UPDATE ... WHERE name = ? AND version = ?` or `INSERT ... ON CONFLICT DO
-//! NOTHING`) whose change count is checked before commit. Several processes
+//! write lock up front, reads the current rows, asks the rulebook
+//! ([`rules`](super::rules)), and writes its answer with one conditional
+//! statement on what it read (`UPDATE ... WHERE name = ? AND version = ?` or
+//! `INSERT ... ON CONFLICT DO NOTHING`) whose change count is checked before
+//! commit: a mismatch is an error and nothing is committed. Several processes
 //! can therefore share one database file (WAL mode, busy timeout) without
 //! losing a CAS update.
 //!
@@ -15,27 +16,27 @@
 
 use super::fleet_records::*;
 use super::records::*;
+use super::lifecycle::WorkerState;
+use super::rules::{self, Outcome};
 use super::StoreBackend;
 use crate::clock::Millis;
 use crate::ids::InstanceId;
-use crate::worker::WorkerState;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
 
-/// The schema this code writes, kept in `PRAGMA user_version`.
+/// The schema, one step per version, the version kept in `PRAGMA
+/// user_version`: a database at version `k` has run the first `k` steps.
+/// Every step is idempotent (`IF NOT EXISTS`), so opening runs them all and a
+/// database of an older version is migrated in place, its tables kept as
+/// they are.
 ///
 /// - 1: `leases`, `effects`.
-/// - 2: adds the worker fleet: `instances`, `slots`, `workers`. A version-1
-///   database is migrated in place (its tables are kept as they are).
+/// - 2: adds the worker fleet: `instances`, `slots`, `workers`.
 /// - 3: a unique index on `effects (lease, effect)`: an effect key commits
 ///   at most once (DESIGN.md, invariant E1).
-const SCHEMA_VERSION: i64 = 3;
-
-/// How long a writer waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-const SCHEMA: &str = "
+const SCHEMA: [&str; 3] = [
+    "
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT    PRIMARY KEY NOT NULL,
     holder     INTEGER NULL,
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS effects (
     effect TEXT    NOT NULL,
     at     INTEGER NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS effects_by_key ON effects (lease, effect);
+",
+    "
 CREATE TABLE IF NOT EXISTS instances (
     id           INTEGER PRIMARY KEY NOT NULL,
     started_at   INTEGER NOT NULL,
@@ -77,7 +79,28 @@ CREATE TABLE IF NOT EXISTS workers (
     idle_since  INTEGER NOT NULL,
     version     INTEGER NOT NULL
 );
-";
+",
+    "
+CREATE UNIQUE INDEX IF NOT EXISTS effects_by_key ON effects (lease, effect);
+",
+];
+
+/// The schema version this code writes.
+const SCHEMA_VERSION: i64 = SCHEMA.len() as i64;
+
+/// How long a writer waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Create the tables of schema `version` in `conn`, exactly as a build of
+/// that version did, and record the version: the migration tests' starting
+/// point.
+#[cfg(test)]
+pub(super) fn create_at_version(conn: &Connection, version: usize) -> rusqlite::Result<()> {
+    for step in &SCHEMA[..version] {
+        conn.execute_batch(step)?;
+    }
+    conn.pragma_update(None, "user_version", version as i64)
+}
 
 /// A [`StoreBackend`] on one SQLite connection.
 pub struct SqliteStore {
@@ -121,15 +144,6 @@ fn read_row(conn: &Connection, name: &str) -> Result<Option<LeaseRecord>, StoreE
     .map_err(backend)
 }
 
-fn rejected(reason: Reject, current: Option<LeaseRecord>) -> CasResult {
-    CasResult::Rejected { reason, current }
-}
-
-/// An arithmetic overflow on an applied write: refused before anything changed.
-fn overflow(what: &str) -> StoreError {
-    StoreError::Failed(format!("{what} overflows u64"))
-}
-
 impl SqliteStore {
     /// A private, non-durable database (tests, simulation).
     pub fn open_in_memory() -> Result<Self, StoreError> {
@@ -163,7 +177,9 @@ impl SqliteStore {
         if found < 0 {
             return Err(StoreError::Backend(format!("sqlite: unknown database schema version {found}")));
         }
-        tx.execute_batch(SCHEMA).map_err(backend)?;
+        for step in SCHEMA {
+            tx.execute_batch(step).map_err(backend)?;
+        }
         if found < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(backend)?;
         }
@@ -176,38 +192,57 @@ impl SqliteStore {
     }
 }
 
-/// Overwrite the record at `expected_version` with `next` (one conditional
-/// statement); fails unless exactly that row changed.
-fn cas_update(tx: &Transaction<'_>, next: &LeaseRecord, expected_version: u64) -> Result<(), StoreError> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE leases SET holder = ?1, epoch = ?2, expires_at = ?3, version = ?4
-             WHERE name = ?5 AND version = ?6",
-        )
-        .map_err(backend)?
-        .execute(params![
-            next.holder.map(|h| enc(h.0)),
-            enc(next.epoch),
-            enc(next.expires_at),
-            enc(next.version),
-            next.name,
-            enc(expected_version),
-        ])
-        .map_err(backend)?;
-    if n != 1 {
-        return Err(StoreError::Backend(format!("sqlite: CAS on lease {:?} changed {n} rows, expected 1", next.name)));
+/// Commit what the rule decided, written by `write` inside the same
+/// transaction, or roll back when it decided to write nothing; answer its
+/// reply. An error drops the transaction, which rolls it back.
+fn settle<R, N>(
+    tx: Transaction<'_>,
+    out: Outcome<R, N>,
+    write: impl FnOnce(&Transaction<'_>, &N) -> Result<(), StoreError>,
+) -> Result<R, StoreError> {
+    match &out.next {
+        Some(next) => {
+            write(&tx, next)?;
+            tx.commit().map_err(backend)?;
+        }
+        None => tx.rollback().map_err(backend)?,
     }
-    Ok(())
+    Ok(out.reply)
 }
 
-fn finish<T>(tx: Transaction<'_>, out: T) -> Result<T, StoreError> {
-    tx.commit().map_err(backend)?;
-    Ok(out)
+/// A conditional write must change exactly the one row the rule read (or
+/// create exactly the one it found missing); anything else means the
+/// database moved under the transaction, and nothing is committed.
+fn changed_one(n: usize, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!("sqlite: {} changed {n} rows, expected 1", what())))
+    }
 }
 
-fn abandon<T>(tx: Transaction<'_>, out: T) -> Result<T, StoreError> {
-    tx.rollback().map_err(backend)?;
-    Ok(out)
+/// Write `next` over the lease the rule read (one conditional statement on
+/// its version), or create it if there was none.
+fn write_lease(tx: &Transaction<'_>, read: Option<&LeaseRecord>, next: &LeaseRecord) -> Result<(), StoreError> {
+    let holder = next.holder.map(|h| enc(h.0));
+    let n = match read {
+        None => tx
+            .prepare_cached(
+                "INSERT INTO leases (name, holder, epoch, expires_at, version) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .map_err(backend)?
+            .execute(params![next.name, holder, enc(next.epoch), enc(next.expires_at), enc(next.version)]),
+        Some(r) => tx
+            .prepare_cached(
+                "UPDATE leases SET holder = ?2, epoch = ?3, expires_at = ?4, version = ?5
+                 WHERE name = ?1 AND version = ?6",
+            )
+            .map_err(backend)?
+            .execute(params![next.name, holder, enc(next.epoch), enc(next.expires_at), enc(next.version), enc(r.version)]),
+    }
+    .map_err(backend)?;
+    changed_one(n, || format!("CAS on lease {:?}", next.name))
 }
 
 impl StoreBackend for SqliteStore {
@@ -225,40 +260,8 @@ impl StoreBackend for SqliteStore {
     ) -> Result<CasResult, StoreError> {
         let tx = self.write_tx()?;
         let current = read_row(&tx, name)?;
-        if current.as_ref().map(|r| r.version) != expected_version {
-            return abandon(tx, rejected(Reject::StaleVersion, current));
-        }
-        match current {
-            None => {
-                let expires_at = now.checked_add(ttl_ms).ok_or_else(|| overflow("now + ttl"))?;
-                let next =
-                    LeaseRecord { name: name.to_string(), holder: Some(holder), epoch: 1, expires_at, version: 1 };
-                let n = tx
-                    .prepare_cached(
-                        "INSERT INTO leases (name, holder, epoch, expires_at, version) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (name) DO NOTHING",
-                    )
-                    .map_err(backend)?
-                    .execute(params![name, enc(holder.0), enc(next.epoch), enc(next.expires_at), enc(next.version)])
-                    .map_err(backend)?;
-                if n != 1 {
-                    return Err(StoreError::Backend(format!("sqlite: lease {name:?} appeared during its creation")));
-                }
-                finish(tx, CasResult::Applied(next))
-            }
-            Some(r) if !r.is_free_at(now) => abandon(tx, rejected(Reject::HeldByOther, Some(r))),
-            Some(r) => {
-                let next = LeaseRecord {
-                    name: name.to_string(),
-                    holder: Some(holder),
-                    epoch: r.epoch.checked_add(1).ok_or_else(|| overflow("epoch"))?,
-                    expires_at: now.checked_add(ttl_ms).ok_or_else(|| overflow("now + ttl"))?,
-                    version: r.version.checked_add(1).ok_or_else(|| overflow("version"))?,
-                };
-                cas_update(&tx, &next, r.version)?;
-                finish(tx, CasResult::Applied(next))
-            }
-        }
+        let out = rules::lease::acquire(current.as_ref(), name, holder, expected_version, ttl_ms, now)?;
+        settle(tx, out, |tx, next| write_lease(tx, current.as_ref(), next))
     }
 
     fn renew_lease(
@@ -270,19 +273,9 @@ impl StoreBackend for SqliteStore {
         now: Millis,
     ) -> Result<CasResult, StoreError> {
         let tx = self.write_tx()?;
-        let Some(r) = read_row(&tx, name)? else {
-            return abandon(tx, rejected(Reject::NoRecord, None));
-        };
-        if let Some(reason) = Reject::holder_check(&r, holder, expected_version) {
-            return abandon(tx, rejected(reason, Some(r)));
-        }
-        let next = LeaseRecord {
-            expires_at: now.checked_add(ttl_ms).ok_or_else(|| overflow("now + ttl"))?,
-            version: r.version.checked_add(1).ok_or_else(|| overflow("version"))?,
-            ..r.clone()
-        };
-        cas_update(&tx, &next, r.version)?;
-        finish(tx, CasResult::Applied(next))
+        let current = read_row(&tx, name)?;
+        let out = rules::lease::renew(current.as_ref(), holder, expected_version, ttl_ms, now)?;
+        settle(tx, out, |tx, next| write_lease(tx, current.as_ref(), next))
     }
 
     fn release_lease(
@@ -293,20 +286,9 @@ impl StoreBackend for SqliteStore {
         now: Millis,
     ) -> Result<CasResult, StoreError> {
         let tx = self.write_tx()?;
-        let Some(r) = read_row(&tx, name)? else {
-            return abandon(tx, rejected(Reject::NoRecord, None));
-        };
-        if let Some(reason) = Reject::holder_check(&r, holder, expected_version) {
-            return abandon(tx, rejected(reason, Some(r)));
-        }
-        let next = LeaseRecord {
-            holder: None,
-            expires_at: now,
-            version: r.version.checked_add(1).ok_or_else(|| overflow("version"))?,
-            ..r.clone()
-        };
-        cas_update(&tx, &next, r.version)?;
-        finish(tx, CasResult::Applied(next))
+        let current = read_row(&tx, name)?;
+        let out = rules::lease::release(current.as_ref(), holder, expected_version, now)?;
+        settle(tx, out, |tx, next| write_lease(tx, current.as_ref(), next))
     }
 
     fn fenced_effect(
@@ -318,37 +300,30 @@ impl StoreBackend for SqliteStore {
         now: Millis,
     ) -> Result<EffectResult, StoreError> {
         let tx = self.write_tx()?;
-        // At most once per key: a retry after an unknown outcome finds the
-        // first commit, whatever the lease says now.
-        let done: Option<i64> = tx
+        let committed: Option<i64> = tx
             .prepare_cached("SELECT seq FROM effects WHERE lease = ?1 AND effect = ?2")
             .map_err(backend)?
             .query_row(params![name, effect], |row| row.get(0))
             .optional()
             .map_err(backend)?;
-        if let Some(seq) = done {
-            return abandon(tx, EffectResult::Duplicate { seq: dec(seq) });
-        }
-        let reason = match read_row(&tx, name)? {
-            None => Some(FenceReject::NoLease),
-            Some(r) if r.holder != Some(holder) => Some(FenceReject::NotHolder),
-            Some(r) if r.epoch != epoch => Some(FenceReject::StaleEpoch),
-            Some(r) if r.expires_at <= now => Some(FenceReject::Expired),
-            Some(_) => None,
-        };
-        if let Some(reason) = reason {
-            return abandon(tx, EffectResult::Rejected { reason });
-        }
-        let seq: i64 = tx
-            .prepare_cached(
-                "INSERT INTO effects (seq, lease, holder, epoch, effect, at)
-                 VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM effects), ?1, ?2, ?3, ?4, ?5)
-                 RETURNING seq",
-            )
+        let last_seq: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM effects")
             .map_err(backend)?
-            .query_row(params![name, enc(holder.0), enc(epoch), effect, enc(now)], |row| row.get(0))
+            .query_row([], |row| row.get(0))
             .map_err(backend)?;
-        finish(tx, EffectResult::Applied { seq: dec(seq) })
+        let lease = read_row(&tx, name)?;
+        let out =
+            rules::effects::commit(committed.map(dec), lease.as_ref(), name, holder, epoch, effect, dec(last_seq), now)?;
+        settle(tx, out, |tx, row| {
+            // The seq is the primary key and (lease, effect) a unique index:
+            // a row that appeared meanwhile fails the insert.
+            let n = tx
+                .prepare_cached("INSERT INTO effects (seq, lease, holder, epoch, effect, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .map_err(backend)?
+                .execute(params![enc(row.seq), row.lease, enc(row.holder.0), enc(row.epoch), row.effect, enc(row.at)])
+                .map_err(backend)?;
+            changed_one(n, || format!("insert of effect {:?}", row.effect))
+        })
     }
 
     fn effects(&mut self) -> Result<Vec<EffectRow>, StoreError> {
@@ -373,28 +348,26 @@ impl StoreBackend for SqliteStore {
 
     fn register_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
         let tx = self.write_tx()?;
-        // Dead by the threshold: refused, nothing changes. Same rule as
-        // `registry::is_dead`, in SQL; NULL threshold is a plain upsert.
-        let dead: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM instances WHERE id = ?1 AND ?2 IS NOT NULL AND heartbeat_at + ?2 <= ?3)")
-            .map_err(backend)?
-            .query_row(params![enc(id.0), dead_after_ms.map(enc), enc(now)], |r| r.get(0))
+        let current = read_instance(&tx, id)?;
+        let out = rules::instances::stamp(current.as_ref(), id, dead_after_ms, now);
+        settle(tx, out, |tx, next| {
+            let n = match &current {
+                None => tx
+                    .prepare_cached(
+                        "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .map_err(backend)?
+                    .execute(params![enc(next.id.0), enc(next.started_at), enc(next.heartbeat_at)]),
+                Some(cur) => tx
+                    .prepare_cached(
+                        "UPDATE instances SET started_at = ?2, heartbeat_at = ?3 WHERE id = ?1 AND heartbeat_at = ?4",
+                    )
+                    .map_err(backend)?
+                    .execute(params![enc(next.id.0), enc(next.started_at), enc(next.heartbeat_at), enc(cur.heartbeat_at)]),
+            }
             .map_err(backend)?;
-        if dead {
-            return finish(tx, false);
-        }
-        let n = tx
-            .prepare_cached(
-                "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            )
-            .map_err(backend)?
-            .execute(params![enc(id.0), enc(now)])
-            .map_err(backend)?;
-        if n != 1 {
-            return Err(StoreError::Backend(format!("sqlite: upsert of instance {id} changed {n} rows, expected 1")));
-        }
-        finish(tx, true)
+            changed_one(n, || format!("heartbeat of instance {id}"))
+        })
     }
 
     fn heartbeat_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
@@ -404,15 +377,7 @@ impl StoreBackend for SqliteStore {
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError> {
         let mut stmt =
             self.conn.prepare_cached("SELECT id, started_at, heartbeat_at FROM instances").map_err(backend)?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok(InstanceRecord {
-                    id: InstanceId(dec(row.get(0)?)),
-                    started_at: dec(row.get(1)?),
-                    heartbeat_at: dec(row.get(2)?),
-                })
-            })
-            .map_err(backend)?;
+        let rows = stmt.query_map([], instance_from_row).map_err(backend)?;
         let mut list = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
         // By the decoded u64 id: SQL would order ids >= 2^63 first.
         list.sort_by_key(|r| r.id);
@@ -428,104 +393,84 @@ impl StoreBackend for SqliteStore {
         now: Millis,
     ) -> Result<SlotResult, StoreError> {
         let tx = self.write_tx()?;
-        let exists: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM slots WHERE worker = ?1)")
-            .map_err(backend)?
-            .query_row(params![worker], |row| row.get(0))
+        let held = read_slot(&tx, worker)?;
+        let count = |sql: &str, org: Option<&str>| -> Result<usize, StoreError> {
+            let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
+            let n: i64 = match org {
+                Some(org) => stmt.query_row(params![org], |row| row.get(0)),
+                None => stmt.query_row([], |row| row.get(0)),
+            }
             .map_err(backend)?;
-        if exists {
-            return abandon(tx, SlotResult::Exists);
-        }
-        let in_org: i64 = tx
-            .prepare_cached("SELECT COUNT(*) FROM slots WHERE org = ?1")
-            .map_err(backend)?
-            .query_row(params![org], |row| row.get(0))
-            .map_err(backend)?;
-        if in_org >= i64::from(org_cap) {
-            return abandon(tx, SlotResult::OrgCap);
-        }
-        let total: i64 = tx
-            .prepare_cached("SELECT COUNT(*) FROM slots")
-            .map_err(backend)?
-            .query_row([], |row| row.get(0))
-            .map_err(backend)?;
-        if total >= i64::from(global_cap) {
-            return abandon(tx, SlotResult::GlobalCap);
-        }
-        let n = tx
-            .prepare_cached(
-                "INSERT INTO slots (worker, org, reserved_at) VALUES (?1, ?2, ?3) ON CONFLICT (worker) DO NOTHING",
-            )
-            .map_err(backend)?
-            .execute(params![worker, org, enc(now)])
-            .map_err(backend)?;
-        if n != 1 {
-            return Err(StoreError::Backend(format!("sqlite: slot of {worker:?} appeared during its reservation")));
-        }
-        finish(tx, SlotResult::Reserved)
+            usize::try_from(n).map_err(|_| StoreError::Backend(format!("sqlite: slot count {n}")))
+        };
+        let in_org = count("SELECT COUNT(*) FROM slots WHERE org = ?1", Some(org))?;
+        let total = count("SELECT COUNT(*) FROM slots", None)?;
+        let out = rules::slots::reserve(held.as_ref(), in_org, total, worker, org, org_cap, global_cap, now);
+        settle(tx, out, |tx, slot| {
+            let n = tx
+                .prepare_cached(
+                    "INSERT INTO slots (worker, org, reserved_at) VALUES (?1, ?2, ?3) ON CONFLICT (worker) DO NOTHING",
+                )
+                .map_err(backend)?
+                .execute(params![slot.worker, slot.org, enc(slot.reserved_at)])
+                .map_err(backend)?;
+            changed_one(n, || format!("reservation of the slot of {worker:?}"))
+        })
     }
 
     fn free_slot(&mut self, worker: &str, fence: Option<&LeaseFence>, now: Millis) -> Result<SlotResult, StoreError> {
         let tx = self.write_tx()?;
-        if !fence_holds(&tx, fence, now)? {
-            return abandon(tx, SlotResult::Fenced);
-        }
-        let n = tx
-            .prepare_cached("DELETE FROM slots WHERE worker = ?1")
-            .map_err(backend)?
-            .execute(params![worker])
-            .map_err(backend)?;
-        match n {
-            0 => abandon(tx, SlotResult::NotFound),
-            1 => finish(tx, SlotResult::Freed),
-            n => Err(StoreError::Backend(format!("sqlite: freeing the slot of {worker:?} removed {n} rows"))),
-        }
+        let held = read_slot(&tx, worker)?;
+        let fence_lease = read_fence_lease(&tx, fence)?;
+        let reply = rules::slots::free(held.as_ref(), fence.map(|f| (f, fence_lease.as_ref())), now);
+        let out = Outcome { reply, next: (reply == SlotResult::Freed).then_some(()) };
+        settle(tx, out, |tx, ()| {
+            let n = tx
+                .prepare_cached("DELETE FROM slots WHERE worker = ?1")
+                .map_err(backend)?
+                .execute(params![worker])
+                .map_err(backend)?;
+            changed_one(n, || format!("freeing the slot of {worker:?}"))
+        })
     }
 
     fn list_slots(&mut self) -> Result<Vec<SlotRecord>, StoreError> {
         let mut stmt =
             self.conn.prepare_cached("SELECT worker, org, reserved_at FROM slots ORDER BY worker").map_err(backend)?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok(SlotRecord { worker: row.get(0)?, org: row.get(1)?, reserved_at: dec(row.get(2)?) })
-            })
-            .map_err(backend)?;
+        let rows = stmt.query_map([], slot_from_row).map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
 
     fn insert_worker(&mut self, worker: &WorkerRecord, now: Millis) -> Result<WorkerCas, StoreError> {
         let tx = self.write_tx()?;
-        if let Some(w) = read_worker(&tx, &worker.id)? {
-            return abandon(tx, WorkerCas::Rejected { reason: WorkerReject::Exists, current: Some(w) });
-        }
-        let rec = WorkerRecord { created_at: now, updated_at: now, idle_since: now, version: 1, ..worker.clone() };
-        let n = tx
-            .prepare_cached(
-                "INSERT INTO workers (id, org, state, owner, owner_epoch, pod, secret, session,
-                                      created_at, updated_at, idle_since, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .map_err(backend)?
-            .execute(params![
-                rec.id,
-                rec.org,
-                rec.state.name(),
-                enc(rec.owner.0),
-                enc(rec.owner_epoch),
-                rec.pod,
-                rec.secret,
-                rec.session.map(enc),
-                enc(rec.created_at),
-                enc(rec.updated_at),
-                enc(rec.idle_since),
-                enc(rec.version),
-            ])
-            .map_err(backend)?;
-        if n != 1 {
-            return Err(StoreError::Backend(format!("sqlite: worker {:?} appeared during its insert", rec.id)));
-        }
-        finish(tx, WorkerCas::Applied(rec))
+        let current = read_worker(&tx, &worker.id)?;
+        let out = rules::workers::insert(current.as_ref(), worker, now);
+        settle(tx, out, |tx, rec| {
+            let n = tx
+                .prepare_cached(
+                    "INSERT INTO workers (id, org, state, owner, owner_epoch, pod, secret, session,
+                                          created_at, updated_at, idle_since, version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .map_err(backend)?
+                .execute(params![
+                    rec.id,
+                    rec.org,
+                    rec.state.name(),
+                    enc(rec.owner.0),
+                    enc(rec.owner_epoch),
+                    rec.pod,
+                    rec.secret,
+                    rec.session.map(enc),
+                    enc(rec.created_at),
+                    enc(rec.updated_at),
+                    enc(rec.idle_since),
+                    enc(rec.version),
+                ])
+                .map_err(backend)?;
+            changed_one(n, || format!("insert of worker {:?}", rec.id))
+        })
     }
 
     fn update_worker(
@@ -540,30 +485,11 @@ impl StoreBackend for SqliteStore {
         now: Millis,
     ) -> Result<WorkerCas, StoreError> {
         let tx = self.write_tx()?;
-        let w = match worker_guard(&tx, id, owner, epoch, fence, now)? {
-            Ok(w) => w,
-            Err(rejected) => return abandon(tx, rejected),
-        };
-        let reason = if w.state != from {
-            Some(WorkerReject::WrongState)
-        } else if !from.can_become(to) {
-            Some(WorkerReject::BadTransition)
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            return abandon(tx, WorkerCas::Rejected { reason, current: Some(w) });
-        }
-        let next = WorkerRecord {
-            state: to,
-            session,
-            updated_at: now,
-            idle_since: if to == WorkerState::HotIdle && from != WorkerState::HotIdle { now } else { w.idle_since },
-            version: w.version.checked_add(1).ok_or_else(|| overflow("worker version"))?,
-            ..w.clone()
-        };
-        cas_update_worker(&tx, &next, w.version)?;
-        finish(tx, WorkerCas::Applied(next))
+        let current = read_worker(&tx, id)?;
+        let fence_lease = read_fence_lease(&tx, fence)?;
+        let fence = fence.map(|f| (f, fence_lease.as_ref()));
+        let out = rules::workers::update(current.as_ref(), fence, owner, epoch, from, to, session, now)?;
+        settle(tx, out, |tx, next| cas_update_worker(tx, next, current.as_ref()))
     }
 
     fn claim_worker_to(
@@ -578,35 +504,11 @@ impl StoreBackend for SqliteStore {
         now: Millis,
     ) -> Result<WorkerCas, StoreError> {
         let tx = self.write_tx()?;
-        let w = match worker_guard(&tx, id, owner, epoch, fence, now)? {
-            Ok(w) => w,
-            Err(rejected) => return abandon(tx, rejected),
-        };
-        if w.state.is_terminal() || from.is_some_and(|f| f != w.state) {
-            return abandon(tx, WorkerCas::Rejected { reason: WorkerReject::WrongState, current: Some(w) });
-        }
-        if to.is_some_and(|to| !w.state.can_become(to)) {
-            return abandon(tx, WorkerCas::Rejected { reason: WorkerReject::BadTransition, current: Some(w) });
-        }
-        let (state, session, idle_since) = match to {
-            Some(to) => {
-                let idle_since = if to == WorkerState::HotIdle && w.state != WorkerState::HotIdle { now } else { w.idle_since };
-                (to, None, idle_since)
-            }
-            None => (w.state, w.session, w.idle_since),
-        };
-        let next = WorkerRecord {
-            state,
-            session,
-            idle_since,
-            owner: new_owner,
-            owner_epoch: w.owner_epoch.checked_add(1).ok_or_else(|| overflow("owner epoch"))?,
-            updated_at: now,
-            version: w.version.checked_add(1).ok_or_else(|| overflow("worker version"))?,
-            ..w.clone()
-        };
-        cas_update_worker(&tx, &next, w.version)?;
-        finish(tx, WorkerCas::Applied(next))
+        let current = read_worker(&tx, id)?;
+        let fence_lease = read_fence_lease(&tx, fence)?;
+        let fence = fence.map(|f| (f, fence_lease.as_ref()));
+        let out = rules::workers::claim(current.as_ref(), fence, owner, epoch, from, to, new_owner, now)?;
+        settle(tx, out, |tx, next| cas_update_worker(tx, next, current.as_ref()))
     }
 
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
@@ -620,14 +522,37 @@ impl StoreBackend for SqliteStore {
 // ---------------------------------------------------------------------------
 // Fleet helpers.
 
-/// Whether `fence` holds at `now`, read inside the caller's transaction:
-/// `holder` holds the lease at `epoch` and it has not expired (absent: holds).
-fn fence_holds(conn: &Connection, fence: Option<&LeaseFence>, now: Millis) -> Result<bool, StoreError> {
-    let Some(f) = fence else {
-        return Ok(true);
-    };
-    Ok(read_row(conn, &f.lease)?
-        .is_some_and(|l| l.holder == Some(f.holder) && l.epoch == f.epoch && l.expires_at > now))
+/// The lease a fence names, read inside the caller's transaction (no
+/// fence: nothing to read).
+fn read_fence_lease(conn: &Connection, fence: Option<&LeaseFence>) -> Result<Option<LeaseRecord>, StoreError> {
+    match fence {
+        Some(f) => read_row(conn, &f.lease),
+        None => Ok(None),
+    }
+}
+
+fn instance_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    Ok(InstanceRecord { id: InstanceId(dec(row.get(0)?)), started_at: dec(row.get(1)?), heartbeat_at: dec(row.get(2)?) })
+}
+
+fn read_instance(conn: &Connection, id: InstanceId) -> Result<Option<InstanceRecord>, StoreError> {
+    conn.prepare_cached("SELECT id, started_at, heartbeat_at FROM instances WHERE id = ?1")
+        .map_err(backend)?
+        .query_row(params![enc(id.0)], instance_from_row)
+        .optional()
+        .map_err(backend)
+}
+
+fn slot_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SlotRecord> {
+    Ok(SlotRecord { worker: row.get(0)?, org: row.get(1)?, reserved_at: dec(row.get(2)?) })
+}
+
+fn read_slot(conn: &Connection, worker: &str) -> Result<Option<SlotRecord>, StoreError> {
+    conn.prepare_cached("SELECT worker, org, reserved_at FROM slots WHERE worker = ?1")
+        .map_err(backend)?
+        .query_row(params![worker], slot_from_row)
+        .optional()
+        .map_err(backend)
 }
 
 const WORKER_COLUMNS: &str =
@@ -701,31 +626,12 @@ fn read_worker(conn: &Connection, id: &str) -> Result<Option<WorkerRecord>, Stor
     raw.map(RawWorker::decode).transpose()
 }
 
-/// The common checks of a worker CAS, as in `MemStore`: NoWorker, Fenced,
-/// StaleOwner. `Ok(Err(..))` is a rejection to return as is.
-fn worker_guard(
-    tx: &Transaction<'_>,
-    id: &str,
-    owner: InstanceId,
-    epoch: u64,
-    fence: Option<&LeaseFence>,
-    now: Millis,
-) -> Result<Result<WorkerRecord, WorkerCas>, StoreError> {
-    let Some(w) = read_worker(tx, id)? else {
-        return Ok(Err(WorkerCas::Rejected { reason: WorkerReject::NoWorker, current: None }));
+/// Write `next` over the worker row the rule read (one conditional
+/// statement on its version).
+fn cas_update_worker(tx: &Transaction<'_>, next: &WorkerRecord, read: Option<&WorkerRecord>) -> Result<(), StoreError> {
+    let Some(read) = read else {
+        return Err(StoreError::Backend(format!("sqlite: CAS on worker {:?} that was not read", next.id)));
     };
-    if !fence_holds(tx, fence, now)? {
-        return Ok(Err(WorkerCas::Rejected { reason: WorkerReject::Fenced, current: Some(w) }));
-    }
-    if w.owner != owner || w.owner_epoch != epoch {
-        return Ok(Err(WorkerCas::Rejected { reason: WorkerReject::StaleOwner, current: Some(w) }));
-    }
-    Ok(Ok(w))
-}
-
-/// Overwrite the worker row at `expected_version` with `next` (one
-/// conditional statement); fails unless exactly that row changed.
-fn cas_update_worker(tx: &Transaction<'_>, next: &WorkerRecord, expected_version: u64) -> Result<(), StoreError> {
     let n = tx
         .prepare_cached(
             "UPDATE workers SET org = ?1, state = ?2, owner = ?3, owner_epoch = ?4, pod = ?5, secret = ?6,
@@ -746,11 +652,8 @@ fn cas_update_worker(tx: &Transaction<'_>, next: &WorkerRecord, expected_version
             enc(next.idle_since),
             enc(next.version),
             next.id,
-            enc(expected_version),
+            enc(read.version),
         ])
         .map_err(backend)?;
-    if n != 1 {
-        return Err(StoreError::Backend(format!("sqlite: CAS on worker {:?} changed {n} rows, expected 1", next.id)));
-    }
-    Ok(())
+    changed_one(n, || format!("CAS on worker {:?}", next.id))
 }

@@ -1,0 +1,353 @@
+//! What only SQLite has: durability across reopen, the schema and its
+//! migrations, WAL, several connections on one file.
+
+use super::*;
+use std::path::Path;
+
+fn pragma_i64(path: &Path, name: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_query_value(None, name, |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn reopen_keeps_lease_and_effects() {
+    let db = TempDb::new("reopen");
+    let (lease, effects) = {
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        applied(s.acquire_lease(L, id(1), None, 100, 0));
+        let lease = applied(s.renew_lease(L, id(1), 1, 100, 10));
+        assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "one", 20)), 1);
+        assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "two", 30)), 2);
+        (lease, s.effects().unwrap())
+    };
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(read(&mut s, L), Some(lease.clone()));
+    assert_eq!(s.effects().unwrap(), effects);
+    // And it carries on where it left off.
+    assert_eq!(rejected(s.acquire_lease(L, id(2), Some(2), 100, 50)), (Reject::HeldByOther, Some(lease)));
+    assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "three", 60)), 3);
+    drop(s);
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(s.effects().unwrap().len(), 3);
+}
+
+#[test]
+fn file_uses_wal_and_records_schema_version() {
+    let db = TempDb::new("wal");
+    let _s = SqliteStore::open(&db.path).unwrap();
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    assert_eq!(pragma_i64(&db.path, "user_version"), 3);
+}
+
+#[test]
+fn newer_schema_is_rejected() {
+    let db = TempDb::new("schema");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    match SqliteStore::open(&db.path) {
+        Err(StoreError::Backend(msg)) => assert!(msg.contains("99") && msg.contains("newer"), "{msg}"),
+        Err(e) => panic!("wrong error: {e:?}"),
+        Ok(_) => panic!("opened a database with a newer schema"),
+    }
+    // Untouched.
+    assert_eq!(pragma_i64(&db.path, "user_version"), 99);
+}
+
+#[test]
+fn not_a_database_is_a_backend_error() {
+    let db = TempDb::new("garbage");
+    std::fs::write(&db.path, vec![0xA5u8; 8192]).unwrap();
+    assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(_))));
+    let dir = TempDb::new("dir");
+    std::fs::create_dir_all(&dir.path).unwrap();
+    let res = SqliteStore::open(&dir.path);
+    let _ = std::fs::remove_dir(&dir.path);
+    assert!(matches!(res, Err(StoreError::Backend(_))));
+}
+
+#[test]
+fn two_connections_share_one_file() {
+    let db = TempDb::new("shared");
+    let mut a = SqliteStore::open(&db.path).unwrap();
+    let mut b = SqliteStore::open(&db.path).unwrap();
+    let r = applied(a.acquire_lease(L, id(1), None, 100, 0));
+    assert_eq!(read(&mut b, L), Some(r.clone()));
+    // Both read version 1 and race: exactly one CAS wins.
+    assert_eq!(rejected(b.acquire_lease(L, id(2), None, 100, 10)), (Reject::StaleVersion, Some(r.clone())));
+    let r2 = applied(a.renew_lease(L, id(1), 1, 100, 10));
+    assert_eq!(rejected(b.renew_lease(L, id(1), 1, 100, 10)), (Reject::StaleVersion, Some(r2.clone())));
+    let r3 = applied(b.acquire_lease(L, id(2), Some(2), 100, 110));
+    assert_eq!(r3, rec(Some(2), 2, 210, 3));
+    assert_eq!(fence_reason(a.fenced_effect(L, id(1), 1, "deposed", 120)), FenceReject::NotHolder);
+    assert_eq!(seq_of(b.fenced_effect(L, id(2), 2, "b1", 120)), 1);
+    assert_eq!(seq_of(a.fenced_effect(L, id(2), 2, "via a", 121)), 2);
+    assert_eq!(a.effects().unwrap(), b.effects().unwrap());
+}
+
+#[test]
+fn concurrent_writers_lose_no_update() {
+    // Several threads, each with its own connection, hammer one lease
+    // with read-then-CAS renews; every applied write bumps the version by
+    // one, so the final version counts the applied writes exactly.
+    let db = TempDb::new("threads");
+    {
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        applied(s.acquire_lease(L, id(1), None, u64::MAX / 4, 0));
+    }
+    let threads = 4;
+    let per_thread = 25;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let path = db.path.clone();
+            std::thread::spawn(move || {
+                let mut s = SqliteStore::open(&path).unwrap();
+                let mut applied_writes = 0u64;
+                while applied_writes < per_thread {
+                    let v = s.read_lease(L).unwrap().unwrap().version;
+                    match s.renew_lease(L, InstanceId(1), v, 100, v) {
+                        Ok(CasResult::Applied(_)) => applied_writes += 1,
+                        Ok(CasResult::Rejected { reason: Reject::StaleVersion, .. }) => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                applied_writes
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(read(&mut s, L).unwrap().version, 1 + total);
+    assert_eq!(total, threads * per_thread);
+}
+
+fn tables(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").unwrap();
+    let names = stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<Vec<String>, _>>().unwrap();
+    names
+}
+
+#[test]
+fn version_one_database_is_migrated() {
+    let db = TempDb::new("migrate");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        crate::store::sqlite::create_at_version(&conn, 1).unwrap();
+        conn.execute("INSERT INTO leases VALUES ('leader', 1, 3, 500, 7)", []).unwrap();
+        conn.execute("INSERT INTO effects VALUES (1, 'leader', 1, 3, 'old', 400)", []).unwrap();
+    }
+    assert_eq!(pragma_i64(&db.path, "user_version"), 1);
+    assert_eq!(tables(&db.path), ["effects", "leases"]);
+    let lease = rec(Some(1), 3, 500, 7);
+    let old = EffectRow { seq: 1, lease: L.into(), holder: id(1), epoch: 3, effect: "old".into(), at: 400 };
+    {
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        // The old rows are kept...
+        assert_eq!(read(&mut s, L), Some(lease.clone()));
+        assert_eq!(s.effects().unwrap(), vec![old.clone()]);
+        // ...and the fleet tables are there, empty and usable.
+        assert_eq!(s.list_instances().unwrap(), vec![]);
+        assert_eq!(slots(&mut s), vec![]);
+        assert_eq!(workers(&mut s), vec![]);
+        s.register_instance(id(1), None, 10).unwrap();
+        assert_eq!(reserve(&mut s, "w1", "o", 1, 1, 10), SlotResult::Reserved);
+        w_applied(s.insert_worker(&worker("w1", "o", S::Spawning, 1, 1), 10));
+        // The old lease fences the new tables.
+        let f = LeaseFence { lease: L.into(), holder: id(1), epoch: 3 };
+        w_applied(s.update_worker("w1", id(1), 1, S::Spawning, S::Activating, None, Some(&f), 20));
+        // The old effect's key is taken.
+        assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
+    }
+    assert_eq!(pragma_i64(&db.path, "user_version"), 3);
+    assert_eq!(tables(&db.path), ["effects", "instances", "leases", "slots", "workers"]);
+    // Reopening a migrated database changes nothing.
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(pragma_i64(&db.path, "user_version"), 3);
+    assert_eq!(read(&mut s, L), Some(lease));
+    assert_eq!(s.effects().unwrap(), vec![old]);
+    assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
+    assert_eq!(slots(&mut s), vec![slot("w1", "o", 10)]);
+    let w = workers(&mut s);
+    assert_eq!((w.len(), w[0].state, w[0].version), (1, S::Activating, 2));
+}
+
+/// A version-2 database (the fleet tables, no key index on effects) is
+/// migrated to 3: its rows are kept and an effect key commits at most
+/// once, in the schema too.
+#[test]
+fn version_two_database_gains_the_effect_key_index() {
+    let db = TempDb::new("migrate2");
+    let key_index = |path: &Path| -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'effects_by_key'", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let old = {
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        applied(s.acquire_lease(L, id(1), None, 100, 0));
+        assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "e1", 1)), 1);
+        s.effects().unwrap()
+    };
+    // Back to the schema version 2 wrote: everything but the index.
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.execute_batch("DROP INDEX effects_by_key; PRAGMA user_version = 2;").unwrap();
+    }
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (3, 1));
+    assert_eq!(s.effects().unwrap(), old);
+    assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
+    // The index itself refuses a second row for the key.
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let err = conn.execute("INSERT INTO effects (lease, holder, epoch, effect, at) VALUES (?1, 1, 1, 'e1', 3)", [L]).unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    conn.execute("INSERT INTO effects (lease, holder, epoch, effect, at) VALUES ('other', 1, 1, 'e1', 3)", []).unwrap();
+    assert_eq!(seq_of(s.fenced_effect(L, id(1), 1, "e2", 4)), 3);
+    assert_eq!(s.effects().unwrap().len(), 3);
+}
+
+#[test]
+fn version_four_is_rejected() {
+    let db = TempDb::new("schema4");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
+    }
+    assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
+    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
+    assert_eq!(tables(&db.path), Vec::<String>::new());
+}
+
+#[test]
+fn reopen_keeps_the_fleet() {
+    let db = TempDb::new("reopen-fleet");
+    let (instances, slot_rows, worker_rows) = {
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        s.register_instance(id(u64::MAX), None, 5).unwrap();
+        s.heartbeat_instance(id(1), None, 6).unwrap();
+        assert_eq!(reserve(&mut s, "w1", "o", 2, 2, 7), SlotResult::Reserved);
+        let w = WorkerRecord { session: Some(3), ..worker("w1", "o", S::Hot, 1, 1) };
+        w_applied(s.insert_worker(&w, 8));
+        w_applied(s.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 9));
+        w_applied(s.claim_worker("w1", id(1), 1, None, id(2), None, 10));
+        (s.list_instances().unwrap(), slots(&mut s), workers(&mut s))
+    };
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(s.list_instances().unwrap(), instances);
+    assert_eq!(slots(&mut s), slot_rows);
+    assert_eq!(workers(&mut s), worker_rows);
+    // And it carries on where it left off.
+    assert_eq!(w_rejected(s.claim_worker("w1", id(1), 1, None, id(1), None, 11)).0, WorkerReject::StaleOwner);
+    let c = w_applied(s.claim_worker("w1", id(2), 2, None, id(3), None, 11));
+    assert_eq!((c.owner_epoch, c.version, c.idle_since, c.created_at), (3, 4, 9, 8));
+}
+
+#[test]
+fn unknown_worker_state_is_a_backend_error() {
+    let db = TempDb::new("badstate");
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    w_applied(s.insert_worker(&worker("w1", "o", S::Hot, 1, 1), 0));
+    w_applied(s.insert_worker(&worker("w2", "o", S::Hot, 1, 1), 0));
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        assert_eq!(conn.execute("UPDATE workers SET state = 'idle' WHERE id = 'w1'", []).unwrap(), 1);
+    }
+    let is_backend = |r: Result<WorkerCas, StoreError>| match r {
+        Err(StoreError::Backend(m)) => assert!(m.contains("idle"), "{m}"),
+        other => panic!("expected a backend error, got {other:?}"),
+    };
+    assert!(matches!(s.list_workers(), Err(StoreError::Backend(m)) if m.contains("idle")));
+    is_backend(s.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 1));
+    is_backend(s.claim_worker("w1", id(1), 1, None, id(2), None, 1));
+    is_backend(s.insert_worker(&worker("w1", "o", S::Hot, 1, 1), 1));
+    // Other rows are unaffected, and the failed writes left no lock behind.
+    w_applied(s.update_worker("w2", id(1), 1, S::Hot, S::HotIdle, None, None, 2));
+    assert_eq!(reserve(&mut s, "w2", "o", 1, 1, 2), SlotResult::Reserved);
+}
+
+#[test]
+fn concurrent_reservations_respect_the_caps() {
+    // Threads on their own connections race to reserve; the caps hold
+    // exactly, because each reservation counts and inserts in one
+    // IMMEDIATE transaction.
+    let db = TempDb::new("slots-threads");
+    drop(SqliteStore::open(&db.path).unwrap());
+    let (threads, per_thread, org_cap, global_cap) = (4usize, 12usize, 5u32, 17u32);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let path = db.path.clone();
+            std::thread::spawn(move || {
+                let mut s = SqliteStore::open(&path).unwrap();
+                (0..per_thread)
+                    .filter(|k| {
+                        let org = format!("org{}", k % 3);
+                        match s.reserve_slot(&format!("t{t}-{k}"), &org, org_cap, global_cap, 0).unwrap() {
+                            SlotResult::Reserved => true,
+                            SlotResult::OrgCap | SlotResult::GlobalCap => false,
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    let rows = slots(&mut s);
+    // 3 orgs of at most 5: the org caps bind before the global one.
+    assert_eq!(total, 15);
+    assert_eq!(rows.len(), total);
+    for org in ["org0", "org1", "org2"] {
+        assert_eq!(rows.iter().filter(|r| r.org == org).count(), org_cap as usize);
+    }
+}
+
+#[test]
+fn concurrent_claims_have_one_winner_per_epoch() {
+    let db = TempDb::new("claim-threads");
+    {
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        w_applied(s.insert_worker(&worker("w", "o", S::Hot, 0, 1), 0));
+    }
+    let (threads, per_thread) = (4u64, 10u64);
+    let handles: Vec<_> = (1..=threads)
+        .map(|me| {
+            let path = db.path.clone();
+            std::thread::spawn(move || {
+                let mut s = SqliteStore::open(&path).unwrap();
+                let mut won = vec![];
+                while (won.len() as u64) < per_thread {
+                    let cur = s.list_workers().unwrap().remove(0);
+                    match s.claim_worker("w", cur.owner, cur.owner_epoch, None, InstanceId(me), None, 0).unwrap() {
+                        WorkerCas::Applied(r) => won.push(r.owner_epoch),
+                        WorkerCas::Rejected { reason: WorkerReject::StaleOwner, .. } => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut epochs: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    epochs.sort();
+    // Every epoch from 2 on was won exactly once.
+    assert_eq!(epochs, (2..2 + threads * per_thread).collect::<Vec<_>>());
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    let w = workers(&mut s).remove(0);
+    assert_eq!((w.owner_epoch, w.version), (1 + threads * per_thread, 1 + threads * per_thread));
+}
+
+#[test]
+fn in_memory_stores_are_private() {
+    let mut a = SqliteStore::open_in_memory().unwrap();
+    let mut b = SqliteStore::open_in_memory().unwrap();
+    applied(a.acquire_lease(L, id(1), None, 100, 0));
+    assert_eq!(read(&mut b, L), None);
+}

@@ -1,0 +1,32 @@
+//! Instances: one row per process incarnation and its last heartbeat.
+
+use super::Outcome;
+use crate::clock::Millis;
+use crate::ids::InstanceId;
+use crate::store::InstanceRecord;
+
+/// Dead at store time `now`: no heartbeat for `dead_after_ms`. What a dead
+/// instance owned is anyone's to take; the store and every reaper judge
+/// death by this one rule (`registry::is_dead` re-exports it).
+pub fn is_dead(rec: &InstanceRecord, now: Millis, dead_after_ms: u64) -> bool {
+    rec.heartbeat_at.saturating_add(dead_after_ms) <= now
+}
+
+/// Register or heartbeat instance `id`: `heartbeat_at = now`, and
+/// `started_at = now` on first sight. With `dead_after_ms`, an instance the
+/// store already holds dead by it is refused (`false`) and nothing changes:
+/// the store never revives a dead instance, since what it owned may be
+/// someone else's by now (DESIGN.md part 6). An unknown instance is not dead,
+/// whatever the threshold. Without one it is the plain upsert.
+pub fn stamp(
+    current: Option<&InstanceRecord>,
+    id: InstanceId,
+    dead_after_ms: Option<u64>,
+    now: Millis,
+) -> Outcome<bool, InstanceRecord> {
+    match current {
+        Some(rec) if dead_after_ms.is_some_and(|d| is_dead(rec, now, d)) => Outcome::refuse(false),
+        Some(rec) => Outcome::write(true, InstanceRecord { heartbeat_at: now, ..rec.clone() }),
+        None => Outcome::write(true, InstanceRecord { id, started_at: now, heartbeat_at: now }),
+    }
+}
