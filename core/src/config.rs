@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-/// The leader lease (DESIGN.md part 1).
+/// The leader lease (docs/design.md §2.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeaseConfig {
     pub name: String,
@@ -71,7 +71,7 @@ impl ReconcilerConfig {
     }
 }
 
-/// The worker fleet (DESIGN.md parts 2-4): instance registry, pool and
+/// The worker fleet (docs/design.md §2.2–2.4): instance registry, pool and
 /// reapers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FleetConfig {
@@ -103,13 +103,13 @@ pub struct FleetConfig {
     pub call_timeout_ms: u64,
     /// Bound on each orphan-object pass (its list and its deletes): the pod
     /// pass and the secret pass each get their own, so a slow list of one
-    /// never starves the other (field report 004; DESIGN.md part 4). A list
+    /// never starves the other (field report 004; docs/design.md §2.4). A list
     /// may take up to this, longer than one call timeout.
     #[serde(default = "default_orphan_pass_deadline_ms")]
     pub orphan_pass_deadline_ms: u64,
     /// Placeholder pods the janitor keeps so the cluster holds spare nodes
     /// for spawns: a constant, never sized from demand (field report 002,
-    /// fix 6; DESIGN.md part 6). 0: none, and existing ones are deleted.
+    /// fix 6; docs/design.md §2.6). 0: none, and existing ones are deleted.
     /// At most `global_cap`.
     #[serde(default)]
     pub headroom_nodes: u32,
@@ -119,8 +119,8 @@ pub struct FleetConfig {
     /// (off only for tests).
     #[serde(default = "yes")]
     pub self_fence: bool,
-    /// How often each replica checks its own workers' pods (DESIGN.md
-    /// part 6); the janitor checks the fleet's every reap interval.
+    /// How often each replica checks its own workers' pods (docs/design.md
+    /// §2.6); the janitor checks the fleet's every reap interval.
     #[serde(default = "health_check_default")]
     pub health_check_ms: u64,
 }

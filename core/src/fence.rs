@@ -1,4 +1,4 @@
-//! Self-fencing's stop switch (DESIGN.md part 6): once a replica fences
+//! Self-fencing's stop switch (docs/design.md §2.6): once a replica fences
 //! itself it makes no more calls as that instance. Every store and cluster
 //! call of the replica goes through a [`Gated`] handle; when the switch is
 //! thrown, calls not yet sent fail at once ("nothing happened"), so no task

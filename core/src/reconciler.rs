@@ -46,7 +46,7 @@ impl<S: Store, C: Clock> Reconciler<S, C> {
         let mut sweep = 0u64;
         // Keys whose outcome is unknown (timed out, reply lost, failed): sent
         // again first, under the same key, so the store commits each at most
-        // once (DESIGN.md, invariant E1). Retries share the sweep's budget of calls,
+        // once (docs/design.md §7, E1). Retries share the sweep's budget of calls,
         // so a sweep never takes longer than `max_sweep_ms`.
         let mut unsure: VecDeque<String> = VecDeque::new();
         loop {

@@ -46,7 +46,7 @@ pub struct SelfFence {
     pub fenced: watch::Sender<bool>,
 }
 
-/// [`heartbeat_loop`], and self-fencing (DESIGN.md part 6,
+/// [`heartbeat_loop`], and self-fencing (docs/design.md §2.6,
 /// "Health and self-fencing"): once registered, if no heartbeat has been confirmed
 /// within `fence.after_ms` of the last confirmed one being sent, the
 /// instance may already be dead to the registry, and others may act on

@@ -176,7 +176,7 @@ impl Replica {
         }
     }
 
-    /// Resolves once this instance has fenced itself (DESIGN.md part 6,
+    /// Resolves once this instance has fenced itself (docs/design.md §2.6,
     /// "Health and self-fencing"): it could not confirm its heartbeat in
     /// time (or the store holds it dead), so others may take what it owns.
     /// By then it has stopped: its sessions ended with an error, new ones

@@ -1,6 +1,6 @@
 //! `cluster-partition`: replicas cut off from the cluster API while the
 //! store still answers, and pods dying under hot and hot-idle workers
-//! (DESIGN.md part 6, field report 004): spawns and drains fail, health
+//! (docs/design.md §2.6, field report 004): spawns and drains fail, health
 //! checks must find dead workers, and nothing may be lost or leaked.
 
 use crate::Named;

@@ -53,7 +53,7 @@ pub fn settle_bounds(opts: &mut RunOptions) {
     let pause = opts.replica.lease.max_pause_ms;
     opts.bounds.rpc_slack_ms = 1_000 + 2 * f.call_timeout_ms + 8 * opts.latency_ms.1 + pause;
     // One health interval, then the pod list, the lost CAS and the
-    // client's answer (DESIGN.md part 6).
+    // client's answer (docs/design.md §2.6).
     opts.bounds.health_check_ms = f.health_check_ms + 1_000 + 2 * f.call_timeout_ms + 4 * opts.latency_ms.1 + pause;
     if opts.workload.clients > 0 {
         opts.workload.patience_ms = opts.pod_start_ms.1 + PATIENCE_SLACK_MS;

@@ -149,8 +149,8 @@ pub struct Workload {
     pub patience_ms: u64,
 }
 
-/// Bounds the oracle allows beyond the replicas' own timings (DESIGN.md,
-/// "Invariants"). Stated in the options record so a reader sees every bound
+/// Bounds the oracle allows beyond the replicas' own timings (docs/design.md
+/// §7). Stated in the options record so a reader sees every bound
 /// a run was judged by.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Bounds {

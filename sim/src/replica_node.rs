@@ -93,7 +93,7 @@ const REJOIN_POLL_MS: u64 = 1_000;
 /// until asked to shut down, shut down gracefully, then exit (killing
 /// whatever still runs). An instance that fences itself is dropped (its
 /// tasks end) and the process rejoins as a fresh instance once the store
-/// answers (DESIGN.md part 6). A replica not (or no longer) part of the
+/// answers (docs/design.md §2.6). A replica not (or no longer) part of the
 /// deployment does nothing.
 pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
     let (recorder, processes) = (&world.recorder, &world.processes);

@@ -14,7 +14,7 @@ pub type BoxLoop = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// The coordinator moves it on every confirmed renew and closes it when it
 /// steps down. Effects no store can fence (cluster calls) are sent only
 /// before it, so even a task that runs before the coordinator notices the
-/// deadline (after a long pause, say) sends nothing late (DESIGN.md, invariant S1).
+/// deadline (after a long pause, say) sends nothing late (docs/design.md §7, S1).
 #[derive(Clone, Debug, Default)]
 pub struct Horizon(Arc<AtomicU64>);
 

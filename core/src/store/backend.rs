@@ -56,7 +56,7 @@ pub trait StoreBackend: Send {
 
     /// Insert or refresh an instance: `started_at` on first sight, and
     /// `heartbeat_at = now`. With `dead_after_ms`, an instance already dead
-    /// by that threshold is not revived (DESIGN.md part 6): nothing changes
+    /// by that threshold is not revived (docs/design.md §2.6): nothing changes
     /// and the answer is `false`. Without it, a plain upsert.
     fn register_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError>;
     /// `heartbeat_at = now`, by the same rule (registers an unknown instance).

@@ -34,7 +34,7 @@ use std::time::Duration;
 /// - 1: `leases`, `effects`.
 /// - 2: adds the worker fleet: `instances`, `slots`, `workers`.
 /// - 3: a unique index on `effects (lease, effect)`: an effect key commits
-///   at most once (DESIGN.md, invariant E1).
+///   at most once (docs/design.md §7, E1).
 const SCHEMA: [&str; 3] = [
     "
 CREATE TABLE IF NOT EXISTS leases (

@@ -1,4 +1,4 @@
-//! Health checks (DESIGN.md part 6, field report 004): the pool marks a
+//! Health checks (docs/design.md §2.6, field report 004): the pool marks a
 //! worker whose pod died lost and tells its client (and the NoHealthCheck
 //! mutant serves it again); the janitor does the same for a live peer's.
 //! A health claim racing a park is in `races.rs`.

@@ -133,7 +133,7 @@ async fn heartbeat_and_fence_fences_after_the_deadline_from_the_last_confirmed_s
     drop(stop_tx);
 }
 
-/// DESIGN.md part 6: heartbeats name the dead threshold, so the store
+/// docs/design.md §2.6: heartbeats name the dead threshold, so the store
 /// refuses one of an instance it already holds dead; the instance fences at
 /// once, without waiting for its own deadline.
 #[madsim::test]

@@ -1,5 +1,5 @@
 //! What one replica's pool believes about each worker it owns, as one
-//! explicit state machine (DESIGN.md part 3: every transition is a CAS on
+//! explicit state machine (docs/design.md §2.3: every transition is a CAS on
 //! `(worker, owner, owner_epoch)`; the durable write comes first and memory
 //! follows what the store said).
 //!

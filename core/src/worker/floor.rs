@@ -1,5 +1,5 @@
-//! The floor: the one rule both reapers follow for idle workers (DESIGN.md
-//! part 4, "Reapers"), stated here and nowhere else.
+//! The floor: the one rule both reapers follow for idle workers (docs/design.md
+//! §2.4, "Reapers"), stated here and nowhere else.
 //!
 //! **Each live instance keeps its newest `min_hot_idle` hot-idle workers**
 //! (newest by `idle_since`, ties broken by id, the larger id newer),

@@ -3,8 +3,8 @@
 //! clock passes the lease's safe horizon (the renew deadline of the last
 //! confirmed renew). The second matters for calls no store can fence, such
 //! as cluster deletes: a task that runs on after a long pause, before the
-//! coordinator has noticed its deadline, must not send them (DESIGN.md,
-//! invariant S1). Work that is not leader-gated passes an open gate.
+//! coordinator has noticed its deadline, must not send them (docs/design.md
+//! §7, S1). Work that is not leader-gated passes an open gate.
 
 use crate::clock::Millis;
 use crate::lease::Horizon;

@@ -1,5 +1,5 @@
 //! Headroom: the janitor keeps a constant number of placeholder pods so the
-//! cluster holds spare nodes for the next spawns (DESIGN.md part 6; field
+//! cluster holds spare nodes for the next spawns (docs/design.md §2.6; field
 //! report 002, fix 6). The number is configuration, never sized from
 //! demand: sized from demand it counted hot-idle workers and amplified any
 //! idle leak about 1.75x. Placeholders are not workers: they hold no

@@ -1,4 +1,4 @@
-//! Health checks (DESIGN.md part 6): which workers' pods are dead.
+//! Health checks (docs/design.md §2.6): which workers' pods are dead.
 //!
 //! One rule for the pool's own check and the janitor's fleet-wide one: a
 //! worker that was hot or hot-idle *before* the pod list was asked for, and

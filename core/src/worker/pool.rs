@@ -2,7 +2,7 @@
 //! hot-idle worker or a new spawn, parks workers hot-idle when sessions end,
 //! refreshes its workers' credentials, and retires them on shutdown.
 //!
-//! Rules (DESIGN.md part 3): every transition is a CAS on `(worker, owner,
+//! Rules (docs/design.md §2.3): every transition is a CAS on `(worker, owner,
 //! owner_epoch)`; the durable write comes first and the in-memory state
 //! changes only after it succeeded; a failed write leaves the worker as it
 //! was. A spawn reserves a capacity slot, freed at once if the spawn fails;
@@ -47,7 +47,7 @@ pub enum PoolError {
     /// The session ended without its client asking: its worker died (pod
     /// failed or vanished), was taken over, or this replica fenced itself.
     SessionEnded(String),
-    /// This instance fenced itself (DESIGN.md part 6): it serves nothing.
+    /// This instance fenced itself (docs/design.md §2.6): it serves nothing.
     Fenced,
 }
 
@@ -217,8 +217,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         sessions.iter().filter(|(_, w)| w.as_str() == id).map(|(s, _)| *s).collect()
     }
 
-    /// End `session` without its client asking, telling it why (DESIGN.md
-    /// part 6: a dead worker's session ends with a clear error).
+    /// End `session` without its client asking, telling it why (docs/design.md
+    /// §2.6: a dead worker's session ends with a clear error).
     fn end_session(&self, session: u64, why: String) {
         if self.unbind(session).is_none() {
             return;
@@ -247,7 +247,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     }
 
     /// This instance fenced itself: serve nothing more and end every live
-    /// session with an error (DESIGN.md part 6). Its writes are stopped by
+    /// session with an error (docs/design.md §2.6). Its writes are stopped by
     /// the replica's store and cluster gates.
     pub fn fence(&self) {
         self.fenced.store(true, Ordering::SeqCst);
@@ -752,7 +752,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         }
     }
 
-    /// The pool's health check (DESIGN.md part 6): one list of this
+    /// The pool's health check (docs/design.md §2.6): one list of this
     /// instance's pods; a hot or hot-idle worker whose pod failed or
     /// vanished is marked lost, its session ended with the reason, its pod
     /// and secret deleted and its slot freed. Never served again either way.

@@ -1,4 +1,4 @@
-//! The reapers (DESIGN.md part 4).
+//! The reapers (docs/design.md §2.4).
 //!
 //! - The leader-gated janitor: retires hot-idle workers past their TTL
 //!   (above the floor), workers of dead instances and stuck spawning or
@@ -267,7 +267,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         self.each(orphans, |w| self.take_and_end(g, w, End::OwnerDead, fence)).await
     }
 
-    /// The fleet-wide health check (DESIGN.md part 6): live peers' hot and
+    /// The fleet-wide health check (docs/design.md §2.6): live peers' hot and
     /// hot-idle workers whose pods the cluster shows failed are taken over and
     /// marked lost (this replica's own pool checks its own; dead owners'
     /// workers go with the dead-owners pass).
@@ -358,8 +358,8 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         self.each(stuck, |w| self.take_and_end(g, w, End::Stuck, Some(fence))).await
     }
 
-    /// Run one orphan-object pass under its own deadline (DESIGN.md part
-    /// 4; field report 004: a pass sharing its context with a slow one
+    /// Run one orphan-object pass under its own deadline (docs/design.md
+    /// §2.4; field report 004: a pass sharing its context with a slow one
     /// before it is starved).
     async fn under_deadline(&self, deadline_ms: u64, pass: impl std::future::Future<Output = PassResult>) -> PassResult {
         if deadline_ms == 0 {
@@ -523,7 +523,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 return;
             }
         };
-        // Every pass runs whatever the others did (DESIGN.md part 4).
+        // Every pass runs whatever the others did (docs/design.md §2.4).
         let mut bad = false;
         let mut pods_began = v.now;
         for pass in JanitorPass::ALL {
@@ -606,7 +606,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
 
 /// The next start of a pass run every `interval_ms` from `last` (local ms):
 /// passes start at a fixed rate, so a slow pass does not stretch the reap
-/// interval the TTL bounds count on (DESIGN.md part 4); one that overran a
+/// interval the TTL bounds count on (docs/design.md §2.4); one that overran a
 /// whole interval starts the next one interval after `now`.
 fn next_tick(last: Millis, now: Millis, interval_ms: u64) -> Millis {
     let next = last.saturating_add(interval_ms);

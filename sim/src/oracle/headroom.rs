@@ -1,4 +1,4 @@
-//! H1 constant headroom (DESIGN.md part 6; field report 002, fix 6): the
+//! H1 constant headroom (docs/design.md §2.6; field report 002, fix 6): the
 //! janitor keeps exactly the configured number of placeholder pods, never
 //! a number that follows demand. Placeholders are known from ground truth:
 //! the labels the cluster created them with.

@@ -1,4 +1,4 @@
-//! I2 no resurrection (DESIGN.md part 6): the store never takes a
+//! I2 no resurrection (docs/design.md §2.6): the store never takes a
 //! heartbeat or registration of an instance it already holds dead (none
 //! committed within the threshold): what a dead instance owned may already
 //! be someone else's.

@@ -1,5 +1,5 @@
 //! The invariant oracle: judges every event of a run, in global time, from
-//! ground truth (DESIGN.md, "Invariants").
+//! ground truth (docs/design.md §7).
 //!
 //! [`model`] rebuilds the world from what the store committed, what the
 //! cluster did, what clients saw and what the injector did to processes;

@@ -8,7 +8,7 @@
 //! excuses no late secret, and the other way round), and, for a pod, the
 //! cluster does not refuse to delete it.
 //!
-//! Who is responsible (DESIGN.md part 4): for a pod, and for the secret of
+//! Who is responsible (docs/design.md §2.4): for a pod, and for the secret of
 //! an instance that is dead (once its death is visible to all), a janitor:
 //! a healthy leader with a calm store. For the secret of an instance that
 //! is up, that instance's own fallback pass: it up and healthy, the store

@@ -3,7 +3,7 @@
 //!
 //! The oracle keeps its own copy of the lifecycle's allowed steps
 //! ([`may_become`]), so a core that loosened its own table would still be
-//! judged by the design's (DESIGN.md part 3).
+//! judged by the design's (docs/design.md §2.3).
 
 use super::model::Model;
 use super::{violation, Check, OracleParams, Violation};

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// DESIGN.md part 6: the store never revives a dead instance. With a
+/// docs/design.md §2.6: the store never revives a dead instance. With a
 /// threshold, a heartbeat or registration of an instance already dead by it
 /// is refused and changes nothing; a live one is stamped; without one it is
 /// the plain upsert.

@@ -248,7 +248,7 @@ pub(super) fn fence_reject_precedence<B: StoreBackend>(mk: impl Fn() -> B) {
 }
 
 /// E1: an effect key commits at most once, whatever the lease says when
-/// the retry comes (DESIGN.md, invariant E1).
+/// the retry comes (docs/design.md §7, E1).
 pub(super) fn effect_keys_commit_once<B: StoreBackend>(mk: impl Fn() -> B) {
     let mut b = mk();
     applied(b.acquire_lease(L, id(1), None, 100, 0));

@@ -10,7 +10,7 @@ use crate::store::{EffectResult, EffectRow, FenceReject, LeaseRecord, StoreError
 ///
 /// - `committed`: the seq at which this key already committed, if it did.
 ///   Then the answer is `Duplicate` whatever the lease says now, so a retry
-///   after an unknown outcome is safe (DESIGN.md, invariant E1).
+///   after an unknown outcome is safe (docs/design.md §7, E1).
 /// - `lease`: the lease `name` as read. The caller must hold it, at
 ///   `epoch`, unexpired at `now`; checked in that order.
 /// - `last_seq`: the newest seq in the log (0 when empty); the new row

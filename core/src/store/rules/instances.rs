@@ -16,7 +16,7 @@ pub fn is_dead(rec: &InstanceRecord, now: Millis, dead_after_ms: u64) -> bool {
 /// `started_at = now` on first sight. With `dead_after_ms`, an instance the
 /// store already holds dead by it is refused (`false`) and nothing changes:
 /// the store never revives a dead instance, since what it owned may be
-/// someone else's by now (DESIGN.md part 6). An unknown instance is not dead,
+/// someone else's by now (docs/design.md §2.6). An unknown instance is not dead,
 /// whatever the threshold. Without one it is the plain upsert.
 pub fn stamp(
     current: Option<&InstanceRecord>,
