@@ -5,7 +5,7 @@
 //! the test is what catches the bug.
 //!
 //! Lease: `lease/`. Whole replica: `replica.rs`. Registry and heartbeats:
-//! `registry.rs`. Workers, in the order of their life: `spawn.rs`,
+//! `registry.rs`. Leader-gated fenced effects: `reconciler.rs`. Workers, in the order of their life: `spawn.rs`,
 //! `activation.rs`, `park.rs`, `capacity.rs`, `health.rs`, `fence.rs`,
 //! `pool_shutdown.rs`. What the reapers keep: `floor.rs`, `headroom.rs`.
 //! The reapers' passes: `reapers/`. Reapers racing owners: `races.rs`.
@@ -21,6 +21,7 @@ mod park;
 mod pool_shutdown;
 mod races;
 mod reapers;
+mod reconciler;
 mod registry;
 mod replica;
 mod spawn;
