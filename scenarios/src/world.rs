@@ -127,142 +127,181 @@ fn range(rng: &mut ChaCha8Rng, (lo, hi): (u64, u64)) -> u64 {
 
 /// Draw the fault plan a world's rates call for. Every fault heals before
 /// the fault phase ends, so the quiet period starts with a healed world.
+/// The families are drawn in a fixed order from one stream: the same seed
+/// gives the same plan.
 pub fn plan(opts: &RunOptions, rng: &mut ChaCha8Rng) -> FaultPlan {
-    let f = &opts.faults;
-    let end = opts.fault_phase_ms.saturating_sub(HEAL_MARGIN_MS);
-    let mut plan = FaultPlan::default();
-    let target = |rng: &mut ChaCha8Rng| {
-        if rng.gen_bool(f.leader_bias.clamp(0.0, 1.0)) {
+    let mut d = Draw { opts, f: &opts.faults, end: opts.fault_phase_ms.saturating_sub(HEAL_MARGIN_MS), plan: FaultPlan::default() };
+    d.replica_faults(rng);
+    d.store_wide_faults(rng);
+    d.pauses(rng);
+    d.cluster_faults(rng);
+    d.spawn_traps(rng);
+    d.fleet_changes(rng);
+    d.plan
+}
+
+/// One plan being drawn: the world's rates, and where the fault phase ends.
+struct Draw<'a> {
+    opts: &'a RunOptions,
+    f: &'a FaultRates,
+    end: u64,
+    plan: FaultPlan,
+}
+
+impl Draw<'_> {
+    fn arrivals(&self, rng: &mut ChaCha8Rng, per_min: f64) -> Vec<u64> {
+        arrivals(rng, per_min, WARMUP_MS, self.end)
+    }
+
+    fn target(&self, rng: &mut ChaCha8Rng) -> Target {
+        if rng.gen_bool(self.f.leader_bias.clamp(0.0, 1.0)) {
             Target::Leader
         } else {
-            Target::Replica(rng.gen_range(0..opts.replicas))
+            Target::Replica(rng.gen_range(0..self.opts.replicas))
         }
-    };
-    // Clamp a duration so the fault heals in time (None: no room left).
-    let fit = |at: u64, d: u64| (at + 100 < end).then(|| d.min(end - at).max(100));
+    }
 
-    for at in arrivals(rng, f.crash_per_min, WARMUP_MS, end) {
-        let down = range(rng, f.downtime_ms);
-        if let (t, Some(down_ms)) = (target(rng), fit(at, down)) {
-            plan.push(at, Fault::Crash { target: t, down_ms });
+    /// Clamp a duration so the fault heals in time (None: no room left).
+    fn fit(&self, at: u64, d: u64) -> Option<u64> {
+        (at + 100 < self.end).then(|| d.min(self.end - at).max(100))
+    }
+
+    /// A fault on one replica per arrival, lasting a duration drawn from `dur`.
+    fn targeted(&mut self, rng: &mut ChaCha8Rng, per_min: f64, dur: (u64, u64), fault: impl Fn(Target, u64) -> Fault) {
+        for at in self.arrivals(rng, per_min) {
+            let d = range(rng, dur);
+            if let (t, Some(ms)) = (self.target(rng), self.fit(at, d)) {
+                self.plan.push(at, fault(t, ms));
+            }
         }
     }
-    for at in arrivals(rng, f.shutdown_per_min, WARMUP_MS, end) {
-        let down = range(rng, f.downtime_ms);
-        if let (t, Some(down_ms)) = (target(rng), fit(at + SHUTDOWN_MS, down)) {
-            plan.push(at, Fault::Shutdown { target: t, down_ms });
+
+    /// A fault on the whole world per arrival, lasting a duration drawn from `dur`.
+    fn world_wide(&mut self, rng: &mut ChaCha8Rng, per_min: f64, dur: (u64, u64), fault: impl Fn(u64) -> Fault) {
+        for at in self.arrivals(rng, per_min) {
+            let d = range(rng, dur);
+            if let Some(ms) = self.fit(at, d) {
+                self.plan.push(at, fault(ms));
+            }
         }
     }
-    for at in arrivals(rng, f.partition_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.duration_ms);
-        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
-            plan.push(at, Fault::Partition { target: t, ms });
+
+    /// Store-wide faults of one kind do not overlap each other: each heals
+    /// what it set.
+    fn one_at_a_time(&mut self, rng: &mut ChaCha8Rng, per_min: f64, dur: (u64, u64), fault: impl Fn(u64) -> Fault) {
+        let mut free_at = 0;
+        for at in self.arrivals(rng, per_min) {
+            let d = range(rng, dur);
+            if let (true, Some(ms)) = (at >= free_at, self.fit(at, d)) {
+                free_at = at + ms + 1;
+                self.plan.push(at, fault(ms));
+            }
         }
     }
-    for at in arrivals(rng, f.long_partition_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.long_partition_ms);
-        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
-            plan.push(at, Fault::Partition { target: t, ms });
+
+    /// Crashes, shutdowns, partitions from the store or the cluster, a slow store.
+    fn replica_faults(&mut self, rng: &mut ChaCha8Rng) {
+        let f = self.f;
+        self.targeted(rng, f.crash_per_min, f.downtime_ms, |target, down_ms| Fault::Crash { target, down_ms });
+        for at in self.arrivals(rng, f.shutdown_per_min) {
+            let down = range(rng, f.downtime_ms);
+            if let (t, Some(down_ms)) = (self.target(rng), self.fit(at + SHUTDOWN_MS, down)) {
+                self.plan.push(at, Fault::Shutdown { target: t, down_ms });
+            }
+        }
+        self.targeted(rng, f.partition_per_min, f.duration_ms, |target, ms| Fault::Partition { target, ms });
+        self.targeted(rng, f.long_partition_per_min, f.long_partition_ms, |target, ms| Fault::Partition { target, ms });
+        self.targeted(rng, f.cluster_partition_per_min, f.duration_ms, |target, ms| Fault::ClusterPartition { target, ms });
+        for at in self.arrivals(rng, f.store_slow_per_min) {
+            let (d, extra_ms) = (range(rng, f.duration_ms), range(rng, f.store_slow_ms));
+            if let (t, Some(ms)) = (self.target(rng), self.fit(at, d)) {
+                self.plan.push(at, Fault::StoreSlow { target: t, extra_ms, ms });
+            }
         }
     }
-    for at in arrivals(rng, f.cluster_partition_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.duration_ms);
-        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
-            plan.push(at, Fault::ClusterPartition { target: t, ms });
+
+    /// Failing writes, stalls and lease outages, one of each kind at a time.
+    fn store_wide_faults(&mut self, rng: &mut ChaCha8Rng) {
+        let f = self.f;
+        let (fail_pct, lost_reply_pct) = (f.store_fail_pct, f.store_lost_reply_pct);
+        self.one_at_a_time(rng, f.store_fault_per_min, f.duration_ms, |ms| Fault::StoreFaults { fail_pct, lost_reply_pct, ms });
+        self.one_at_a_time(rng, f.stall_per_min, f.duration_ms, |ms| Fault::StoreStall { ms });
+        self.one_at_a_time(rng, f.lease_outage_per_min, f.lease_outage_ms, |ms| Fault::LeaseOutage { ms });
+    }
+
+    fn pauses(&mut self, rng: &mut ChaCha8Rng) {
+        let f = self.f;
+        for at in self.arrivals(rng, f.pause_per_min) {
+            let d = rng.gen_range(100..=f.max_pause_ms.max(100));
+            if let (t, Some(ms)) = (self.target(rng), self.fit(at, d)) {
+                self.plan.push(at, Fault::Pause { target: t, ms });
+            }
         }
     }
-    for at in arrivals(rng, f.store_slow_per_min, WARMUP_MS, end) {
-        let (d, extra_ms) = (range(rng, f.duration_ms), range(rng, f.store_slow_ms));
-        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
-            plan.push(at, Fault::StoreSlow { target: t, extra_ms, ms });
+
+    /// Pod failures and deaths, a slow cluster, refused deletes, failing or
+    /// late operations.
+    fn cluster_faults(&mut self, rng: &mut ChaCha8Rng) {
+        let f = self.f;
+        let pct = f.pod_fail_pct;
+        self.world_wide(rng, f.pod_fail_per_min, f.duration_ms, |ms| Fault::PodFailures { pct, ms });
+        for at in self.arrivals(rng, f.pod_death_per_min) {
+            self.plan.push(at, Fault::PodDeath);
+        }
+        for at in self.arrivals(rng, f.cluster_slow_per_min) {
+            let (d, extra_ms) = (range(rng, f.duration_ms), range(rng, f.cluster_slow_ms));
+            if let Some(ms) = self.fit(at, d) {
+                self.plan.push(at, Fault::ClusterSlow { extra_ms, ms });
+            }
+        }
+        self.world_wide(rng, f.delete_refusal_per_min, f.delete_refusal_ms, |ms| Fault::DeleteRefusal { ms });
+        for at in self.arrivals(rng, f.cluster_ops_per_min) {
+            let ops = ClusterOps::ALL[rng.gen_range(0..ClusterOps::ALL.len())];
+            let slow_ms = if rng.gen_range(0..100) < f.cluster_ops_slow_pct { range(rng, f.cluster_ops_slow_ms).max(1) } else { 0 };
+            let d = range(rng, f.cluster_ops_ms);
+            if let Some(ms) = self.fit(at, d) {
+                self.plan.push(at, Fault::ClusterOps { ops, slow_ms, ms });
+            }
         }
     }
-    // Store-wide faults do not overlap each other: each heals what it set.
-    let mut store_free_at = 0;
-    for at in arrivals(rng, f.store_fault_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.duration_ms);
-        if let (true, Some(ms)) = (at >= store_free_at, fit(at, d)) {
-            store_free_at = at + ms + 1;
-            plan.push(at, Fault::StoreFaults { fail_pct: f.store_fail_pct, lost_reply_pct: f.store_lost_reply_pct, ms });
+
+    /// Crashes armed inside a spawn: after the secret, or mid-activation.
+    fn spawn_traps(&mut self, rng: &mut ChaCha8Rng) {
+        let f = self.f;
+        for (per_min, after_secret) in [(f.crash_after_secret_per_min, true), (f.crash_in_activation_per_min, false)] {
+            for at in self.arrivals(rng, per_min) {
+                let down = range(rng, f.downtime_ms);
+                if let Some(down_ms) = self.fit(at, down) {
+                    let wait_ms = (self.end - at - down_ms).min(30_000);
+                    let fault = if after_secret {
+                        Fault::CrashAfterSecret { down_ms, wait_ms }
+                    } else {
+                        Fault::CrashInActivation { down_ms, wait_ms }
+                    };
+                    self.plan.push(at, fault);
+                }
+            }
         }
     }
-    let mut stall_free_at = 0;
-    for at in arrivals(rng, f.stall_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.duration_ms);
-        if let (true, Some(ms)) = (at >= stall_free_at, fit(at, d)) {
-            stall_free_at = at + ms + 1;
-            plan.push(at, Fault::StoreStall { ms });
+
+    /// Scale up and down, and rolling deploys.
+    fn fleet_changes(&mut self, rng: &mut ChaCha8Rng) {
+        let f = self.f;
+        for at in self.arrivals(rng, f.scale_per_min) {
+            if rng.gen_bool(0.5) {
+                self.plan.push(at, Fault::ScaleUp);
+            } else {
+                let target = self.target(rng);
+                self.plan.push(at, Fault::ScaleDown { target });
+            }
+        }
+        for _ in 0..f.rolling_deploys {
+            let (down_ms, gap_ms) = (range(rng, (500, 5_000)), range(rng, (1_000, 10_000)));
+            let span = self.opts.replicas as u64 * (SHUTDOWN_MS + down_ms + gap_ms);
+            if self.end > WARMUP_MS + span {
+                let at = rng.gen_range(WARMUP_MS..self.end - span);
+                self.plan.push(at, Fault::RollingDeploy { down_ms, gap_ms });
+            }
         }
     }
-    let mut outage_free_at = 0;
-    for at in arrivals(rng, f.lease_outage_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.lease_outage_ms);
-        if let (true, Some(ms)) = (at >= outage_free_at, fit(at, d)) {
-            outage_free_at = at + ms + 1;
-            plan.push(at, Fault::LeaseOutage { ms });
-        }
-    }
-    for at in arrivals(rng, f.pause_per_min, WARMUP_MS, end) {
-        let d = rng.gen_range(100..=f.max_pause_ms.max(100));
-        if let (t, Some(ms)) = (target(rng), fit(at, d)) {
-            plan.push(at, Fault::Pause { target: t, ms });
-        }
-    }
-    for at in arrivals(rng, f.pod_fail_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.duration_ms);
-        if let Some(ms) = fit(at, d) {
-            plan.push(at, Fault::PodFailures { pct: f.pod_fail_pct, ms });
-        }
-    }
-    for at in arrivals(rng, f.pod_death_per_min, WARMUP_MS, end) {
-        plan.push(at, Fault::PodDeath);
-    }
-    for at in arrivals(rng, f.cluster_slow_per_min, WARMUP_MS, end) {
-        let (d, extra_ms) = (range(rng, f.duration_ms), range(rng, f.cluster_slow_ms));
-        if let Some(ms) = fit(at, d) {
-            plan.push(at, Fault::ClusterSlow { extra_ms, ms });
-        }
-    }
-    for at in arrivals(rng, f.delete_refusal_per_min, WARMUP_MS, end) {
-        let d = range(rng, f.delete_refusal_ms);
-        if let Some(ms) = fit(at, d) {
-            plan.push(at, Fault::DeleteRefusal { ms });
-        }
-    }
-    for at in arrivals(rng, f.cluster_ops_per_min, WARMUP_MS, end) {
-        let ops = ClusterOps::ALL[rng.gen_range(0..ClusterOps::ALL.len())];
-        let slow_ms = if rng.gen_range(0..100) < f.cluster_ops_slow_pct { range(rng, f.cluster_ops_slow_ms).max(1) } else { 0 };
-        let d = range(rng, f.cluster_ops_ms);
-        if let Some(ms) = fit(at, d) {
-            plan.push(at, Fault::ClusterOps { ops, slow_ms, ms });
-        }
-    }
-    for at in arrivals(rng, f.crash_after_secret_per_min, WARMUP_MS, end) {
-        let down = range(rng, f.downtime_ms);
-        if let Some(down_ms) = fit(at, down) {
-            plan.push(at, Fault::CrashAfterSecret { down_ms, wait_ms: (end - at - down_ms).min(30_000) });
-        }
-    }
-    for at in arrivals(rng, f.crash_in_activation_per_min, WARMUP_MS, end) {
-        let down = range(rng, f.downtime_ms);
-        if let Some(down_ms) = fit(at, down) {
-            plan.push(at, Fault::CrashInActivation { down_ms, wait_ms: (end - at - down_ms).min(30_000) });
-        }
-    }
-    for at in arrivals(rng, f.scale_per_min, WARMUP_MS, end) {
-        if rng.gen_bool(0.5) {
-            plan.push(at, Fault::ScaleUp);
-        } else {
-            plan.push(at, Fault::ScaleDown { target: target(rng) });
-        }
-    }
-    for _ in 0..f.rolling_deploys {
-        let (down_ms, gap_ms) = (range(rng, (500, 5_000)), range(rng, (1_000, 10_000)));
-        let span = opts.replicas as u64 * (SHUTDOWN_MS + down_ms + gap_ms);
-        if end > WARMUP_MS + span {
-            let at = rng.gen_range(WARMUP_MS..end - span);
-            plan.push(at, Fault::RollingDeploy { down_ms, gap_ms });
-        }
-    }
-    plan
 }

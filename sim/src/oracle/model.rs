@@ -368,7 +368,20 @@ impl Model {
         }
     }
 
+    /// Apply one event to the model. Every kind of event belongs to exactly
+    /// one family of facts, each applied by its own function: what the
+    /// injector did to processes and the world, what the store committed,
+    /// what the cluster did, what the clients saw.
     pub fn apply(&mut self, e: &Event) {
+        self.apply_injected(e);
+        self.apply_committed(e);
+        self.apply_cluster(e);
+        self.apply_client(e);
+    }
+
+    /// What the injector did: process starts, deaths and shutdowns, and the
+    /// faults it put on and healed.
+    fn apply_injected(&mut self, e: &Event) {
         let t = e.t;
         match &e.kind {
             EventKind::Started => {
@@ -383,27 +396,6 @@ impl Model {
                     r.up = true;
                     r.shutting_down = false;
                 });
-            }
-            EventKind::StoreRead { from } | EventKind::StoreFailed { from, .. } => self.contact(*from, t),
-            EventKind::EffectWrite { from, .. } => self.contact(*from, t),
-            EventKind::LeaseWrite { from, applied, lease, .. } => {
-                self.contact(*from, t);
-                if let (true, Some(new)) = (applied, lease) {
-                    if let Some(old) = &self.lease {
-                        if let Some(prev) = old.holder {
-                            if new.holder != Some(prev) || new.epoch != old.epoch {
-                                self.ceased.insert(prev, t.min(old.expires_at_ms * 1000));
-                            }
-                        }
-                    }
-                    if self.lease.as_ref().is_none_or(|old| (old.holder, old.epoch) != (new.holder, new.epoch)) {
-                        self.term_since = t;
-                    }
-                    if new.holder.is_none() {
-                        self.released_at = t;
-                    }
-                    self.lease = Some(new.clone());
-                }
             }
             EventKind::Crash { target } | EventKind::SelfFenced { target } => {
                 self.kill(target, t);
@@ -469,8 +461,36 @@ impl Model {
                 self.disturb_ops(kinds, on, t);
             }
             EventKind::QuietPeriod => self.quiet_since = Some(t),
+            _ => {}
+        }
+    }
 
-            // --- what the store committed ---
+    /// What the store committed or refused; any request that reached it
+    /// shows that its sender could reach the store.
+    fn apply_committed(&mut self, e: &Event) {
+        let t = e.t;
+        match &e.kind {
+            EventKind::StoreRead { from } | EventKind::StoreFailed { from, .. } => self.contact(*from, t),
+            EventKind::EffectWrite { from, .. } => self.contact(*from, t),
+            EventKind::LeaseWrite { from, applied, lease, .. } => {
+                self.contact(*from, t);
+                if let (true, Some(new)) = (applied, lease) {
+                    if let Some(old) = &self.lease {
+                        if let Some(prev) = old.holder {
+                            if new.holder != Some(prev) || new.epoch != old.epoch {
+                                self.ceased.insert(prev, t.min(old.expires_at_ms * 1000));
+                            }
+                        }
+                    }
+                    if self.lease.as_ref().is_none_or(|old| (old.holder, old.epoch) != (new.holder, new.epoch)) {
+                        self.term_since = t;
+                    }
+                    if new.holder.is_none() {
+                        self.released_at = t;
+                    }
+                    self.lease = Some(new.clone());
+                }
+            }
             EventKind::WorkerWrite { op, id, applied: true, worker: Some(after), .. } => {
                 let since = match self.workers.get(id) {
                     Some(w) if w.state == after.state && *op != WorkerOp::Insert => w.since,
@@ -513,8 +533,14 @@ impl Model {
             EventKind::InstanceRegistered { from } | EventKind::InstanceHeartbeat { from } => {
                 self.beats.insert(*from, t);
             }
+            _ => {}
+        }
+    }
 
-            // --- what the cluster did ---
+    /// What the cluster did to pods and secrets.
+    fn apply_cluster(&mut self, e: &Event) {
+        let t = e.t;
+        match &e.kind {
             EventKind::PodCreated { name, placeholder: true, .. } => {
                 self.placeholders.insert(name.clone(), t);
             }
@@ -557,8 +583,14 @@ impl Model {
                 self.orphans.remove(name);
                 self.secrets.remove(name);
             }
+            _ => {}
+        }
+    }
 
-            // --- what the clients saw ---
+    /// What the clients saw.
+    fn apply_client(&mut self, e: &Event) {
+        let t = e.t;
+        match &e.kind {
             EventKind::SessionRequested { session, org, replica } => {
                 let server = self.rep(replica).and_then(|r| r.inst);
                 self.sessions.insert(
