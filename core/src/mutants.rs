@@ -1,7 +1,9 @@
 //! The bug zoo: each field-report bug as a named switch, off by default.
 //!
 //! A mutant puts one real bug back into core so the simulator can prove it
-//! catches it: each is a skip or a reorder of one step at one site in core.
+//! catches it. Each sits at one site in core, and all but two are a skip or
+//! a reorder of one step there; `SecretReaperUnscoped` and
+//! `HeadroomCountsIdle` swap in the pre-fix rule their field report replaced.
 //! Every mutant is declared once, in the [`registry!`] invocation below;
 //! its enum variant, name, listing, home scenario and detection test all
 //! come from that one entry.
