@@ -525,7 +525,8 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         };
         // Every pass runs whatever the others did (docs/design.md §2.4).
         let mut bad = false;
-        let mut pods_began = v.now;
+        // How long this run's pod pass took (none ran yet: nothing spent).
+        let mut pods_spent = 0;
         for pass in JanitorPass::ALL {
             if bad && self.mutants.on(Mutant::JanitorStopsAtFirstError) {
                 // The bug: the first failing pass ends the janitor's run.
@@ -537,15 +538,16 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 JanitorPass::Health => self.reap_dead_pods(g, &v, &fence).await,
                 JanitorPass::Stuck => self.reap_stuck(g, &v, &fence).await,
                 JanitorPass::OrphanPods => {
-                    pods_began = self.clock.now();
-                    self.under_deadline(self.cfg.orphan_pass_deadline_ms, self.reap_orphan_pods(g, &v)).await
+                    let began = self.clock.now();
+                    let r = self.under_deadline(self.cfg.orphan_pass_deadline_ms, self.reap_orphan_pods(g, &v)).await;
+                    pods_spent = self.clock.now().saturating_sub(began);
+                    r
                 }
                 JanitorPass::OrphanSecrets => {
                     // The mutant skips the secret pass's own deadline: it
                     // gets what the pod pass left of one shared deadline.
                     let budget = if self.mutants.on(Mutant::SharedReaperDeadline) {
-                        let spent = self.clock.now().saturating_sub(pods_began);
-                        self.cfg.orphan_pass_deadline_ms.saturating_sub(spent)
+                        self.cfg.orphan_pass_deadline_ms.saturating_sub(pods_spent)
                     } else {
                         self.cfg.orphan_pass_deadline_ms
                     };
