@@ -123,10 +123,37 @@ pub struct FleetConfig {
     /// §2.6); the janitor checks the fleet's every reap interval.
     #[serde(default = "health_check_default")]
     pub health_check_ms: u64,
+    /// A replica asked to stop lets its live sessions finish for this long,
+    /// then tells their clients to reconnect elsewhere and exits
+    /// (docs/design.md §2.5).
+    #[serde(default = "drain_timeout_default")]
+    pub drain_timeout_ms: u64,
+    /// A session's worker whose owner died is kept this long after the
+    /// death for its client to reconnect through another replica; then
+    /// the reapers take it (docs/design.md §2.5).
+    #[serde(default = "resume_window_default")]
+    pub resume_window_ms: u64,
+    /// A session whose client has not been heard from (no watch, no
+    /// release) for this long is over: its worker is parked, so a client
+    /// that vanished or whose release was lost strands nothing.
+    #[serde(default = "client_timeout_default")]
+    pub client_timeout_ms: u64,
 }
 
 fn health_check_default() -> u64 {
     2_000
+}
+
+fn drain_timeout_default() -> u64 {
+    10_000
+}
+
+fn resume_window_default() -> u64 {
+    30_000
+}
+
+fn client_timeout_default() -> u64 {
+    60_000
 }
 
 impl Default for FleetConfig {
@@ -151,6 +178,9 @@ impl Default for FleetConfig {
             fallback_reaper: true,
             self_fence: true,
             health_check_ms: health_check_default(),
+            drain_timeout_ms: drain_timeout_default(),
+            resume_window_ms: resume_window_default(),
+            client_timeout_ms: client_timeout_default(),
         }
     }
 }
@@ -222,6 +252,8 @@ impl ReplicaConfig {
             ("fleet.activation_poll_ms", f.activation_poll_ms),
             ("fleet.call_timeout_ms", f.call_timeout_ms),
             ("fleet.health_check_ms", f.health_check_ms),
+            ("fleet.drain_timeout_ms", f.drain_timeout_ms),
+            ("fleet.client_timeout_ms", f.client_timeout_ms),
         ] {
             if v == 0 {
                 return err(format!("{what} must be positive"));

@@ -220,6 +220,51 @@ registry! {
         home: "slow-cluster-lists",
         caught_by: ["L2"],
     }
+    /// Two reconnects of one session race; the loser, refused by the
+    /// winner's claim, claims again from the winner (alive, serving it)
+    /// without rechecking that owner: both answer the client (finding 2).
+    ReconnectRace = "reconnect-race" {
+        report: "003",
+        about: "a reconnect that loses the takeover race claims again from the winner: two replicas serve one session",
+        home: "reconnect-storm",
+        caught_by: ["S7"],
+    }
+    /// The takeover never rechecks the old owner: it trusts the client's
+    /// earlier judgement that its replica went away, and takes a live
+    /// owner's session (finding 4).
+    TakeoverNoLivenessRecheck = "takeover-no-liveness-recheck" {
+        report: "003",
+        about: "a reconnect takes the worker over without rechecking, at takeover time, that its owner is gone",
+        home: "reconnect-storm",
+        caught_by: ["S7"],
+    }
+    /// A reconnect that took the worker over but found its pod dead answers
+    /// the client with an error and drops the worker, leaving the row hot
+    /// and bound to the session under a live owner: a session nobody
+    /// serves, forever (finding 5).
+    ReconnectFailureNotPersisted = "reconnect-failure-not-persisted" {
+        report: "003",
+        about: "a failed reconnect leaves the durable record saying the session is live on its worker",
+        home: "reconnect-storm",
+        caught_by: ["S7", "L2"],
+    }
+    /// A draining replica still takes reconnects: a session handed off by
+    /// a drain lands back on a replica that is about to exit (finding 9).
+    ReconnectIgnoresDraining = "reconnect-ignores-draining" {
+        report: "003",
+        about: "a reconnect lands on a replica that is draining",
+        home: "reconnect-storm",
+        caught_by: ["S7"],
+    }
+    /// The drain waits for every live session to end, however long: a
+    /// rolling deploy stalls behind long sessions until the host kills the
+    /// replica (finding 8).
+    DrainWaitsForever = "drain-waits-forever" {
+        report: "003",
+        about: "a draining replica waits for long sessions without bound",
+        home: "reconnect-storm",
+        caught_by: ["L4"],
+    }
 }
 
 impl Mutant {

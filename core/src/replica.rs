@@ -32,7 +32,9 @@ pub struct Replica {
     background: Vec<tokio::task::JoinHandle<()>>,
     is_leader: Arc<AtomicBool>,
     sessions: Arc<dyn Sessions>,
-    drain: Option<Box<dyn FnOnce() -> crate::worker::pool::BoxFuture<'static, ()> + Send>>,
+    /// The pool's part of a shutdown, given the coordinator to wait for
+    /// meanwhile (none: do not wait for it).
+    drain: Option<Box<dyn FnOnce(Option<tokio::task::JoinHandle<()>>) -> crate::worker::pool::BoxFuture<'static, ()> + Send>>,
     janitor_last_ok: Arc<AtomicU64>,
     fallback_last_ok: Arc<AtomicU64>,
 }
@@ -153,7 +155,20 @@ impl Replica {
             background,
             is_leader,
             sessions: pool,
-            drain: Some(Box::new(move || Box::pin(async move { drain_pool.shutdown().await }))),
+            drain: Some(Box::new(move |coordinator| {
+                Box::pin(async move {
+                    // Sessions drain while leader work stops; idle workers
+                    // are retired once it has (docs/design.md §2.5).
+                    let sessions = drain_pool.drain_sessions();
+                    match coordinator {
+                        Some(c) => {
+                            let _ = tokio::join!(c, sessions);
+                        }
+                        None => sessions.await,
+                    }
+                    drain_pool.shutdown().await
+                })
+            })),
             janitor_last_ok: reapers.janitor_last_ok.clone(),
             fallback_last_ok: reapers.fallback_last_ok.clone(),
         })
@@ -202,18 +217,16 @@ impl Replica {
         self.sessions.clone()
     }
 
-    /// Graceful shutdown: stop leader-gated work, release the lease, and only
-    /// then return (after which the process may exit).
+    /// Graceful shutdown: take no new sessions, stop leader-gated work and
+    /// release the lease while live sessions drain (up to the drain
+    /// timeout, then handed over), retire idle workers, and only then
+    /// return (after which the process may exit).
     pub async fn shutdown(mut self) {
         self.obs.observe(CoreEvent::ShutdownBegan);
         let _ = self.shutdown_tx.send(true);
-        let coordinator = self.coordinator.take();
-        if let (false, Some(c)) = (self.mutants.on(Mutant::ShutdownNoWait), coordinator) {
-            let _ = c.await;
-        }
-        // Leader work has stopped: retire our idle workers before exiting.
+        let coordinator = self.coordinator.take().filter(|_| !self.mutants.on(Mutant::ShutdownNoWait));
         if let Some(drain) = self.drain.take() {
-            drain().await;
+            drain(coordinator).await;
         }
         // With the mutant, the caller exits while the coordinator is still
         // stopping: its release dies with the process.

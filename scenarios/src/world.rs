@@ -44,6 +44,10 @@ pub fn base(rng: &mut ChaCha8Rng) -> RunOptions {
 /// bounded by a call timeout.
 const PATIENCE_SLACK_MS: u64 = 30_000;
 
+/// How long past its replica's death a client keeps reconnecting: the
+/// death to be seen, and a few attempts.
+const RECONNECT_SLACK_MS: u64 = 20_000;
+
 /// The bounds the oracle judges a world by, once its scenario has tuned
 /// it: the RPC slack from its call timeout and latency, and client patience
 /// from its slowest pod start. The quiet period is stretched to outlast
@@ -57,9 +61,18 @@ pub fn settle_bounds(opts: &mut RunOptions) {
     opts.bounds.health_check_ms = f.health_check_ms + 1_000 + 2 * f.call_timeout_ms + 4 * opts.latency_ms.1 + pause;
     if opts.workload.clients > 0 {
         opts.workload.patience_ms = opts.pod_start_ms.1 + PATIENCE_SLACK_MS;
-        // Sessions in flight end, then TTL, dead threshold and two reap
-        // passes; and every request is answered.
-        let drain = opts.workload.session_ms.1 + f.hot_idle_ttl_ms + f.dead_after_ms + 3 * f.reap_interval_ms + 10_000;
+        // A client whose replica went away reconnects until the replica is
+        // dead to the store (or drained), and some attempts after.
+        opts.workload.reconnect_ms = f.dead_after_ms + RECONNECT_SLACK_MS;
+        // Sessions in flight end (a reconnect, a resume window), then TTL,
+        // dead threshold and two reap passes; and every request is answered.
+        let drain = opts.workload.session_ms.1
+            + opts.workload.reconnect_ms
+            + f.resume_window_ms
+            + f.hot_idle_ttl_ms
+            + f.dead_after_ms
+            + 3 * f.reap_interval_ms
+            + 10_000;
         opts.quiet_ms = opts.quiet_ms.max(drain).max(opts.workload.patience_ms + PATIENCE_SLACK_MS);
     }
 }
@@ -77,6 +90,8 @@ pub fn fleet(rng: &mut ChaCha8Rng) -> RunOptions {
         orgs: rng.gen_range(1..=3),
         // Set by `settle_bounds` once the scenario has tuned the world.
         patience_ms: 0,
+        reconnect_ms: 0,
+        dup_reconnect_pct: 0,
     };
     opts.fault_phase_ms = rng.gen_range(120_000..=200_000);
     // Headroom placeholders, 0 to 3, so both none and some are exercised;

@@ -147,6 +147,14 @@ pub struct Workload {
     pub orgs: u32,
     /// How long a client waits for a worker before giving up.
     pub patience_ms: u64,
+    /// How long a client whose replica went away keeps reconnecting its
+    /// session through the replicas before it gives up (the resume bound
+    /// S7 judges by); 0: clients never reconnect.
+    #[serde(default)]
+    pub reconnect_ms: u64,
+    /// Percent of reconnect attempts sent through two replicas at once.
+    #[serde(default)]
+    pub dup_reconnect_pct: u32,
 }
 
 /// Bounds the oracle allows beyond the replicas' own timings (docs/design.md

@@ -77,14 +77,34 @@ impl Observer for TraceObserver {
 pub enum SessionRequest {
     Acquire { org: String, session: u64 },
     Release { session: u64 },
-    /// Answered only when the session ends without the client asking (its
-    /// worker died, was taken over, or the replica fenced itself), with the
-    /// error the client must see.
+    /// Answered with the error the client must see when the session ends
+    /// without the client asking (its worker died, or the replica fenced
+    /// itself or is draining), else with `Ok` after [`WATCH_KEEPALIVE`]:
+    /// the client watches again, which tells the replica it is still there.
     Watch { session: u64 },
+    /// Go on with a session whose replica went away (docs/design.md §2.5).
+    Reconnect { session: u64 },
 }
 
-/// The worker id, or why not.
-pub type SessionReply = Result<String, String>;
+/// How long one watch waits before answering that nothing happened.
+pub const WATCH_KEEPALIVE: Duration = Duration::from_secs(2);
+
+/// Why a request got no worker, and whether the client may reconnect the
+/// session (through this replica later, or another one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionError {
+    pub message: String,
+    pub reconnect: bool,
+}
+
+impl SessionError {
+    fn of(e: haywire_core::worker::PoolError) -> Self {
+        SessionError { reconnect: e.reconnectable(), message: e.to_string() }
+    }
+}
+
+/// The worker id (empty for a release or a quiet watch), or why not.
+pub type SessionReply = Result<String, SessionError>;
 
 /// How often a fenced process asks the store whether it answers again.
 const REJOIN_POLL_MS: u64 = 1_000;
@@ -117,13 +137,20 @@ pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
     madsim::task::spawn(rpc::serve(server, SESSION_TAG, move |_, req: SessionRequest| {
         let sessions = serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
         async move {
-            let Some(sessions) = sessions else { return Some(Err("replica is starting".to_string())) };
+            let Some(sessions) = sessions else {
+                return Some(Err(SessionError { message: "replica is starting".into(), reconnect: true }));
+            };
             let reply: SessionReply = match req {
-                SessionRequest::Acquire { org, session } => sessions.acquire(org, session).await.map_err(|e| e.to_string()),
+                SessionRequest::Acquire { org, session } => sessions.acquire(org, session).await.map_err(SessionError::of),
                 SessionRequest::Release { session } => {
-                    sessions.release(session).await.map(|_| String::new()).map_err(|e| e.to_string())
+                    sessions.release(session).await.map(|_| String::new()).map_err(SessionError::of)
                 }
-                SessionRequest::Watch { session } => Err(sessions.watch(session).await.to_string()),
+                SessionRequest::Watch { session } => tokio::select! {
+                    biased;
+                    e = sessions.watch(session) => Err(SessionError::of(e)),
+                    _ = madsim::time::sleep(WATCH_KEEPALIVE) => Ok(String::new()),
+                },
+                SessionRequest::Reconnect { session } => sessions.reconnect(session).await.map_err(SessionError::of),
             };
             Some(reply)
         }

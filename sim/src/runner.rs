@@ -116,6 +116,10 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
                 0 => (opts.fault_phase_ms + opts.quiet_ms) * 1000,
                 ms => ms * 1000,
             },
+            resume_window_us: real(f.resume_window_ms),
+            drain_bound_us: real(f.drain_timeout_ms + l.release_timeout_ms + 2 * f.call_timeout_ms)
+                + opts.bounds.rpc_slack_ms * 1000,
+            reconnect_us: opts.workload.reconnect_ms * 1000,
         },
     }
 }
@@ -193,6 +197,9 @@ fn warm_up_sqlite() {
         let _ = b.release_lease("warm", b_, 2, 6);
         let _ = b.release_lease("warm", a, 2, 7);
         let _ = b.effects();
+        let _ = b.register_instance(a, Some(10), 8);
+        let _ = b.drain_instance(a, Some(10), 9);
+        let _ = b.list_instances();
     });
 }
 

@@ -61,6 +61,8 @@ pub fn describe(from: InstanceId, req: &StoreRequest, result: &StoreResult, repl
         }
         (StoreRequest::HeartbeatInstance { .. }, Ok(_)) => EventKind::InstanceHeartbeat { from },
         (StoreRequest::RegisterInstance { .. }, Ok(_)) => EventKind::InstanceRegistered { from },
+        (StoreRequest::DrainInstance { .. }, Ok(StoreReply::Done)) => EventKind::InstanceDraining { from },
+        (StoreRequest::DrainInstance { .. }, Ok(_)) => return None,
         (StoreRequest::ReserveSlot { worker, org, .. }, Ok(StoreReply::Slot(r))) => EventKind::SlotWrite {
             from,
             op: SlotOp::Reserve,

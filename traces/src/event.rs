@@ -226,6 +226,9 @@ pub enum EventKind {
     /// The store refused a heartbeat or registration: it holds the instance
     /// dead, and does not revive it.
     HeartbeatRefused { from: u64 },
+    /// The store marked the instance draining (shutting down, handing its
+    /// sessions over).
+    InstanceDraining { from: u64 },
 
     // --- cluster node (what the k8s-like API did) ---
     /// `gated`: the lease epoch of the leader-gated task that sent the call
@@ -275,6 +278,11 @@ pub enum EventKind {
     /// worker died or was taken over, or the replica fenced itself), and
     /// the client got this error.
     SessionLost { session: u64, worker: String, error: String },
+    /// The client lost the replica serving its session (no answer, or the
+    /// replica told it to reconnect) and asks `replica` to go on with it.
+    SessionReconnecting { session: u64, worker: String, replica: String },
+    /// `replica` answered a reconnect: the session goes on, on `worker`.
+    SessionResumed { session: u64, worker: String, replica: String },
 
     // --- replica (fleet) ---
     SpawnFailed { worker: String, reason: String },

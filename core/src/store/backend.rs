@@ -63,6 +63,8 @@ pub trait StoreBackend: Send {
     fn heartbeat_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError>;
     /// All instances, by id.
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError>;
+    /// Mark `id` draining ([`super::rules::instances::drain`]).
+    fn drain_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError>;
     /// Reserve a slot for `worker` iff it holds none and fewer than `org_cap`
     /// slots belong to `org` and fewer than `global_cap` exist (checked in
     /// that order: Exists, OrgCap, GlobalCap).
@@ -155,6 +157,7 @@ pub trait StoreBackend: Send {
             StoreRequest::HeartbeatInstance { id, dead_after_ms } => {
                 stamped(self.heartbeat_instance(*id, *dead_after_ms, now)?)
             }
+            StoreRequest::DrainInstance { id, dead_after_ms } => stamped(self.drain_instance(*id, *dead_after_ms, now)?),
             StoreRequest::ListInstances => StoreReply::Instances { now, list: self.list_instances()? },
             StoreRequest::ReserveSlot { worker, org, org_cap, global_cap } => {
                 StoreReply::Slot(self.reserve_slot(worker, org, *org_cap, *global_cap, now)?)

@@ -35,6 +35,11 @@ pub struct InstanceRecord {
     pub id: InstanceId,
     pub started_at: Millis,
     pub heartbeat_at: Millis,
+    /// The instance is shutting down: it takes no new sessions and hands
+    /// its live ones over, so another replica may take a session's worker
+    /// from it (docs/design.md §2.5). Set once, never cleared.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 /// A capacity slot held by one worker from spawn until it is retired.

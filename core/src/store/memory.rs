@@ -110,6 +110,11 @@ impl StoreBackend for MemStore {
         Ok(self.instances.values().cloned().collect())
     }
 
+    fn drain_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
+        let out = rules::instances::drain(self.instances.get(&id), dead_after_ms, now);
+        Ok(settle(&mut self.instances, id, out))
+    }
+
     fn reserve_slot(
         &mut self,
         worker: &str,

@@ -29,7 +29,7 @@ pub use fleet_records::{InstanceRecord, LeaseFence, SlotRecord, SlotResult, Work
 pub use records::{
     CasResult, EffectResult, EffectRow, FenceReject, LeaseRecord, Reject, StoreError, StoreReply, StoreRequest,
 };
-pub use rules::instances::is_dead;
+pub use rules::instances::{gives_up_sessions, is_dead};
 pub use sqlite::SqliteStore;
 
 use crate::ids::InstanceId;

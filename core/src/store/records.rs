@@ -57,6 +57,10 @@ pub enum StoreRequest {
     /// Stamp an instance's heartbeat with the store's now, unless it is
     /// already dead by `dead_after_ms` (then [`StoreReply::InstanceDead`]).
     HeartbeatInstance { id: InstanceId, dead_after_ms: Option<u64> },
+    /// Mark an instance draining (shutting down, handing its sessions
+    /// over); refused with [`StoreReply::InstanceDead`] if the store does
+    /// not hold it alive by `dead_after_ms`.
+    DrainInstance { id: InstanceId, dead_after_ms: Option<u64> },
     ListInstances,
     /// Take a capacity slot for `worker` unless the org or the fleet is at
     /// its cap.
@@ -104,6 +108,7 @@ impl StoreRequest {
             StoreRequest::FencedEffect { .. } => "fenced_effect",
             StoreRequest::RegisterInstance { .. } => "register_instance",
             StoreRequest::HeartbeatInstance { .. } => "heartbeat_instance",
+            StoreRequest::DrainInstance { .. } => "drain_instance",
             StoreRequest::ListInstances => "list_instances",
             StoreRequest::ReserveSlot { .. } => "reserve_slot",
             StoreRequest::FreeSlot { .. } => "free_slot",

@@ -26,16 +26,19 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema, one step per version, the version kept in `PRAGMA
-/// user_version`: a database at version `k` has run the first `k` steps.
-/// Every step is idempotent (`IF NOT EXISTS`), so opening runs them all and a
-/// database of an older version is migrated in place, its tables kept as
-/// they are.
+/// user_version`: a database at version `k` has run the first `k` steps, and
+/// opening runs the rest, so a database of an older version is migrated in
+/// place, its tables kept as they are. The `CREATE` steps are idempotent
+/// (`IF NOT EXISTS`); step 4's `ALTER TABLE` is not, so steps before the
+/// found version are never run again.
 ///
 /// - 1: `leases`, `effects`.
 /// - 2: adds the worker fleet: `instances`, `slots`, `workers`.
 /// - 3: a unique index on `effects (lease, effect)`: an effect key commits
 ///   at most once (docs/design.md §7, E1).
-const SCHEMA: [&str; 3] = [
+/// - 4: `instances.draining`: an instance shutting down hands its sessions
+///   over (docs/design.md §2.5).
+const SCHEMA: [&str; 4] = [
     "
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT    PRIMARY KEY NOT NULL,
@@ -82,6 +85,9 @@ CREATE TABLE IF NOT EXISTS workers (
 ",
     "
 CREATE UNIQUE INDEX IF NOT EXISTS effects_by_key ON effects (lease, effect);
+",
+    "
+ALTER TABLE instances ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
 ",
 ];
 
@@ -177,7 +183,7 @@ impl SqliteStore {
         if found < 0 {
             return Err(StoreError::Backend(format!("sqlite: unknown database schema version {found}")));
         }
-        for step in SCHEMA {
+        for step in &SCHEMA[found as usize..] {
             tx.execute_batch(step).map_err(backend)?;
         }
         if found < SCHEMA_VERSION {
@@ -374,9 +380,23 @@ impl StoreBackend for SqliteStore {
         self.register_instance(id, dead_after_ms, now)
     }
 
+    fn drain_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError> {
+        let tx = self.write_tx()?;
+        let current = read_instance(&tx, id)?;
+        let out = rules::instances::drain(current.as_ref(), dead_after_ms, now);
+        settle(tx, out, |tx, next| {
+            let n = tx
+                .prepare_cached("UPDATE instances SET draining = 1 WHERE id = ?1 AND heartbeat_at = ?2 AND draining = 0")
+                .map_err(backend)?
+                .execute(params![enc(next.id.0), enc(next.heartbeat_at)])
+                .map_err(backend)?;
+            changed_one(n, || format!("drain of instance {id}"))
+        })
+    }
+
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError> {
         let mut stmt =
-            self.conn.prepare_cached("SELECT id, started_at, heartbeat_at FROM instances").map_err(backend)?;
+            self.conn.prepare_cached("SELECT id, started_at, heartbeat_at, draining FROM instances").map_err(backend)?;
         let rows = stmt.query_map([], instance_from_row).map_err(backend)?;
         let mut list = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
         // By the decoded u64 id: SQL would order ids >= 2^63 first.
@@ -532,11 +552,16 @@ fn read_fence_lease(conn: &Connection, fence: Option<&LeaseFence>) -> Result<Opt
 }
 
 fn instance_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
-    Ok(InstanceRecord { id: InstanceId(dec(row.get(0)?)), started_at: dec(row.get(1)?), heartbeat_at: dec(row.get(2)?) })
+    Ok(InstanceRecord {
+        id: InstanceId(dec(row.get(0)?)),
+        started_at: dec(row.get(1)?),
+        heartbeat_at: dec(row.get(2)?),
+        draining: row.get::<_, i64>(3)? != 0,
+    })
 }
 
 fn read_instance(conn: &Connection, id: InstanceId) -> Result<Option<InstanceRecord>, StoreError> {
-    conn.prepare_cached("SELECT id, started_at, heartbeat_at FROM instances WHERE id = ?1")
+    conn.prepare_cached("SELECT id, started_at, heartbeat_at, draining FROM instances WHERE id = ?1")
         .map_err(backend)?
         .query_row(params![enc(id.0)], instance_from_row)
         .optional()

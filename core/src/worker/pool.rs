@@ -32,6 +32,9 @@ use std::sync::{Arc, Mutex};
 use crate::signal as watch;
 use super::health::dead_pods;
 
+mod drain;
+mod takeover;
+
 /// Why a client request got no worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolError {
@@ -49,6 +52,33 @@ pub enum PoolError {
     SessionEnded(String),
     /// This instance fenced itself (docs/design.md §2.6): it serves nothing.
     Fenced,
+    /// This replica is draining: the session goes on through another one
+    /// (docs/design.md §2.5).
+    HandedOff,
+    /// A reconnect found the session's worker still owned by this live,
+    /// non-draining instance: it is not given up (reconnect to it).
+    OwnerAlive(InstanceId),
+    /// A reconnect lost the takeover to another replica's.
+    TakenOver(u64),
+}
+
+impl PoolError {
+    /// Whether the client may reconnect the session through a replica
+    /// (this one later, or another) and find it going on: the session's
+    /// worker is not known to be gone (docs/design.md §2.5).
+    pub fn reconnectable(&self) -> bool {
+        matches!(
+            self,
+            PoolError::Store(_)
+                | PoolError::ShuttingDown
+                | PoolError::Fenced
+                | PoolError::HandedOff
+                | PoolError::OwnerAlive(_)
+                // A watch that reached a restarted replica: the session may
+                // go on elsewhere.
+                | PoolError::UnknownSession(_)
+        )
+    }
 }
 
 impl fmt::Display for PoolError {
@@ -61,6 +91,9 @@ impl fmt::Display for PoolError {
             PoolError::ShuttingDown => write!(f, "shutting down"),
             PoolError::SessionEnded(why) => write!(f, "session ended: {why}"),
             PoolError::Fenced => write!(f, "replica fenced itself: its heartbeat was not confirmed in time"),
+            PoolError::HandedOff => write!(f, "replica is draining: reconnect elsewhere"),
+            PoolError::OwnerAlive(i) => write!(f, "the session's worker is still served by live instance {i}"),
+            PoolError::TakenOver(s) => write!(f, "session {s} was resumed through another replica"),
         }
     }
 }
@@ -144,7 +177,12 @@ pub struct Pool<S, C, K> {
     pending_frees: Mutex<BTreeSet<String>>,
     /// Sessions that ended without their client asking, and why, until
     /// the client's watch collects the reason.
-    ended: Mutex<BTreeMap<u64, String>>,
+    ended: Mutex<BTreeMap<u64, PoolError>>,
+    /// When each live session's client was last heard from (local time).
+    seen: Mutex<BTreeMap<u64, u64>>,
+    /// Workers a claim of this pool is under way for: one claim per worker
+    /// at a time, so a landed claim read back as ours is this one's.
+    claiming: Mutex<BTreeSet<String>>,
     /// Bumped whenever a session ends so, waking the watches.
     news: watch::Sender<bool>,
     next_worker: AtomicU64,
@@ -187,6 +225,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             sessions: Mutex::new(BTreeMap::new()),
             pending_frees: Mutex::new(BTreeSet::new()),
             ended: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(BTreeMap::new()),
+            claiming: Mutex::new(BTreeSet::new()),
             news: watch::channel(false).0,
             next_worker: AtomicU64::new(1),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
@@ -208,7 +248,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.map().remove(id);
         let bound: Vec<u64> = self.bound_to(id);
         for session in bound {
-            self.end_session(session, format!("worker {id} was taken over by another replica"));
+            self.end_session(session, PoolError::SessionEnded(format!("worker {id} was taken over by another replica")));
         }
     }
 
@@ -219,7 +259,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
 
     /// End `session` without its client asking, telling it why (docs/design.md
     /// §2.6: a dead worker's session ends with a clear error).
-    fn end_session(&self, session: u64, why: String) {
+    fn end_session(&self, session: u64, why: PoolError) {
         if self.unbind(session).is_none() {
             return;
         }
@@ -231,11 +271,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// reason; at once with [`PoolError::UnknownSession`] if this pool does
     /// not serve it. Never resolves while the session goes on.
     pub async fn watch(&self, session: u64) -> PoolError {
+        self.touch(session);
         let mut rx = self.news.subscribe();
         loop {
             rx.borrow_and_update();
             if let Some(why) = self.ended.lock().unwrap_or_else(|p| p.into_inner()).remove(&session) {
-                return if self.fenced.load(Ordering::SeqCst) { PoolError::Fenced } else { PoolError::SessionEnded(why) };
+                return if self.fenced.load(Ordering::SeqCst) { PoolError::Fenced } else { why };
             }
             if !self.sessions.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&session) {
                 return PoolError::UnknownSession(session);
@@ -254,7 +295,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.shutting_down.store(true, Ordering::SeqCst);
         let all: Vec<u64> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
         for session in all {
-            self.end_session(session, "replica fenced itself".into());
+            self.end_session(session, PoolError::Fenced);
         }
     }
 
@@ -285,10 +326,28 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
 
     fn bind(&self, session: u64, id: &str) {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(session, id.to_string());
+        self.touch(session);
     }
 
     fn unbind(&self, session: u64) -> Option<String> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&session);
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&session)
+    }
+
+    /// The worker serving `session` here, if this pool serves it.
+    fn bound(&self, session: u64) -> Option<String> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&session).cloned()
+    }
+
+    /// `session`'s client was heard from now.
+    fn touch(&self, session: u64) {
+        if self.sessions.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&session) {
+            self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(session, self.clock.now());
+        }
+    }
+
+    fn live_sessions(&self) -> Vec<(u64, String)> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, w)| (*s, w.clone())).collect()
     }
 
     async fn bounded<T>(&self, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, String> {
@@ -377,7 +436,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         Call::Ok(())
     }
 
-    /// Serve `session` for `org`: reuse an idle worker of ours, or spawn one.
+    /// Serve `session` for `org`: reuse an idle worker of ours, claim an
+    /// idle one of the org from the shared pool in the store, or spawn one.
     pub async fn acquire(&self, org: &str, session: u64) -> Result<String, PoolError> {
         if self.fenced.load(Ordering::SeqCst) {
             return Err(PoolError::Fenced);
@@ -420,6 +480,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                     return Err(PoolError::Store(e));
                 }
             }
+        }
+        if let Some(id) = self.claim_shared_idle(org, session).await {
+            return Ok(id);
         }
         self.spawn(org, session).await
     }
@@ -564,6 +627,11 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// once, if the row is retired; a row the store would not retire yet
     /// keeps its slot (so caps hold) and upkeep tries again.
     async fn finish_failed(&self, id: &str, w: &mut Owned) {
+        // Taken over meanwhile (the retire found another owner, and we
+        // forgot it): its pod and secret are the new owner's.
+        if !self.owns(id) {
+            return;
+        }
         let call = ms(self.cfg.call_timeout_ms);
         let _ = timeout(&*self.clock, call, self.cluster.delete_pod(&w.pod)).await;
         let _ = timeout(&*self.clock, call, self.cluster.delete_secret(&w.secret)).await;
@@ -645,6 +713,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// store was failing, and refresh every worker's credentials (which
     /// takes a new owner epoch, the fencing token of 004).
     pub async fn maintain(&self) {
+        self.end_silent_sessions().await;
         let pending: Vec<String> = self.pending_frees.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         for id in pending {
             self.free_slot(&id).await;
@@ -770,7 +839,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             return;
         }
         let mut selector = deployment_selector(&self.cfg.deployment);
-        selector.insert("haywire/instance".into(), self.me.to_string());
+        // Our own pods carry our instance label; a worker claimed from
+        // another replica carries its maker's, so then the deployment's
+        // list is judged.
+        if judged.iter().all(|(id, _)| self.minted_here(id)) {
+            selector.insert(INSTANCE_LABEL.into(), self.me.to_string());
+        }
         let call = ms(self.cfg.call_timeout_ms);
         let Ok((_, pods)) = flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await) else { return };
         for (id, pod, death) in dead_pods(&judged, &pods, &self.mutants) {
@@ -788,7 +862,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// the write fails it is never served again and upkeep retires it.
     async fn mark_lost(&self, id: &str, w: &mut Owned, why: String) {
         for session in self.bound_to(id) {
-            self.end_session(session, why.clone());
+            self.end_session(session, PoolError::SessionEnded(why.clone()));
         }
         w.session = None;
         match self.transition(id, w, WorkerState::Lost, None).await {
@@ -879,9 +953,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         Ok(())
     }
 
-    /// Graceful shutdown: serve no more sessions and retire our idle
-    /// workers. Workers still serving sessions are left to the reapers once
-    /// this instance is gone.
+    /// The end of a graceful shutdown, once [`Self::drain_sessions`] handed
+    /// the live sessions over: serve no more sessions and retire our idle
+    /// workers.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         for (id, slot) in self.snapshot() {
@@ -943,6 +1017,9 @@ pub trait Sessions: Send + Sync {
     /// Resolves with the error its client must see when `session` ends
     /// without the client asking (see [`Pool::watch`]).
     fn watch(&self, session: u64) -> BoxFuture<'_, PoolError>;
+    /// Go on with `session`, whose replica went away, through this one
+    /// (see [`Pool::reconnect`]).
+    fn reconnect(&self, session: u64) -> BoxFuture<'_, Result<String, PoolError>>;
 }
 
 impl<S: Store, C: Clock, K: Cluster> Sessions for Pool<S, C, K> {
@@ -954,5 +1031,8 @@ impl<S: Store, C: Clock, K: Cluster> Sessions for Pool<S, C, K> {
     }
     fn watch(&self, session: u64) -> BoxFuture<'_, PoolError> {
         Box::pin(Pool::watch(self, session))
+    }
+    fn reconnect(&self, session: u64) -> BoxFuture<'_, Result<String, PoolError>> {
+        Box::pin(Pool::reconnect(self, session))
     }
 }

@@ -121,6 +121,8 @@ struct View {
     now: Millis,
     workers: Vec<WorkerRecord>,
     live: BTreeSet<InstanceId>,
+    /// When each instance the store holds was last heard from.
+    beats: BTreeMap<InstanceId, Millis>,
     slots: Vec<SlotRecord>,
 }
 
@@ -149,16 +151,24 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             StoreReply::Slots { list, .. } => list,
             other => return Err(format!("list slots: unexpected reply {other:?}")),
         };
-        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), slots })
+        let beats = instances.iter().map(|r| (r.id, r.heartbeat_at)).collect();
+        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), beats, slots })
     }
 
     /// A worker whose owner is gone: not live, and quiet for the dead
     /// threshold (so a row of an instance that has not registered yet is
-    /// left alone).
+    /// left alone). A session's worker waits longer: the resume window
+    /// after its owner's death, for its client to reconnect through
+    /// another replica and take it over (docs/design.md §2.5).
     fn orphaned(&self, v: &View, w: &WorkerRecord) -> bool {
-        !w.state.is_terminal()
-            && !v.live.contains(&w.owner)
-            && w.updated_at.saturating_add(self.cfg.dead_after_ms) <= v.now
+        if w.state.is_terminal() || v.live.contains(&w.owner) || w.updated_at.saturating_add(self.cfg.dead_after_ms) > v.now {
+            return false;
+        }
+        if w.state != WorkerState::Hot || w.session.is_none() {
+            return true;
+        }
+        let heard = v.beats.get(&w.owner).copied().unwrap_or(w.updated_at).max(w.updated_at);
+        heard.saturating_add(self.cfg.dead_after_ms).saturating_add(self.cfg.resume_window_ms) <= v.now
     }
 
     /// Take `w` over (a claim bumps its owner epoch, fencing the old owner

@@ -119,7 +119,12 @@ impl IdleCheck {
         let row_owner = row.map(|r| r.owner).unwrap_or(w.owner);
         let owner = if m.dead.contains_key(&row_owner) { row_owner } else { w.owner };
         let parked = row.is_some_and(|r| r.state == Lifecycle::HotIdle);
-        let able = Self::able_since(p, m, owner, t, parked)?;
+        let mut able = Self::able_since(p, m, owner, t, parked)?;
+        // A dead owner's row bound to a session (a write that landed after
+        // its client gave up) waits out the resume window first.
+        if row.is_some_and(|r| r.state == Lifecycle::Hot && r.session.is_some()) && m.dead.contains_key(&owner) {
+            able += p.fleet.resume_window_us;
+        }
         Some(expired.max(able) + p.fleet.reap_us + p.fleet.slack_us)
     }
 

@@ -132,6 +132,14 @@ pub struct FleetParams {
     /// Longest a worker whose pod failed or vanished may still be handed
     /// to a new session (the health check's bound, from the options).
     pub health_bound_us: u64,
+    /// How long after its owner's death a session's worker waits for its
+    /// client to reconnect before the reapers may take it.
+    pub resume_window_us: u64,
+    /// Longest from a shutdown request to the process's exit: the drain
+    /// timeout, then the lease release and the last retirements.
+    pub drain_bound_us: u64,
+    /// How long a client keeps reconnecting a session (0: never).
+    pub reconnect_us: u64,
 }
 
 /// One family of invariants. Every method sees the model as it is; in

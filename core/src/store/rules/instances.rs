@@ -27,6 +27,33 @@ pub fn stamp(
     match current {
         Some(rec) if dead_after_ms.is_some_and(|d| is_dead(rec, now, d)) => Outcome::refuse(false),
         Some(rec) => Outcome::write(true, InstanceRecord { heartbeat_at: now, ..rec.clone() }),
-        None => Outcome::write(true, InstanceRecord { id, started_at: now, heartbeat_at: now }),
+        None => Outcome::write(true, InstanceRecord { id, started_at: now, heartbeat_at: now, draining: false }),
+    }
+}
+
+/// Mark instance `id` draining (it is shutting down and hands its sessions
+/// over). Refused (`false`) if the store does not hold it, or holds it dead
+/// by `dead_after_ms`: a dead instance owns nothing to hand over. Marking
+/// twice is a no-op that succeeds.
+pub fn drain(
+    current: Option<&InstanceRecord>,
+    dead_after_ms: Option<u64>,
+    now: Millis,
+) -> Outcome<bool, InstanceRecord> {
+    match current {
+        None => Outcome::refuse(false),
+        Some(rec) if dead_after_ms.is_some_and(|d| is_dead(rec, now, d)) => Outcome::refuse(false),
+        Some(rec) if rec.draining => Outcome::refuse(true),
+        Some(rec) => Outcome::write(true, InstanceRecord { draining: true, ..rec.clone() }),
+    }
+}
+
+/// Whether a session's worker owned by `owner` may be taken over at store
+/// time `now` (docs/design.md §2.5): its owner is unknown, dead, or
+/// draining. `list` is the instance table read at takeover time.
+pub fn gives_up_sessions(list: &[InstanceRecord], owner: InstanceId, now: Millis, dead_after_ms: u64) -> bool {
+    match list.iter().find(|r| r.id == owner) {
+        None => true,
+        Some(r) => r.draining || is_dead(r, now, dead_after_ms),
     }
 }
