@@ -50,5 +50,14 @@ pub static SCENARIO: Named = Named {
         f.cluster_ops_ms = (5_000, rng.gen_range(10_000..40_000));
         f.cluster_ops_slow_pct = rng.gen_range(0..=100);
         f.cluster_ops_slow_ms = (1_000, rng.gen_range(2_000..6_000));
+        // Both session scenarios' ingredients: sessions that outlive their
+        // replica (some longer than a drain), reconnects through two
+        // replicas at once, and few orgs so idle workers are shared.
+        let w = &mut opts.workload;
+        if rng.gen_bool(0.5) {
+            w.session_ms = (2_000, rng.gen_range(20_000..=90_000));
+        }
+        w.dup_reconnect_pct = rng.gen_range(0..=50);
+        w.orgs = w.orgs.min(rng.gen_range(1..=3));
     },
 };

@@ -14,10 +14,12 @@ mod long_activation;
 mod owner_crash;
 mod pause_and_skew;
 mod persist_faults;
+mod reconnect_storm;
 mod renewal_blip;
 mod rolling_deploy;
 mod rollout_orphans;
 mod scale_up_down;
+mod shared_pool;
 mod slow_cluster_lists;
 mod spawn_faults;
 mod steady;
@@ -57,7 +59,7 @@ impl Scenario for Named {
 }
 
 /// Every scenario, in the order `haywire list` shows them.
-pub static ALL: [&Named; 18] = [
+pub static ALL: [&Named; 20] = [
     &steady::SCENARIO,
     &leader_crash::SCENARIO,
     &graceful_failover::SCENARIO,
@@ -75,6 +77,8 @@ pub static ALL: [&Named; 18] = [
     &cluster_partition::SCENARIO,
     &false_death::SCENARIO,
     &slow_cluster_lists::SCENARIO,
+    &shared_pool::SCENARIO,
+    &reconnect_storm::SCENARIO,
     &chaos::SCENARIO,
 ];
 

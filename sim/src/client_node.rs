@@ -141,15 +141,19 @@ impl Client<'_> {
             for &t in &targets {
                 self.record(EventKind::SessionReconnecting { session, worker: worker.into(), replica: self.name_of(t) });
             }
-            let ask = |t: usize| async move { (t, self.call(t, SessionRequest::Reconnect { session }, RECONNECT_PATIENCE).await) };
+            // Each answer is recorded when it comes, not when both have.
+            let ask = |t: usize| async move {
+                let reply = self.call(t, SessionRequest::Reconnect { session }, RECONNECT_PATIENCE).await;
+                if let Some(Ok(got)) = &reply {
+                    self.record(EventKind::SessionResumed { session, worker: got.clone(), replica: self.name_of(t) });
+                }
+                (t, reply)
+            };
             let replies = futures_join(targets.iter().map(|&t| ask(t)).collect()).await;
             let (mut won, mut ended) = (None, None);
             for (t, reply) in replies {
                 match reply {
-                    Some(Ok(got)) => {
-                        self.record(EventKind::SessionResumed { session, worker: got, replica: self.name_of(t) });
-                        won = won.or(Some(t));
-                    }
+                    Some(Ok(_)) => won = won.or(Some(t)),
                     Some(Err(e)) if !e.reconnect => ended = ended.or(Some(e.message)),
                     _ => {}
                 }

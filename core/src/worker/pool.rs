@@ -111,6 +111,10 @@ struct Owned {
     session: Option<u64>,
     pod: String,
     secret: String,
+    /// Which holding of the worker this is: a worker let go and claimed
+    /// again is a new holding, and a task still busy with the old one must
+    /// not drop the new one (see [`Pool::forget`]).
+    gen: u64,
 }
 
 impl Owned {
@@ -170,6 +174,9 @@ pub struct Pool<S, C, K> {
     /// Each worker behind its own lock: operations on one worker (and its
     /// epoch) are serialised; the map lock is never held across an await.
     workers: Mutex<BTreeMap<String, Slot>>,
+    /// The holding ([`Owned::gen`]) each entry of `workers` is.
+    gens: Mutex<BTreeMap<String, u64>>,
+    next_gen: AtomicU64,
     /// Which worker serves which session.
     sessions: Mutex<BTreeMap<u64, String>>,
     /// Slots whose free failed or whose reserve had an unknown outcome:
@@ -222,6 +229,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             cluster,
             obs,
             workers: Mutex::new(BTreeMap::new()),
+            gens: Mutex::new(BTreeMap::new()),
+            next_gen: AtomicU64::new(1),
             sessions: Mutex::new(BTreeMap::new()),
             pending_frees: Mutex::new(BTreeSet::new()),
             ended: Mutex::new(BTreeMap::new()),
@@ -242,10 +251,37 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.map().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// Drop `id` from the pool. A session it still served ends with an
-    /// error to its client: the worker is not ours to serve any more.
-    fn forget(&self, id: &str) {
-        self.map().remove(id);
+    /// Hold `owned` as worker `id`, a new holding.
+    fn hold(&self, id: &str, mut owned: Owned) -> Slot {
+        owned.gen = self.next_gen.fetch_add(1, Ordering::SeqCst);
+        let gen = owned.gen;
+        let slot: Slot = Arc::new(tokio::sync::Mutex::new(owned));
+        let mut map = self.map();
+        map.insert(id.to_string(), slot.clone());
+        self.gens.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), gen);
+        slot
+    }
+
+    /// Let go of holding `gen` of `id`, if it is still the current one.
+    fn let_go(&self, id: &str, gen: u64) -> bool {
+        let mut map = self.map();
+        let mut gens = self.gens.lock().unwrap_or_else(|p| p.into_inner());
+        if gens.get(id) != Some(&gen) {
+            return false;
+        }
+        gens.remove(id);
+        map.remove(id);
+        true
+    }
+
+    /// Drop holding `gen` of `id` from the pool. A session it still served
+    /// ends with an error to its client: the worker is not ours to serve
+    /// any more. A newer holding of the same worker (let go, then claimed
+    /// again) is not this one's to drop.
+    fn forget(&self, id: &str, gen: u64) {
+        if !self.let_go(id, gen) {
+            return;
+        }
         let bound: Vec<u64> = self.bound_to(id);
         for session in bound {
             self.end_session(session, PoolError::SessionEnded(format!("worker {id} was taken over by another replica")));
@@ -464,8 +500,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 }
                 // Taken from us (reaped, or its owner epoch moved on): not ours.
                 Call::Rejected(_) => {
+                    let gen = w.gen;
                     drop(w);
-                    self.forget(&id);
+                    self.forget(&id, gen);
                 }
                 Call::Moved(_) => {}
                 // Unknown outcome: it may be bound to this session now, which
@@ -481,7 +518,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 }
             }
         }
-        if let Some(id) = self.claim_shared_idle(org, session).await {
+        if let Some(id) = self.claim_shared_idle(org, session).await? {
             return Ok(id);
         }
         self.spawn(org, session).await
@@ -514,6 +551,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             session: Some(session),
             pod: format!("pod-{id}"),
             secret: format!("secret-{id}"),
+            gen: 0,
         };
         let row = WorkerRecord {
             id: id.clone(),
@@ -529,9 +567,8 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             idle_since: 0,
             version: 0,
         };
-        let slot: Slot = Arc::new(tokio::sync::Mutex::new(owned));
-        let mut w = slot.clone().lock_owned().await;
-        self.map().insert(id.clone(), slot);
+        let slot = self.hold(&id, owned);
+        let mut w = slot.lock_owned().await;
         match self.store_call(StoreRequest::InsertWorker { worker: row }).await {
             Ok(StoreReply::Worker(WorkerCas::Applied(_))) => {}
             // Unknown outcome: the row may exist, so it must be retired (or
@@ -641,7 +678,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         if !self.mutants.on(Mutant::SlotLeakOnSpawnFailure) {
             self.free_slot(id).await;
         }
-        self.forget(id);
+        self.forget(id, w.gen);
     }
 
     /// Retire our row from wherever it really is (a write whose reply was
@@ -669,7 +706,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 // Taken over (a reaper claimed it): its new owner retires it
                 // and frees its slot; we only forget it.
                 Next::Forget => {
-                    self.forget(id);
+                    self.forget(id, w.gen);
                     return;
                 }
                 // The row never landed (an insert with unknown outcome that
@@ -703,7 +740,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         let memory_first = self.mutants.on(Mutant::MutateBeforePersist);
         match self.persist_then_mutate(id, w, WorkerState::HotIdle, None, memory_first).await {
             Call::Ok(()) => {}
-            Call::Rejected(_) => self.forget(id),
+            Call::Rejected(_) => self.forget(id, w.gen),
             // Stays hot and reusable (or already moved on); upkeep looks again.
             Call::Moved(_) | Call::Err(_) => {}
         }
@@ -796,7 +833,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     fn judge_claim(&self, id: &str, w: &mut Owned, reply: Result<StoreReply, StoreError>) -> Next {
         let next = w.judge(id, self.me, Ask::Refresh, reply);
         if matches!(next, Next::Forget | Next::Gone) {
-            self.forget(id);
+            self.forget(id, w.gen);
         }
         next
     }
@@ -806,7 +843,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     async fn finish_ended(&self, id: &str, w: &mut Owned) {
         let _ = delete_objects(&*self.cluster, &*self.clock, self.cfg.call_timeout_ms, &Gate::none(), &w.pod, &w.secret).await;
         self.free_slot(id).await;
-        self.forget(id);
+        self.forget(id, w.gen);
     }
 
     /// Every replica, every health interval: [`Self::health_check`].
@@ -867,7 +904,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         w.session = None;
         match self.transition(id, w, WorkerState::Lost, None).await {
             Call::Ok(()) => self.finish_failed(id, w).await,
-            Call::Rejected(_) => self.forget(id),
+            Call::Rejected(_) => self.forget(id, w.gen),
             Call::Moved(_) | Call::Err(_) => {
                 let failed = w.belief.failed();
                 w.believe(id, failed);
@@ -927,7 +964,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             match self.transition(id, w, WorkerState::Draining, None).await {
                 Call::Ok(()) => {}
                 Call::Rejected(r) => {
-                    self.forget(id);
+                    self.forget(id, w.gen);
                     return Err(format!("{id} to draining: {r:?}"));
                 }
                 Call::Moved(st) => return Err(format!("{id} to draining: row is {st}")),
@@ -942,13 +979,13 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             // Taken over mid-drain (a janitor claimed the row): its new
             // owner finishes it. Forget it rather than retry it every upkeep.
             Call::Rejected(r) => {
-                self.forget(id);
+                self.forget(id, w.gen);
                 return Err(format!("{id} to retired: {r:?}"));
             }
             Call::Moved(st) => return Err(format!("{id} to retired: row is {st}")),
             Call::Err(e) => return Err(format!("{id} to retired: {e}")),
         }
-        self.forget(id);
+        self.forget(id, w.gen);
         self.free_slot(id).await;
         Ok(())
     }

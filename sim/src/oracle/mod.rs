@@ -50,6 +50,15 @@
 //! - L3 (`sessions.rs`) progress: a request to a replica that stayed up and
 //!   healthy in a calm world is answered within the client's patience, and
 //!   none is left unanswered at the end.
+//! - S7 (`continuity.rs`) session continuity: a session's worker is taken
+//!   over only from an owner that is gone, dead or draining in the store; a
+//!   reconnect resumes it on its own worker, bound to it by the store, by
+//!   one replica that is not draining; a client does not give up in a calm
+//!   world whose store kept its worker; no row is still bound to a session
+//!   when the run ends.
+//! - L4 (`continuity.rs`) bounded drain: a replica asked to stop exits
+//!   within the drain timeout plus the release and slack, unless a fault
+//!   slowed it.
 //! - H1 (`headroom.rs`) constant headroom: the janitor keeps exactly the
 //!   configured number of placeholder pods (put right within its deadline
 //!   while it can act, exact at the end).
@@ -57,6 +66,7 @@
 //! Each checker judges an event against the model as it was before the
 //! event; then the model applies it; then the deadlines are checked.
 
+mod continuity;
 mod effects;
 mod headroom;
 mod idle;
@@ -169,6 +179,7 @@ pub struct Oracle {
     headroom: headroom::HeadroomCheck,
     effects: effects::EffectCheck,
     instances: instances::InstanceCheck,
+    continuity: continuity::ContinuityCheck,
 }
 
 impl Oracle {
@@ -184,6 +195,7 @@ impl Oracle {
             headroom: Default::default(),
             effects: Default::default(),
             instances: Default::default(),
+            continuity: Default::default(),
         }
     }
 
@@ -199,7 +211,7 @@ impl Oracle {
     /// Run `f` over every checker (all of them, so each keeps its state);
     /// the first violation wins.
     fn each(&mut self, mut f: impl FnMut(&mut dyn Check, &OracleParams, &Model) -> Option<Violation>) -> Option<Violation> {
-        let checks: [&mut dyn Check; 8] = [
+        let checks: [&mut dyn Check; 9] = [
             &mut self.lease,
             &mut self.workers,
             &mut self.sessions,
@@ -208,6 +220,7 @@ impl Oracle {
             &mut self.headroom,
             &mut self.effects,
             &mut self.instances,
+            &mut self.continuity,
         ];
         let mut verdict = None;
         for c in checks {

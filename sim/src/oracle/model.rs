@@ -79,6 +79,9 @@ pub struct Session {
     pub server: Option<u64>,
     pub requested_at: u64,
     pub answer: Answer,
+    /// Since when the client has been reconnecting the session (its replica
+    /// went away), until a replica resumes it or the client gives up.
+    pub reconnecting: Option<u64>,
 }
 
 #[derive(Default)]
@@ -142,6 +145,11 @@ pub struct Model {
     pub refusal_healed: BTreeMap<String, u64>,
     /// When the store last took each instance's registration or heartbeat.
     pub beats: BTreeMap<u64, u64>,
+    /// Instances the store holds draining (they hand their sessions over).
+    pub draining: BTreeSet<u64>,
+    /// The last worker the store bound to each session hot, and its owner
+    /// then.
+    pub bindings: BTreeMap<u64, (String, u64)>,
     pub sessions: BTreeMap<u64, Session>,
     /// worker → the sessions whose clients hold it now.
     pub held: BTreeMap<String, BTreeSet<u64>>,
@@ -508,6 +516,9 @@ impl Model {
                     self.orphans.remove(&pod);
                     self.orphans.remove(&secret);
                 }
+                if let (Lifecycle::Hot, Some(s)) = (after.state, after.session) {
+                    self.bindings.insert(s, (id.clone(), after.owner));
+                }
                 self.workers.insert(
                     id.clone(),
                     Row {
@@ -532,6 +543,9 @@ impl Model {
             },
             EventKind::InstanceRegistered { from } | EventKind::InstanceHeartbeat { from } => {
                 self.beats.insert(*from, t);
+            }
+            EventKind::InstanceDraining { from } => {
+                self.draining.insert(*from);
             }
             _ => {}
         }
@@ -595,7 +609,14 @@ impl Model {
                 let server = self.rep(replica).and_then(|r| r.inst);
                 self.sessions.insert(
                     *session,
-                    Session { client: e.node.clone(), org: org.clone(), server, requested_at: t, answer: Answer::Pending },
+                    Session {
+                        client: e.node.clone(),
+                        org: org.clone(),
+                        server,
+                        requested_at: t,
+                        answer: Answer::Pending,
+                        reconnecting: None,
+                    },
                 );
             }
             EventKind::SessionStarted { session, worker } => {
@@ -607,8 +628,21 @@ impl Model {
             EventKind::SessionEnded { session, worker } | EventKind::SessionLost { session, worker, .. } => {
                 if let Some(s) = self.sessions.get_mut(session) {
                     s.answer = Answer::Ended { worker: worker.clone() };
+                    s.reconnecting = None;
                 }
                 self.end_hold(*session, worker);
+            }
+            EventKind::SessionReconnecting { session, .. } => {
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.reconnecting.get_or_insert(t);
+                }
+            }
+            EventKind::SessionResumed { session, replica, .. } => {
+                let server = self.rep(replica).and_then(|r| r.inst);
+                if let Some(s) = self.sessions.get_mut(session) {
+                    s.server = server;
+                    s.reconnecting = None;
+                }
             }
             EventKind::SessionRefused { session, .. } => {
                 if let Some(s) = self.sessions.get_mut(session) {

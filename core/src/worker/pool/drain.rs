@@ -51,7 +51,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// Tell the store this instance is draining, so that other replicas may
     /// take its sessions' workers over. Best effort: if it never lands,
     /// they wait for this instance's death instead.
-    async fn mark_draining(&self) {
+    pub(super) async fn mark_draining(&self) {
         let req = StoreRequest::DrainInstance { id: self.me, dead_after_ms: Some(self.cfg.dead_after_ms) };
         for _ in 0..super::WRITE_TRIES {
             if let Ok(StoreReply::Done | StoreReply::InstanceDead) = self.store_call(req.clone()).await {
@@ -65,7 +65,10 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// for the replica the client reconnects through to claim.
     fn hand_off(&self, session: u64, id: &str) {
         self.end_session(session, PoolError::HandedOff);
-        self.map().remove(id);
+        let current = self.gens.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied();
+        if let Some(gen) = current {
+            self.let_go(id, gen);
+        }
     }
 
     /// Sessions whose clients have not been heard from for the client

@@ -31,9 +31,11 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// another replica (live or not) and serve `session` on it. The claim
     /// bumps the owner epoch, so the former owner's next write about it is
     /// refused and it drops the worker. None if there is none to claim (or
-    /// every claim lost a race): the caller spawns.
-    pub(super) async fn claim_shared_idle(&self, org: &str, session: u64) -> Option<String> {
-        let Ok(StoreReply::Workers { list, .. }) = self.store_call(StoreRequest::ListWorkers).await else { return None };
+    /// every claim lost a race): the caller spawns. An error if the step
+    /// that binds the session had an unknown outcome: it may have landed,
+    /// so no other worker may be bound to the session too.
+    pub(super) async fn claim_shared_idle(&self, org: &str, session: u64) -> Result<Option<String>, PoolError> {
+        let Ok(StoreReply::Workers { list, .. }) = self.store_call(StoreRequest::ListWorkers).await else { return Ok(None) };
         let idle = list.into_iter().filter(|r| {
             r.org == org && r.state == WorkerState::HotIdle && r.session.is_none() && r.owner != self.me && !self.owns(&r.id)
         });
@@ -53,14 +55,26 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 self.mark_lost(&rec.id, &mut w, why).await;
                 continue;
             }
-            if let Call::Ok(()) = self.transition(&rec.id, &mut w, WorkerState::Hot, Some(session)).await {
-                w.session = Some(session);
-                self.bind(session, &rec.id);
-                return Some(rec.id);
+            match self.transition(&rec.id, &mut w, WorkerState::Hot, Some(session)).await {
+                Call::Ok(()) => {
+                    w.session = Some(session);
+                    self.bind(session, &rec.id);
+                    return Ok(Some(rec.id));
+                }
+                // As for a reuse of our own (see `acquire`): it may be bound
+                // to this session now; upkeep parks it either way.
+                Call::Err(e) => {
+                    if w.belief.is_unsure() {
+                        let hot = w.belief.with_state(WorkerState::Hot);
+                        w.believe(&rec.id, hot);
+                    }
+                    return Err(PoolError::Store(e));
+                }
+                // Still ours and idle (or forgotten): upkeep goes on from there.
+                Call::Rejected(_) | Call::Moved(_) => {}
             }
-            // Still ours and idle (or forgotten): upkeep goes on from there.
         }
-        None
+        Ok(None)
     }
 
     /// A client whose replica went away asks this one to go on with
@@ -72,8 +86,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         if self.fenced.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(PoolError::Fenced);
         }
-        let draining = self.shutting_down.load(std::sync::atomic::Ordering::SeqCst);
-        if draining && !self.mutants.on(Mutant::ReconnectIgnoresDraining) {
+        if self.refuses_reconnects() {
             return Err(PoolError::ShuttingDown);
         }
         if let Some(id) = self.bound(session) {
@@ -117,15 +130,31 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             let why = format!("worker {} is gone: {why}", rec.id);
             if self.mutants.on(Mutant::ReconnectFailureNotPersisted) {
                 // The bug: the client is told, the row is not.
+                let gen = w.gen;
                 drop(w);
-                self.map().remove(&rec.id);
+                self.let_go(&rec.id, gen);
             } else {
                 self.mark_lost(&rec.id, &mut w, why.clone()).await;
             }
             return Err(PoolError::SessionEnded(why));
         }
+        if self.refuses_reconnects() {
+            // Asked to stop while the takeover was under way: the session
+            // goes on elsewhere. The row stays bound, for the replica the
+            // client reconnects through to take from a draining owner.
+            let gen = w.gen;
+            drop(w);
+            self.mark_draining().await;
+            self.let_go(&rec.id, gen);
+            return Err(PoolError::HandedOff);
+        }
         self.bind(session, &rec.id);
         Ok(rec.id)
+    }
+
+    /// A draining replica takes no reconnect (review finding 9).
+    fn refuses_reconnects(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) && !self.mutants.on(Mutant::ReconnectIgnoresDraining)
     }
 
     /// The store binds `session` to a worker of ours that we do not serve
@@ -215,10 +244,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             session,
             pod: rec.pod.clone(),
             secret: rec.secret.clone(),
+            gen: 0,
         };
-        let slot = Arc::new(tokio::sync::Mutex::new(owned));
-        self.map().insert(rec.id.clone(), slot.clone());
-        slot
+        self.hold(&rec.id, owned)
     }
 
     /// A claim of `row` whose outcome stayed unknown: held, at the row's
