@@ -28,9 +28,10 @@ pub const LEASE: &str = "reconciler";
 pub const DAY: u64 = 86_400_000;
 
 /// The field-report settings: a 1-minute idle TTL, no floor unless a test
-/// sets one.
+/// sets one, and no resume window (a dead owner's session worker is
+/// reaped with the rest; `tests/reapers/orphans.rs` tests the window).
 pub fn cfg() -> FleetConfig {
-    FleetConfig { min_hot_idle: 0, ..FleetConfig::default() }
+    FleetConfig { min_hot_idle: 0, resume_window_ms: 0, ..FleetConfig::default() }
 }
 
 // ---------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 //! Lease: `lease/`. Whole replica: `replica.rs`. Registry and heartbeats:
 //! `registry.rs`. Leader-gated fenced effects: `reconciler.rs`. Workers, in the order of their life: `spawn.rs`,
 //! `activation.rs`, `park.rs`, `capacity.rs`, `health.rs`, `fence.rs`,
-//! `pool_shutdown.rs`. What the reapers keep: `floor.rs`, `headroom.rs`.
+//! `pool_shutdown.rs`. Sessions across replicas (shared idle pool,
+//! reconnect, drain): `sessions.rs`. What the reapers keep: `floor.rs`, `headroom.rs`.
 //! The reapers' passes: `reapers/`. Reapers racing owners: `races.rs`.
 
 mod activation;
@@ -24,4 +25,5 @@ mod reapers;
 mod reconciler;
 mod registry;
 mod replica;
+mod sessions;
 mod spawn;

@@ -179,7 +179,7 @@ async fn a_heartbeat_the_store_refuses_fences_at_once() {
 
 #[test]
 fn is_dead_and_live_instances_use_the_threshold() {
-    let rec = |id, heartbeat_at| InstanceRecord { id: InstanceId(id), started_at: 0, heartbeat_at };
+    let rec = |id, heartbeat_at| InstanceRecord { id: InstanceId(id), started_at: 0, heartbeat_at, draining: false };
     let dead_after = 30_000;
     assert!(!is_dead(&rec(1, 100), 30_099, dead_after));
     assert!(is_dead(&rec(1, 100), 30_100, dead_after), "dead exactly at heartbeat + threshold");

@@ -21,6 +21,25 @@ pub(super) fn dead_instances_are_not_revived<B: StoreBackend>(mk: impl Fn() -> B
     assert_eq!(b.list_instances().unwrap(), vec![inst(1, 10, 100), inst(2, 100, 100)]);
 }
 
+/// docs/design.md §2.5: a stopping instance is marked draining; the mark
+/// stays through its heartbeats, marking again is a no-op, and a dead or
+/// unknown instance is refused (it has nothing to hand over).
+pub(super) fn draining_is_marked_once_and_kept<B: StoreBackend>(mk: impl Fn() -> B) {
+    let mut b = mk();
+    assert!(!b.drain_instance(id(1), Some(30), 5).unwrap(), "unknown: refused");
+    assert_eq!(b.list_instances().unwrap(), vec![], "a refused drain creates nothing");
+    b.register_instance(id(1), Some(30), 10).unwrap();
+    b.register_instance(id(2), Some(30), 10).unwrap();
+    assert!(b.drain_instance(id(1), Some(30), 20).unwrap());
+    assert!(b.drain_instance(id(1), Some(30), 21).unwrap(), "again: a no-op that succeeds");
+    let draining = InstanceRecord { draining: true, ..inst(1, 10, 10) };
+    assert_eq!(b.list_instances().unwrap(), vec![draining.clone(), inst(2, 10, 10)]);
+    assert!(b.heartbeat_instance(id(1), Some(30), 25).unwrap());
+    assert_eq!(b.list_instances().unwrap()[0], InstanceRecord { heartbeat_at: 25, ..draining }, "kept through heartbeats");
+    assert!(!b.drain_instance(id(2), Some(30), 40).unwrap(), "dead: refused");
+    assert!(!b.list_instances().unwrap()[1].draining);
+}
+
 pub(super) fn instances_register_heartbeat_list<B: StoreBackend>(mk: impl Fn() -> B) {
     let mut b = mk();
     assert_eq!(b.list_instances().unwrap(), vec![]);

@@ -144,7 +144,7 @@ fn worker(wid: &str, org: &str, state: WorkerState, owner: u64, epoch: u64) -> W
 }
 
 fn inst(n: u64, started_at: Millis, heartbeat_at: Millis) -> InstanceRecord {
-    InstanceRecord { id: id(n), started_at, heartbeat_at }
+    InstanceRecord { id: id(n), started_at, heartbeat_at, draining: false }
 }
 
 fn slot(w: &str, org: &str, reserved_at: Millis) -> SlotRecord {
@@ -250,6 +250,7 @@ conformance!(
     arithmetic_overflow_is_an_error_not_a_panic,
     instances_register_heartbeat_list,
     dead_instances_are_not_revived,
+    draining_is_marked_once_and_kept,
     slots_respect_org_and_global_caps,
     slots_free_and_reserve_again,
     slots_free_is_fenced,

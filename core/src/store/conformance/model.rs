@@ -72,6 +72,10 @@ enum Op {
         inst: u64,
         dead: Option<i64>,
     },
+    Drain {
+        inst: u64,
+        dead: Option<i64>,
+    },
     Reserve {
         worker: usize,
         org: usize,
@@ -145,7 +149,8 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
             .prop_map(|(lease, holder, version)| Op::Release { lease, holder, version }),
         3 => (lease, holder.clone(), off.clone()).prop_map(|(lease, holder, epoch)| Op::Fence { lease, holder, epoch }),
         1 => (inst.clone(), dead.clone()).prop_map(|(inst, dead)| Op::Register { inst, dead }),
-        2 => (inst, dead).prop_map(|(inst, dead)| Op::Heartbeat { inst, dead }),
+        2 => (inst.clone(), dead.clone()).prop_map(|(inst, dead)| Op::Heartbeat { inst, dead }),
+        1 => (inst, dead).prop_map(|(inst, dead)| Op::Drain { inst, dead }),
         3 => (worker.clone(), org.clone(), 0..3u32, 0..4u32)
             .prop_map(|(worker, org, org_cap, global_cap)| Op::Reserve { worker, org, org_cap, global_cap }),
         2 => (worker.clone(), fence.clone()).prop_map(|(worker, fence)| Op::Free { worker, fence }),
@@ -256,6 +261,9 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
         }
         &Op::Heartbeat { inst, dead } => {
             StoreRequest::HeartbeatInstance { id: InstanceId(inst), dead_after_ms: snap.dead_after(inst, dead, now) }
+        }
+        &Op::Drain { inst, dead } => {
+            StoreRequest::DrainInstance { id: InstanceId(inst), dead_after_ms: snap.dead_after(inst, dead, now) }
         }
         &Op::Reserve { worker, org, org_cap, global_cap } => StoreRequest::ReserveSlot {
             worker: WORKERS[worker].to_string(),
@@ -415,6 +423,15 @@ impl Bare {
             Q::RegisterInstance { id, dead_after_ms } | Q::HeartbeatInstance { id, dead_after_ms } => {
                 let current = self.instances.iter().find(|r| r.id == *id);
                 let out = rules::instances::stamp(current, *id, *dead_after_ms, now);
+                if put(&mut self.instances, |r| r.id == *id, out) {
+                    StoreReply::Done
+                } else {
+                    StoreReply::InstanceDead
+                }
+            }
+            Q::DrainInstance { id, dead_after_ms } => {
+                let current = self.instances.iter().find(|r| r.id == *id);
+                let out = rules::instances::drain(current, *dead_after_ms, now);
                 if put(&mut self.instances, |r| r.id == *id, out) {
                     StoreReply::Done
                 } else {

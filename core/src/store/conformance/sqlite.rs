@@ -38,7 +38,7 @@ fn file_uses_wal_and_records_schema_version() {
     let conn = rusqlite::Connection::open(&db.path).unwrap();
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    assert_eq!(pragma_i64(&db.path, "user_version"), 3);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
 }
 
 #[test]
@@ -162,11 +162,11 @@ fn version_one_database_is_migrated() {
         // The old effect's key is taken.
         assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
     }
-    assert_eq!(pragma_i64(&db.path, "user_version"), 3);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
     assert_eq!(tables(&db.path), ["effects", "instances", "leases", "slots", "workers"]);
     // Reopening a migrated database changes nothing.
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 3);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
     assert_eq!(read(&mut s, L), Some(lease));
     assert_eq!(s.effects().unwrap(), vec![old]);
     assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
@@ -197,11 +197,12 @@ fn version_two_database_gains_the_effect_key_index() {
     // Back to the schema version 2 wrote: everything but the index.
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.execute_batch("DROP INDEX effects_by_key; PRAGMA user_version = 2;").unwrap();
+        conn.execute_batch("DROP INDEX effects_by_key; ALTER TABLE instances DROP COLUMN draining; PRAGMA user_version = 2;")
+            .unwrap();
     }
     assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (3, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (4, 1));
     assert_eq!(s.effects().unwrap(), old);
     assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
     // The index itself refuses a second row for the key.
@@ -214,15 +215,35 @@ fn version_two_database_gains_the_effect_key_index() {
 }
 
 #[test]
-fn version_four_is_rejected() {
-    let db = TempDb::new("schema4");
+fn version_five_is_rejected() {
+    let db = TempDb::new("schema5");
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.pragma_update(None, "user_version", 5).unwrap();
     }
     assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
-    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
     assert_eq!(tables(&db.path), Vec::<String>::new());
+}
+
+/// A version-3 database (instances without `draining`) is migrated to 4:
+/// its instances are kept, none draining, and can be marked; the
+/// non-idempotent `ALTER TABLE` step runs once however often it is opened.
+#[test]
+fn version_three_database_gains_the_draining_column() {
+    let db = TempDb::new("migrate3");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        super::super::sqlite::create_at_version(&conn, 3).unwrap();
+        conn.execute("INSERT INTO instances (id, started_at, heartbeat_at) VALUES (1, 10, 20)", []).unwrap();
+    }
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
+    assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 20)]);
+    assert!(s.drain_instance(id(1), None, 30).unwrap());
+    drop(s);
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(s.list_instances().unwrap(), vec![InstanceRecord { draining: true, ..inst(1, 10, 20) }]);
 }
 
 #[test]

@@ -57,3 +57,33 @@ pub fn gives_up_sessions(list: &[InstanceRecord], owner: InstanceId, now: Millis
         Some(r) => r.draining || is_dead(r, now, dead_after_ms),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: u64, heartbeat_at: Millis, draining: bool) -> InstanceRecord {
+        InstanceRecord { id: InstanceId(id), started_at: 0, heartbeat_at, draining }
+    }
+
+    #[test]
+    fn drain_marks_a_live_instance_once() {
+        let live = rec(1, 100, false);
+        let out = drain(Some(&live), Some(30), 120);
+        assert_eq!((out.reply, out.next), (true, Some(rec(1, 100, true))));
+        let again = drain(Some(&rec(1, 100, true)), Some(30), 125);
+        assert_eq!((again.reply, again.next), (true, None), "marking twice writes nothing");
+        assert_eq!(drain(Some(&live), Some(30), 130).reply, false, "dead at heartbeat + threshold");
+        assert_eq!(drain(None, Some(30), 0).reply, false, "unknown");
+        assert_eq!(drain(Some(&live), None, 10_000).reply, true, "no threshold: no death check");
+    }
+
+    #[test]
+    fn sessions_are_given_up_by_dead_draining_or_unknown_owners_only() {
+        let list = [rec(1, 100, false), rec(2, 100, true)];
+        assert!(!gives_up_sessions(&list, InstanceId(1), 129, 30), "alive");
+        assert!(gives_up_sessions(&list, InstanceId(1), 130, 30), "dead");
+        assert!(gives_up_sessions(&list, InstanceId(2), 101, 30), "draining, though alive");
+        assert!(gives_up_sessions(&list, InstanceId(3), 101, 30), "unknown");
+    }
+}

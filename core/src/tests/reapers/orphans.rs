@@ -28,7 +28,8 @@ async fn dead_instance_world(b_mutants: Mutants) -> (Harness, Arc<TPool>, [Strin
     let beats_b = w.heartbeats(B, &c);
     let busy = pool_a.acquire("org", 1).await.unwrap();
     let idle = idle_worker(&pool_a, "org", 2).await;
-    let b_idle = idle_worker(&pool_b, "org", 3).await;
+    // Another org: B would claim A's idle worker of the same org.
+    let b_idle = idle_worker(&pool_b, "b-org", 3).await;
     assert_eq!(w.slots().len(), 3);
 
     w.at(c.dead_after_ms + 15_000).await;
@@ -60,6 +61,30 @@ async fn fallback_reaper_reaps_workers_of_a_dead_instance() {
         assert_eq!(w.row(id).state, WorkerState::Lost);
         assert!(owned(&pool_a, id).is_none(), "the zombie forgot {id}");
     }
+}
+
+/// A dead owner's session worker (hot, bound to a session) waits out the
+/// resume window after the death, for its client to reconnect through
+/// another replica (docs/design.md §2.5); its idle worker does not.
+#[madsim::test]
+async fn a_dead_owners_session_worker_waits_out_the_resume_window() {
+    let w = Harness::new();
+    let c = FleetConfig { hot_idle_ttl_ms: DAY, resume_window_ms: 60_000, ..cfg() };
+    let pool_a = w.pool(A, &c, Mutants::none());
+    let pool_b = w.pool_on(B, w.client(), &c, Mutants::none());
+    let reapers_b = w.reapers(&pool_b, w.client(), &c, Mutants::none());
+    w.beat(A).await;
+    let busy = pool_a.acquire("org", 1).await.unwrap();
+    let idle = idle_worker(&pool_a, "org", 2).await;
+    w.at(c.dead_after_ms + 15_000).await;
+    w.beat(B).await;
+    reapers_b.fallback_pass().await;
+    assert_gone(&w, &idle, WorkerState::Lost);
+    assert_eq!(w.row(&busy).state, WorkerState::Hot, "kept for its client to reconnect");
+    w.at(c.dead_after_ms + c.resume_window_ms + 1_000).await;
+    w.beat(B).await;
+    reapers_b.fallback_pass().await;
+    assert_gone(&w, &busy, WorkerState::Lost);
 }
 
 #[madsim::test]
