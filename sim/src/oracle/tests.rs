@@ -34,6 +34,9 @@ fn params() -> OracleParams {
             orphan_pass_us: 0,
             headroom_nodes: 0,
             health_bound_us: 5 * S,
+            resume_window_us: 30 * S,
+            drain_bound_us: 20 * S,
+            reconnect_us: 50 * S,
         },
     }
 }
@@ -899,4 +902,119 @@ fn i1_a_live_connected_instance_keeps_its_heartbeat() {
         r.store(k as f64 * 15.0, K::InstanceHeartbeat { from: 1 });
     }
     assert_eq!(r.ticks(0.0, 140.0), None);
+}
+
+// --- S7 session continuity, L4 bounded drain ---
+
+/// `from` takes session 1's worker `w1.1` over from (`owner`, `epoch`): the
+/// row stays hot and bound to the session.
+fn takeover(from: u64, owner: u64, epoch: u64) -> Write {
+    Write { from, op: WorkerOp::Claim, id: "w1.1", as_: Some((owner, epoch)), fence: None, row: row(L::Hot, "o", from, epoch + 1, Some(1)) }
+}
+
+/// `serving()`, then r1 (i1, serving session 1) crashes at 6 s and c1
+/// starts reconnecting through r2.
+fn owner_crashed() -> Run {
+    let mut r = serving();
+    r.sim(6.0, K::Crash { target: "r1".into() });
+    r.beating = vec![2];
+    r.ok(6.5, "c1", None, K::SessionReconnecting { session: 1, worker: "w1.1".into(), replica: "r2".into() });
+    r
+}
+
+#[test]
+fn s7_a_sessions_worker_is_taken_over_only_from_an_owner_that_gave_it_up() {
+    // From a live owner, up and heartbeating: two replicas serve it.
+    let mut r = serving();
+    assert_eq!(inv(r.write(6.0, takeover(2, 1, 1))), "S7");
+    // From a crashed owner; from a draining one: fine.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    let mut r = serving();
+    r.store(6.0, K::InstanceDraining { from: 1 });
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    // A reaper ending it (lost) is no takeover of the session (S5's).
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, claim(2, "w1.1", 1, 1, L::Lost)), None);
+}
+
+#[test]
+fn s7_a_reconnect_resumes_on_its_own_worker_through_one_replica() {
+    let resumed = |replica: &str, worker: &str| K::SessionResumed { session: 1, worker: worker.into(), replica: replica.into() };
+    // Taken over by i2 on r2, resumed there: fine; a second replica's
+    // answer to the same reconnect: two replicas serve it.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    r.ok(7.1, "c1", None, resumed("r2", "w1.1"));
+    assert_eq!(inv(r.at(7.2, "c1", None, resumed("r3", "w1.1"))), "S7");
+    // Resumed without the store binding it under the answering instance.
+    let mut r = owner_crashed();
+    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
+    // On another worker than it started on.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w9.9"))), "S7");
+    // By a replica the injector asked to stop (draining).
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    r.sim(7.05, K::ShutdownRequested { target: "r2".into() });
+    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
+}
+
+#[test]
+fn s7_a_client_gives_up_only_if_the_world_kept_it_from_its_worker() {
+    let gave_up = || K::SessionLost { session: 1, worker: "w1.1".into(), error: "gave up reconnecting after 50000ms".into() };
+    // Calm throughout, the store kept the worker hot and bound: lost.
+    let mut r = owner_crashed();
+    assert_eq!(inv(r.at(56.5, "c1", None, gave_up())), "S7");
+    // A store fault meanwhile excuses it.
+    let mut r = owner_crashed();
+    r.sim(10.0, K::StoreFaults { fail_pct: 50, lost_reply_pct: 0 });
+    r.sim(20.0, K::StoreFaultsHealed);
+    assert_eq!(r.at(56.5, "c1", None, gave_up()), None);
+    // So does a worker the store no longer keeps for it.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(40.0, claim(2, "w1.1", 1, 1, L::Lost)), None);
+    assert_eq!(r.at(56.5, "c1", None, gave_up()), None);
+}
+
+#[test]
+fn s7_the_durable_record_agrees_with_what_the_client_was_told() {
+    let ended = || K::SessionLost { session: 1, worker: "w1.1".into(), error: "session ended: worker w1.1 is gone".into() };
+    // Told it ended while the store says it goes on under live i2.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    assert_eq!(inv(r.at(7.5, "c1", None, ended())), "S7");
+    // The replica persisted the truth first: fine.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    assert_eq!(r.write(7.2, update(2, "w1.1", 2, L::Lost, None)), None);
+    assert_eq!(r.at(7.5, "c1", None, ended()), None);
+    // At the end no row is still bound to a session.
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(inv(r.finish(6.5)), "S7");
+    let mut r = serving();
+    r.ok(6.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(r.write(6.1, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    assert_eq!(inv(r.finish(6.5)), "none");
+}
+
+#[test]
+fn l4_a_drain_ends_within_its_bound() {
+    // Asked to stop at 6 s, still up past 6 + 20 s.
+    let mut r = serving();
+    r.sim(6.0, K::ShutdownRequested { target: "r1".into() });
+    assert_eq!(inv(r.ticks(6.0, 27.0)), "L4");
+    // Exited in time.
+    let mut r = serving();
+    r.sim(6.0, K::ShutdownRequested { target: "r1".into() });
+    r.sim(20.0, K::Exited { target: "r1".into(), graceful: true });
+    assert_eq!(r.ticks(6.0, 40.0), None);
+    // A pause during the drain excuses it.
+    let mut r = serving();
+    r.sim(6.0, K::ShutdownRequested { target: "r1".into() });
+    r.sim(7.0, K::Pause { target: "r1".into(), ms: 500 });
+    r.sim(7.5, K::Resume { target: "r1".into() });
+    assert_eq!(r.ticks(6.0, 40.0).map(|v| v.invariant).filter(|i| *i == "L4"), None);
 }
