@@ -81,7 +81,7 @@ fn a_recorded_trace_judged_again_gets_the_runs_verdict() {
         ("chaos", 3, None),
         ("idle-churn", 0, None),
         ("graceful-failover", 3, Some(Mutant::ReleaseBeforeCancel)),
-        ("spawn-faults", 2, Some(Mutant::JanitorStopsAtFirstError)),
+        ("spawn-faults", 33, Some(Mutant::JanitorStopsAtFirstError)),
         ("persist-faults", 2, Some(Mutant::ActivateSplit)),
     ];
     for (name, seed, mutant) in cases {

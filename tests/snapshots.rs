@@ -35,12 +35,14 @@ fn shutdown_no_wait_caught_seed_0() {
 
 /// One worker's whole life in a fleet run: reserve, spawn (secret before
 /// pod), activation heartbeats, hot and hot-idle with its epoch refreshes,
-/// drain, retire, slot freed — every line of the trace that names it.
-/// (w1.1 is its owner's floor and lives to the end; w1.2 is retired.)
+/// claimed from the shared idle pool by another replica (its old owner's
+/// stale write then refused), drain, retire, slot freed — every line of the
+/// trace that names it. (w1.1 is its owner's floor and lives to the end;
+/// w2.2 is retired.)
 #[test]
 fn idle_churn_worker_lifecycle_seed_0() {
     let text = canonical("idle-churn", 0, None);
-    let named = |l: &&str| l.split([' ', '"', '=', ',']).any(|tok| tok == "w1.2" || tok == "pod-w1.2" || tok == "secret-w1.2");
+    let named = |l: &&str| l.split([' ', '"', '=', ',']).any(|tok| tok == "w2.2" || tok == "pod-w2.2" || tok == "secret-w2.2");
     let life: Vec<&str> = text.lines().filter(named).collect();
     assert!(life.first().is_some_and(|l| l.contains("op=reserve")), "it begins with its slot");
     // (Its old owner's stale writes may still arrive after; they are refused.)

@@ -125,6 +125,16 @@ fn slow_cluster_lists() {
 }
 
 #[test]
+fn shared_pool() {
+    sweep_scenario("shared-pool");
+}
+
+#[test]
+fn reconnect_storm() {
+    sweep_scenario("reconnect-storm");
+}
+
+#[test]
 fn every_scenario_has_a_sweep_test() {
     let src = include_str!("sweep.rs");
     for name in haywire_scenarios::names() {
