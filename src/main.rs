@@ -223,6 +223,13 @@ fn cmd_sweep(
                 placeholder_ms as f64 / 1000.0,
                 placeholder_peak
             );
+            let mut continuity = haywire_sim::Continuity::default();
+            for r in &res.seeds {
+                continuity.add(&r.stats.continuity);
+            }
+            if let Some(line) = continuity.summary() {
+                say!("{:<18} {line}", "");
+            }
         }
         for f in &fails {
             let v = f.violation.as_ref().expect("failures have a violation");
@@ -305,6 +312,9 @@ fn cmd_replay(name: &str, seed: u64, mutant: Option<&str>, store: Option<&str>, 
             st.idle_overdue_quiet_ms as f64 / 1000.0
         );
         say!("# headroom: peak {} placeholder pods, {:.1} placeholder pod-seconds", st.placeholder_peak, st.placeholder_ms as f64 / 1000.0);
+        if let Some(line) = st.continuity.summary() {
+            say!("# {line}");
+        }
     }
     match &out.violation {
         None => {

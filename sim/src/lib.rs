@@ -36,5 +36,5 @@ pub use faults::{ClusterOps, Fault, FaultPlan, PlannedFault, Target};
 pub use options::{Bounds, ClockSpec, FaultRates, RunOptions, StoreKind, Workload};
 pub use oracle::{judge, Violation};
 pub use report::replay_command;
-pub use runner::{expand, oracle_params, run, run_with_plan, Outcome, RunConfig, Stats};
+pub use runner::{expand, oracle_params, run, run_with_plan, Continuity, Outcome, RunConfig, Stats};
 pub use scenario::Scenario;

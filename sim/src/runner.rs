@@ -45,6 +45,76 @@ pub struct Stats {
     pub acquisitions: u64,
     pub effects: u64,
     pub faults: u64,
+    /// Sessions whose replica went away (docs/design.md §2.5).
+    pub continuity: Continuity,
+}
+
+/// What became of the sessions whose replica went away, from the clients'
+/// events: each episode (from a client's first reconnect to its answer)
+/// ended resumed, ended with an error to the client, or not at all by the
+/// end of the run (lost: S7 forbids it).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Continuity {
+    pub resumed: u64,
+    pub ended_with_error: u64,
+    pub lost: u64,
+    /// How long each resumed episode took (ms), in trace order.
+    pub resume_ms: Vec<u64>,
+}
+
+impl Continuity {
+    fn of(events: &[haywire_traces::Event]) -> Continuity {
+        let mut c = Continuity::default();
+        let mut open: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+        for e in events {
+            match &e.kind {
+                EventKind::SessionReconnecting { session, .. } => {
+                    open.entry(*session).or_insert(e.t);
+                }
+                EventKind::SessionResumed { session, .. } => {
+                    if let Some(since) = open.remove(session) {
+                        c.resumed += 1;
+                        c.resume_ms.push((e.t - since) / 1000);
+                    }
+                }
+                EventKind::SessionLost { session, .. } => {
+                    if open.remove(session).is_some() {
+                        c.ended_with_error += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        c.lost = open.len() as u64;
+        c
+    }
+
+    /// Add another run's.
+    pub fn add(&mut self, other: &Continuity) {
+        self.resumed += other.resumed;
+        self.ended_with_error += other.ended_with_error;
+        self.lost += other.lost;
+        self.resume_ms.extend_from_slice(&other.resume_ms);
+    }
+
+    /// "N resumed, M ended with an error, K lost; time to resume: median X s,
+    /// worst Y s", or None if no session's replica went away.
+    pub fn summary(&self) -> Option<String> {
+        if self.resumed + self.ended_with_error + self.lost == 0 {
+            return None;
+        }
+        let mut times = self.resume_ms.clone();
+        times.sort_unstable();
+        let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);
+        let timing = match (times.get(times.len() / 2), times.last()) {
+            (Some(&median), Some(&worst)) => format!("; time to resume: median {}, worst {}", secs(median), secs(worst)),
+            _ => String::new(),
+        };
+        Some(format!(
+            "sessions whose replica went away: {} resumed, {} ended with an error, {} lost{timing}",
+            self.resumed, self.ended_with_error, self.lost
+        ))
+    }
 }
 
 pub struct Outcome {
@@ -297,6 +367,7 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
 fn stats(trace: &Trace, faults: usize) -> Stats {
     let mut s = Stats { events: trace.events.len() as u64, faults: faults as u64, ..Default::default() };
     s.sim_ms = trace.events.last().map(|e| e.t / 1000).unwrap_or(0);
+    s.continuity = Continuity::of(&trace.events);
     for e in &trace.events {
         match e.kind {
             EventKind::LeaseAcquired { .. } => s.acquisitions += 1,
