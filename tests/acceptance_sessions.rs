@@ -111,13 +111,18 @@ fn live_through(events: &[Event], replica: &str, t: u64) -> BTreeSet<u64> {
     live
 }
 
+/// r1 crashes at 30 s and stays down until near the end of the fault phase.
+fn crash_of_r1(name: &'static str, dup_reconnect_pct: u32) -> Sessions {
+    Sessions {
+        name,
+        fault: |opts| Fault::Crash { target: Target::Replica(0), down_ms: opts.fault_phase_ms - 40_000 },
+        dup_reconnect_pct,
+    }
+}
+
 #[test]
 fn a_session_survives_its_replicas_crash_on_the_same_worker() {
-    let world = Sessions {
-        name: "acceptance-crash",
-        fault: |opts| Fault::Crash { target: Target::Replica(0), down_ms: opts.fault_phase_ms - 40_000 },
-        dup_reconnect_pct: 0,
-    };
+    let world = crash_of_r1("acceptance-crash", 0);
     let mut survived = 0;
     for seed in 0..SEEDS {
         let o = run_ok(&world, seed);
@@ -156,11 +161,7 @@ fn a_rolling_deploy_of_every_replica_loses_no_session() {
 
 #[test]
 fn two_simultaneous_reconnects_leave_exactly_one() {
-    let world = Sessions {
-        name: "acceptance-double-reconnect",
-        fault: |opts| Fault::Crash { target: Target::Replica(0), down_ms: opts.fault_phase_ms - 40_000 },
-        dup_reconnect_pct: 100,
-    };
+    let world = crash_of_r1("acceptance-double-reconnect", 100);
     let mut doubles_resumed = 0;
     for seed in 0..SEEDS {
         let o = run_ok(&world, seed);

@@ -1,6 +1,10 @@
 //! The worker pool of one replica: serves client sessions with a reusable
-//! hot-idle worker or a new spawn, parks workers hot-idle when sessions end,
-//! refreshes its workers' credentials, and retires them on shutdown.
+//! hot-idle worker (its own, or one claimed from the shared pool) or a new
+//! spawn, parks workers hot-idle when sessions end, refreshes its workers'
+//! credentials, and retires them on shutdown. How workers move between
+//! replicas (shared claims, reconnect takeovers) is in `pool/takeover.rs`;
+//! the bounded drain and silent clients in `pool/drain.rs`
+//! (docs/design.md §2.5).
 //!
 //! Rules (docs/design.md §2.3): every transition is a CAS on `(worker, owner,
 //! owner_epoch)`; the durable write comes first and the in-memory state
@@ -260,6 +264,11 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         map.insert(id.to_string(), slot.clone());
         self.gens.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), gen);
         slot
+    }
+
+    /// Whether holding `gen` of `id` is the pool's current one.
+    fn holds(&self, id: &str, gen: u64) -> bool {
+        self.gens.lock().unwrap_or_else(|p| p.into_inner()).get(id) == Some(&gen)
     }
 
     /// Let go of holding `gen` of `id`, if it is still the current one.
@@ -665,8 +674,9 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// keeps its slot (so caps hold) and upkeep tries again.
     async fn finish_failed(&self, id: &str, w: &mut Owned) {
         // Taken over meanwhile (the retire found another owner, and we
-        // forgot it): its pod and secret are the new owner's.
-        if !self.owns(id) {
+        // forgot it), or claimed back since as a new holding: its pod and
+        // secret are not this holding's to delete.
+        if !self.holds(id, w.gen) {
             return;
         }
         let call = ms(self.cfg.call_timeout_ms);
