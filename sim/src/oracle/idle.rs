@@ -133,6 +133,28 @@ impl IdleCheck {
         (since + p.fleet.ttl_us).max(w.in_floor_at.unwrap_or(0))
     }
 
+    /// Note, as of `t`, which idle workers are inside their owner's floor
+    /// and which outside; the floor itself. Called on every tick and before
+    /// every worker write, so a worker that was outside the floor only
+    /// between two ticks (another one idle and newer for a moment, say, then
+    /// claimed for a session) is seen so.
+    fn mark_floor(&mut self, p: &OracleParams, m: &Model, t: u64) -> BTreeSet<String> {
+        let floor = self.floor(p, m);
+        for (id, w) in self.w.iter_mut() {
+            let idle = w.since.is_some()
+                && m.workers.get(id).is_some_and(|r| matches!(r.state, Lifecycle::Hot | Lifecycle::HotIdle));
+            if !idle {
+                continue;
+            }
+            if floor.contains(id) {
+                w.in_floor_at = Some(t);
+            } else {
+                w.outside_floor_at = Some(t);
+            }
+        }
+        floor
+    }
+
     /// No premature reaping: `id` (hot-idle) is being drained by `from`.
     fn premature(&self, p: &OracleParams, m: &Model, t: u64, id: &str, from: u64) -> Option<Violation> {
         let row = m.workers.get(id)?;
@@ -179,6 +201,8 @@ impl Check for IdleCheck {
         let t = e.t;
         match &e.kind {
             EventKind::WorkerWrite { from, id, applied: true, worker: Some(after), .. } => {
+                // The world as it stood until this write.
+                self.mark_floor(p, m, t);
                 let before = m.workers.get(id).map(|w| w.state);
                 let verdict = match (before, after.state) {
                     (Some(Lifecycle::HotIdle), Lifecycle::Draining) => self.premature(p, m, t, id, *from),
@@ -230,19 +254,7 @@ impl Check for IdleCheck {
         let fp = &p.fleet;
         let dt = t.saturating_sub(self.last_tick);
         self.last_tick = t;
-        let floor = self.floor(p, m);
-        for (id, w) in self.w.iter_mut() {
-            let idle = w.since.is_some()
-                && m.workers.get(id).is_some_and(|r| matches!(r.state, Lifecycle::Hot | Lifecycle::HotIdle));
-            if !idle {
-                continue;
-            }
-            if floor.contains(id) {
-                w.in_floor_at = Some(t);
-            } else {
-                w.outside_floor_at = Some(t);
-            }
-        }
+        let floor = self.mark_floor(p, m, t);
         let beyond: Vec<(&String, &IdleWorker, u64)> = self.idle(m).filter(|(id, ..)| !floor.contains(*id)).collect();
         // The measure: idle beyond TTL + one reap interval + slack, no
         // excuses for faults.
