@@ -128,7 +128,7 @@ async fn two_simultaneous_reconnects_leave_exactly_one() {
             assert_eq!(won, 1, "exactly one: {rb:?} {rc:?}");
             let lost = if rb.is_ok() { rc } else { rb };
             assert_eq!(lost, Err(PoolError::TakenOver(1)));
-            assert!(!PoolError::TakenOver(1).reconnectable());
+            assert!(PoolError::TakenOver(1).reconnectable(), "the client goes on through the winner");
             let row = w.row(&id);
             assert_eq!((row.state, row.session), (WorkerState::Hot, Some(1)), "no worker or session orphaned");
         }

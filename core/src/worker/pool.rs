@@ -78,6 +78,10 @@ impl PoolError {
                 | PoolError::Fenced
                 | PoolError::HandedOff
                 | PoolError::OwnerAlive(_)
+                // Another reconnect won: the session goes on through the
+                // replica that took it (perhaps the client's own other
+                // attempt, whose answer was lost).
+                | PoolError::TakenOver(_)
                 // A watch that reached a restarted replica: the session may
                 // go on elsewhere.
                 | PoolError::UnknownSession(_)
@@ -819,6 +823,14 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                         // again.
                         let session = w.session;
                         let _ = self.transition(&id, &mut w, WorkerState::Hot, session).await;
+                    }
+                    // A takeover whose claim had an unknown outcome, found
+                    // ours: serve its session here from now on (its client's
+                    // reconnect resumes it, or the client timeout ends it).
+                    if let (Next::Done, WorkerState::Hot, Some(session)) = (next, w.state(), w.session) {
+                        if self.bound(session).is_none() {
+                            self.bind(session, &id);
+                        }
                     }
                 }
             }

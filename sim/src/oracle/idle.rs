@@ -209,6 +209,11 @@ impl Check for IdleCheck {
                     _ => None,
                 };
                 let w = self.w.entry(id.clone()).or_insert_with(|| IdleWorker { owner: after.owner, ..Default::default() });
+                // Claimed from the shared pool and still idle: its new owner
+                // is the one who keeps or reaps it.
+                if before == Some(Lifecycle::HotIdle) && after.state == Lifecycle::HotIdle {
+                    w.owner = after.owner;
+                }
                 if before != Some(after.state) {
                     match after.state {
                         // Parked durably: its TTL starts now (as the store
