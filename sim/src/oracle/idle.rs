@@ -31,8 +31,12 @@ struct IdleWorker {
     since: Option<u64>,
     /// Who owned it when it went idle: the instance whose floor it may be
     /// and whose death orphans it (a reaper taking it over does not make it
-    /// the reaper's idle worker).
+    /// the reaper's idle worker; a replica claiming it, still idle, from the
+    /// shared pool does).
     owner: u64,
+    /// Since when `owner` has owned it (a shared claim moves it): no
+    /// reaper of the new owner could act on it before.
+    owned_since: u64,
     /// When its drain began, and who owned it then.
     draining: Option<(u64, u64)>,
     /// Last time it was one of its owner's floor, and last time it was seen
@@ -125,6 +129,9 @@ impl IdleCheck {
         if row.is_some_and(|r| r.state == Lifecycle::Hot && r.session.is_some()) && m.dead.contains_key(&owner) {
             able += p.fleet.resume_window_us;
         }
+        if owner == w.owner {
+            able = able.max(w.owned_since);
+        }
         Some(expired.max(able) + p.fleet.reap_us + p.fleet.slack_us)
     }
 
@@ -211,8 +218,9 @@ impl Check for IdleCheck {
                 let w = self.w.entry(id.clone()).or_insert_with(|| IdleWorker { owner: after.owner, ..Default::default() });
                 // Claimed from the shared pool and still idle: its new owner
                 // is the one who keeps or reaps it.
-                if before == Some(Lifecycle::HotIdle) && after.state == Lifecycle::HotIdle {
+                if before == Some(Lifecycle::HotIdle) && after.state == Lifecycle::HotIdle && w.owner != after.owner {
                     w.owner = after.owner;
+                    w.owned_since = t;
                 }
                 if before != Some(after.state) {
                     match after.state {
