@@ -259,15 +259,20 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         self.map().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// Hold `owned` as worker `id`, a new holding.
-    fn hold(&self, id: &str, mut owned: Owned) -> Slot {
+    /// Hold `owned` as worker `id`, a new holding, locked by the caller
+    /// before anyone else can see it (so no reuse slips in first).
+    fn hold(&self, id: &str, mut owned: Owned) -> tokio::sync::OwnedMutexGuard<Owned> {
         owned.gen = self.next_gen.fetch_add(1, Ordering::SeqCst);
         let gen = owned.gen;
         let slot: Slot = Arc::new(tokio::sync::Mutex::new(owned));
+        let guard = match slot.clone().try_lock_owned() {
+            Ok(g) => g,
+            Err(_) => unreachable!("a new slot is locked by nobody"),
+        };
         let mut map = self.map();
-        map.insert(id.to_string(), slot.clone());
+        map.insert(id.to_string(), slot);
         self.gens.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), gen);
-        slot
+        guard
     }
 
     /// Whether holding `gen` of `id` is the pool's current one.
@@ -580,8 +585,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             idle_since: 0,
             version: 0,
         };
-        let slot = self.hold(&id, owned);
-        let mut w = slot.lock_owned().await;
+        let mut w = self.hold(&id, owned);
         match self.store_call(StoreRequest::InsertWorker { worker: row }).await {
             Ok(StoreReply::Worker(WorkerCas::Applied(_))) => {}
             // Unknown outcome: the row may exist, so it must be retired (or

@@ -12,7 +12,6 @@ use crate::config::ms;
 use crate::mutants::Mutant;
 use crate::store::{gives_up_sessions, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject};
 use crate::worker::belief::{Belief, Next};
-use std::sync::Arc;
 
 /// What one takeover claim came to.
 enum Claimed {
@@ -48,8 +47,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                     continue;
                 }
             };
-            let slot = self.adopt(&rec, Belief::Settled(WorkerState::HotIdle), None);
-            let mut w = slot.lock().await;
+            let mut w = self.adopt(&rec, Belief::Settled(WorkerState::HotIdle), None);
             // Nobody may have watched its pod lately (its owner may be dead).
             if let Err(why) = self.pod_runs(&w.pod).await {
                 self.mark_lost(&rec.id, &mut w, why).await;
@@ -124,8 +122,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
                 }
             }
         };
-        let slot = self.adopt(&rec, Belief::Settled(WorkerState::Hot), Some(session));
-        let mut w = slot.lock().await;
+        let mut w = self.adopt(&rec, Belief::Settled(WorkerState::Hot), Some(session));
         if let Err(why) = self.pod_runs(&w.pod).await {
             let why = format!("worker {} is gone: {why}", rec.id);
             if self.mutants.on(Mutant::ReconnectFailureNotPersisted) {
@@ -236,7 +233,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     }
 
     /// Hold a row this instance just claimed, at its new epoch.
-    fn adopt(&self, rec: &WorkerRecord, belief: Belief, session: Option<u64>) -> Arc<tokio::sync::Mutex<Owned>> {
+    fn adopt(&self, rec: &WorkerRecord, belief: Belief, session: Option<u64>) -> tokio::sync::OwnedMutexGuard<Owned> {
         let owned = Owned {
             org: rec.org.clone(),
             belief,
