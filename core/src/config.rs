@@ -193,6 +193,9 @@ pub struct ReplicaConfig {
     pub fleet: FleetConfig,
     #[serde(default)]
     pub mutants: Mutants,
+    /// Cron coordination and the settings poller (docs/design.md §2.7).
+    #[serde(default)]
+    pub cron: crate::cron::CronConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +226,7 @@ impl ReplicaConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.lease;
         let err = |m: String| Err(ConfigError(m));
+        self.cron.validate()?;
         if l.name.is_empty() {
             return err("lease name is empty".into());
         }

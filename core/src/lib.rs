@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod cron;
 pub mod fence;
 pub mod ids;
 pub mod lease;

@@ -265,6 +265,66 @@ registry! {
         home: "reconnect-storm",
         caught_by: ["L4"],
     }
+    ScheduleEditIgnored = "schedule-edit-ignored" {
+        report: "001",
+        about: "an owner keeps firing a job's old schedule after an edit (it re-arms only on a change of owner)",
+        home: "cron-edits",
+        caught_by: ["C4", "C2"],
+    }
+    PausedJobLostOnOwnerDeath = "paused-job-lost-on-owner-death" {
+        report: "001",
+        about: "only active jobs of a dead instance are reassigned: its paused ones stay with the dead",
+        home: "cron-edits",
+        caught_by: ["C3"],
+    }
+    DeadInstanceDeletedWithoutTarget = "dead-instance-deleted-without-target" {
+        report: "001",
+        about: "a dead instance is written off after one reassignment pass even when its jobs did not move",
+        home: "cron-failover",
+        caught_by: ["C3"],
+    }
+    AppClockCutoffs = "app-clock-cutoffs" {
+        report: "001",
+        about: "death and due slots are judged on the replica's own clock, not the store's",
+        home: "cron-skew",
+        caught_by: ["C3", "C2", "C1"],
+    }
+    CheckThenLockFire = "check-then-lock-fire" {
+        report: "001",
+        about: "a fire checks that its slot has no record, runs, and only then commits the record",
+        home: "cron-failover",
+        caught_by: ["C1"],
+    }
+    TimerLeakedOnRearm = "timer-leaked-on-rearm" {
+        report: "001",
+        about: "re-arming a job's timer leaves the old timer running its old schedule",
+        home: "cron-edits",
+        caught_by: ["C4"],
+    }
+    MissedSlotsDropped = "missed-slots-dropped" {
+        report: "001",
+        about: "slots that fell due while nobody could fire are neither run nor recorded missed",
+        home: "cron-failover",
+        caught_by: ["C2"],
+    }
+    ShutdownKeepsLock = "shutdown-keeps-lock" {
+        report: "001",
+        about: "a stopping replica neither releases its jobs nor finishes its runs: failover waits for the dead threshold",
+        home: "cron-scale",
+        caught_by: ["C3"],
+    }
+    CapCountThenLock = "cap-count-then-lock" {
+        report: "001",
+        about: "the fleet's run cap is checked by counting runs, then a run is committed without the store checking it",
+        home: "cron-edits",
+        caught_by: ["C4"],
+    }
+    ConfigPollStopsOnError = "config-poll-stops-on-error" {
+        report: "001",
+        about: "the settings poller exits on its first store error: the replica serves a stale value forever",
+        home: "cron-edits",
+        caught_by: ["C5"],
+    }
 }
 
 impl Mutant {

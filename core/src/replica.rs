@@ -3,6 +3,9 @@
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::{ConfigError, ReplicaConfig};
+use crate::cron::scheduler::{Cron, CronParams};
+use crate::cron::{JobRunner, SettingsCache};
+use crate::store::SettingsRecord;
 use crate::fence::{FenceSwitch, Gated};
 use crate::ids::InstanceId;
 use crate::lease::{AllOf, LeaseCoordinator, LeaderWork};
@@ -37,6 +40,17 @@ pub struct Replica {
     drain: Option<Box<dyn FnOnce(Option<tokio::task::JoinHandle<()>>) -> crate::worker::pool::BoxFuture<'static, ()> + Send>>,
     janitor_last_ok: Arc<AtomicU64>,
     fallback_last_ok: Arc<AtomicU64>,
+    /// The cron scheduler's stop (its timers and runs outlive no replica),
+    /// and its graceful shutdown; none without cron.
+    cron: Option<CronPart>,
+    settings: Option<Arc<SettingsCache>>,
+}
+
+/// The cron scheduler, behind what the replica needs of it (its store
+/// type is the replica's fenced store, which the struct does not name).
+struct CronPart {
+    abort: Box<dyn Fn() + Send + Sync>,
+    shutdown: Box<dyn FnOnce() -> crate::worker::pool::BoxFuture<'static, ()> + Send>,
 }
 
 /// The replica's metrics.
@@ -53,6 +67,9 @@ impl Drop for Replica {
     fn drop(&mut self) {
         if let Some(c) = self.coordinator.take() {
             c.abort();
+        }
+        if let Some(cron) = &self.cron {
+            (cron.abort)();
         }
         for t in self.background.drain(..) {
             t.abort();
@@ -71,7 +88,24 @@ impl Replica {
         cluster: Arc<K>,
         obs: Arc<dyn Observer>,
     ) -> Result<Replica, ConfigError> {
+        Self::start_with_runner(instance, config, store, clock, cluster, obs, None)
+    }
+
+    /// [`Replica::start`], with the job runner its cron scheduler fires
+    /// runs through (required when `config.cron.enabled`).
+    pub fn start_with_runner<S: Store, C: Clock, K: Cluster>(
+        instance: InstanceId,
+        config: ReplicaConfig,
+        store: Arc<S>,
+        clock: Arc<C>,
+        cluster: Arc<K>,
+        obs: Arc<dyn Observer>,
+        runner: Option<Arc<dyn JobRunner>>,
+    ) -> Result<Replica, ConfigError> {
         config.validate()?;
+        if config.cron.enabled && runner.is_none() {
+            return Err(ConfigError("cron.enabled needs a job runner to fire runs through".into()));
+        }
         obs.observe(CoreEvent::Started { instance });
         // Every call of this instance goes through the fence switch: once it
         // fences itself, nothing of it reaches the store or the cluster.
@@ -137,11 +171,43 @@ impl Replica {
         let fence = (config.fleet.self_fence && !zombie)
             .then(|| SelfFence { after_ms: config.self_fence_after_ms(), stop, fenced: fenced_tx });
         let threshold = (!zombie).then_some(config.fleet.dead_after_ms);
-        let background = vec![
+        let mut cron_part = None;
+        let mut settings = None;
+        let mut cron_tasks = Vec::new();
+        if let (true, Some(runner)) = (config.cron.enabled, runner) {
+            let params = CronParams {
+                me: Some(instance),
+                cfg: config.cron.clone(),
+                dead_after_ms: config.fleet.dead_after_ms,
+                call_timeout_ms: config.fleet.call_timeout_ms,
+                drain_timeout_ms: config.fleet.drain_timeout_ms,
+                mutants: config.mutants.clone(),
+            };
+            let cron = Arc::new(Cron::new(params, store.clone(), clock.clone(), runner));
+            cron_tasks.push(tokio::spawn(cron.clone().reconcile_loop(shutdown_rx.clone())));
+            let cache = Arc::new(SettingsCache::new());
+            let poll = cache.clone().poll_loop(
+                config.cron.clone(),
+                config.fleet.call_timeout_ms,
+                config.mutants.clone(),
+                store.clone(),
+                clock.clone(),
+                exit_rx.clone(),
+            );
+            cron_tasks.push(tokio::spawn(poll));
+            settings = Some(cache);
+            let (aborting, stopping) = (cron.clone(), cron);
+            cron_part = Some(CronPart {
+                abort: Box::new(move || aborting.abort_all()),
+                shutdown: Box::new(move || Box::pin(async move { stopping.shutdown().await })),
+            });
+        }
+        let mut background = vec![
             tokio::spawn(heartbeat_and_fence(instance, config.fleet.clone(), store, clock, obs.clone(), exit_rx, fence, threshold)),
             tokio::spawn(reapers.clone().upkeep_loop(shutdown_rx.clone())),
             tokio::spawn(pool.clone().health_loop(shutdown_rx.clone())),
         ];
+        background.extend(cron_tasks);
         let coordinator = tokio::spawn(coordinator.run(shutdown_rx));
         let drain_pool = pool.clone();
         Ok(Replica {
@@ -171,6 +237,8 @@ impl Replica {
             })),
             janitor_last_ok: reapers.janitor_last_ok.clone(),
             fallback_last_ok: reapers.fallback_last_ok.clone(),
+            cron: cron_part,
+            settings,
         })
     }
 
@@ -212,6 +280,17 @@ impl Replica {
         }
     }
 
+    /// The settings this replica serves (`None`: cron and settings are
+    /// off, or the first read has not landed yet).
+    pub fn settings(&self) -> Option<SettingsRecord> {
+        self.settings.as_ref().and_then(|s| s.current())
+    }
+
+    /// A handle on the settings this replica serves, valid after it is gone.
+    pub fn settings_cache(&self) -> Option<Arc<SettingsCache>> {
+        self.settings.clone()
+    }
+
     /// Client sessions, served by this replica's worker pool.
     pub fn sessions(&self) -> Arc<dyn Sessions> {
         self.sessions.clone()
@@ -225,8 +304,18 @@ impl Replica {
         self.obs.observe(CoreEvent::ShutdownBegan);
         let _ = self.shutdown_tx.send(true);
         let coordinator = self.coordinator.take().filter(|_| !self.mutants.on(Mutant::ShutdownNoWait));
+        // Cron stops alongside: its jobs are released at once, its runs
+        // get the drain timeout (docs/design.md §2.7).
+        let cron = self.cron.take().map(|c| (c.shutdown)());
+        let cron = async move {
+            if let Some(c) = cron {
+                c.await
+            }
+        };
         if let Some(drain) = self.drain.take() {
-            drain(coordinator).await;
+            let _ = tokio::join!(drain(coordinator), cron);
+        } else {
+            cron.await;
         }
         // With the mutant, the caller exits while the coordinator is still
         // stopping: its release dies with the process.

@@ -1,6 +1,8 @@
 //! The synchronous backend trait every store implementation provides.
 
+use super::cron_records::*;
 use super::fleet_records::*;
+use super::rules::cron::Fire;
 use super::records::*;
 use super::lifecycle::WorkerState;
 use crate::clock::Millis;
@@ -135,6 +137,40 @@ pub trait StoreBackend: Send {
     /// All workers, by id.
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError>;
 
+    // --- cron coordination (rules in `rules/cron.rs`) ---
+
+    fn create_job(&mut self, id: &str, schedule: &Schedule, now: Millis) -> Result<JobCas, StoreError>;
+    fn edit_job(
+        &mut self,
+        id: &str,
+        schedule: Option<&Schedule>,
+        status: Option<JobStatus>,
+        now: Millis,
+    ) -> Result<JobCas, StoreError>;
+    fn claim_job(
+        &mut self,
+        id: &str,
+        owner: Option<InstanceId>,
+        epoch: u64,
+        new_owner: Option<InstanceId>,
+        now: Millis,
+    ) -> Result<JobCas, StoreError>;
+    /// All jobs, by id.
+    fn list_jobs(&mut self) -> Result<Vec<JobRecord>, StoreError>;
+    /// The record and the job's `last_slot` in one write.
+    fn commit_fire(&mut self, job: &str, fire: &Fire, now: Millis) -> Result<FireResult, StoreError>;
+    fn finish_fire(&mut self, job: &str, slot: Millis, owner: Option<InstanceId>, now: Millis) -> Result<FireResult, StoreError>;
+    fn read_fire(&mut self, job: &str, slot: Millis) -> Result<Option<FireRecord>, StoreError>;
+    /// Every fire record, by (job, slot).
+    fn fires(&mut self) -> Result<Vec<FireRecord>, StoreError>;
+    /// The runs holding a place against the cap at `now`, by (job, slot).
+    fn list_running(&mut self, now: Millis) -> Result<Vec<FireRecord>, StoreError> {
+        Ok(self.fires()?.into_iter().filter(|f| f.running_at(now)).collect())
+    }
+    /// Returns the new version.
+    fn write_settings(&mut self, value: &str, now: Millis) -> Result<u64, StoreError>;
+    fn read_settings(&mut self) -> Result<Option<SettingsRecord>, StoreError>;
+
     /// Dispatch a request to the typed operation.
     fn apply(&mut self, req: &StoreRequest, now: Millis) -> Result<StoreReply, StoreError> {
         Ok(match req {
@@ -172,6 +208,23 @@ pub trait StoreBackend: Send {
                 StoreReply::Worker(self.claim_worker_to(id, *owner, *epoch, *from, *to, *new_owner, fence.as_ref(), now)?)
             }
             StoreRequest::ListWorkers => StoreReply::Workers { now, list: self.list_workers()? },
+            StoreRequest::CreateJob { id, schedule } => StoreReply::Job(self.create_job(id, schedule, now)?),
+            StoreRequest::EditJob { id, schedule, status } => {
+                StoreReply::Job(self.edit_job(id, schedule.as_ref(), *status, now)?)
+            }
+            StoreRequest::ClaimJob { id, owner, epoch, new_owner } => {
+                StoreReply::Job(self.claim_job(id, *owner, *epoch, *new_owner, now)?)
+            }
+            StoreRequest::ListJobs => StoreReply::Jobs { now, list: self.list_jobs()? },
+            StoreRequest::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms } => {
+                let fire = Fire { slot: *slot, owner: *owner, epoch: *epoch, kind: *kind, cap: *cap, hold_ms: *hold_ms };
+                StoreReply::Fire(self.commit_fire(job, &fire, now)?)
+            }
+            StoreRequest::FinishFire { job, slot, owner } => StoreReply::Fire(self.finish_fire(job, *slot, *owner, now)?),
+            StoreRequest::ReadFire { job, slot } => StoreReply::FireRead(self.read_fire(job, *slot)?),
+            StoreRequest::ListRunning => StoreReply::Running { now, list: self.list_running(now)? },
+            StoreRequest::WriteSettings { value } => StoreReply::SettingsWritten { version: self.write_settings(value, now)? },
+            StoreRequest::ReadSettings => StoreReply::Settings(self.read_settings()?),
         })
     }
 }

@@ -17,6 +17,11 @@ impl<B: StoreBackend, C: Clock> LocalStore<B, C> {
         LocalStore { backend: Mutex::new(backend), clock }
     }
 
+    /// The store's clock.
+    pub fn clock_ref(&self) -> &C {
+        &self.clock
+    }
+
     /// Direct access to the backend (tests, inspection).
     pub fn with_backend<T>(&self, f: impl FnOnce(&mut B) -> T) -> T {
         let mut guard = self.backend.lock().unwrap_or_else(|p| p.into_inner());

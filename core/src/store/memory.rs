@@ -1,6 +1,7 @@
 //! An in-memory backend: the records in ordered maps, every decision the
 //! rulebook's ([`rules`](super::rules)).
 
+use super::cron_records::*;
 use super::fleet_records::*;
 use super::lifecycle::WorkerState;
 use super::records::*;
@@ -17,6 +18,9 @@ pub struct MemStore {
     instances: BTreeMap<InstanceId, InstanceRecord>,
     slots: BTreeMap<String, SlotRecord>,
     workers: BTreeMap<String, WorkerRecord>,
+    jobs: BTreeMap<String, JobRecord>,
+    fires: BTreeMap<(String, Millis), FireRecord>,
+    settings: Option<SettingsRecord>,
 }
 
 impl MemStore {
@@ -180,5 +184,74 @@ impl StoreBackend for MemStore {
 
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
         Ok(self.workers.values().cloned().collect())
+    }
+
+    fn create_job(&mut self, id: &str, schedule: &Schedule, now: Millis) -> Result<JobCas, StoreError> {
+        let out = rules::cron::create(self.jobs.get(id), id, schedule, now);
+        Ok(settle(&mut self.jobs, id.to_string(), out))
+    }
+
+    fn edit_job(
+        &mut self,
+        id: &str,
+        schedule: Option<&Schedule>,
+        status: Option<JobStatus>,
+        now: Millis,
+    ) -> Result<JobCas, StoreError> {
+        let out = rules::cron::edit(self.jobs.get(id), schedule, status, now)?;
+        Ok(settle(&mut self.jobs, id.to_string(), out))
+    }
+
+    fn claim_job(
+        &mut self,
+        id: &str,
+        owner: Option<InstanceId>,
+        epoch: u64,
+        new_owner: Option<InstanceId>,
+        _now: Millis,
+    ) -> Result<JobCas, StoreError> {
+        let out = rules::cron::claim(self.jobs.get(id), owner, epoch, new_owner)?;
+        Ok(settle(&mut self.jobs, id.to_string(), out))
+    }
+
+    fn list_jobs(&mut self) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self.jobs.values().cloned().collect())
+    }
+
+    fn commit_fire(&mut self, job: &str, fire: &rules::cron::Fire, now: Millis) -> Result<FireResult, StoreError> {
+        let key = (job.to_string(), fire.slot);
+        let running = self.fires.values().filter(|f| f.running_at(now)).count();
+        let out = rules::cron::commit_fire(self.jobs.get(job), self.fires.get(&key), running, fire, now)?;
+        if let Some((rec, next)) = out.next {
+            self.fires.insert(key, rec);
+            self.jobs.insert(job.to_string(), next);
+        }
+        Ok(out.reply)
+    }
+
+    fn finish_fire(&mut self, job: &str, slot: Millis, owner: Option<InstanceId>, now: Millis) -> Result<FireResult, StoreError> {
+        let key = (job.to_string(), slot);
+        let out = rules::cron::finish_fire(self.fires.get(&key), owner, now);
+        Ok(settle(&mut self.fires, key, out))
+    }
+
+    fn read_fire(&mut self, job: &str, slot: Millis) -> Result<Option<FireRecord>, StoreError> {
+        Ok(self.fires.get(&(job.to_string(), slot)).cloned())
+    }
+
+    fn fires(&mut self) -> Result<Vec<FireRecord>, StoreError> {
+        Ok(self.fires.values().cloned().collect())
+    }
+
+    fn write_settings(&mut self, value: &str, now: Millis) -> Result<u64, StoreError> {
+        let out = rules::cron::write_settings(self.settings.as_ref(), value, now)?;
+        if let Some(next) = out.next {
+            self.settings = Some(next);
+        }
+        Ok(out.reply)
+    }
+
+    fn read_settings(&mut self) -> Result<Option<SettingsRecord>, StoreError> {
+        Ok(self.settings.clone())
     }
 }

@@ -13,6 +13,7 @@
 //! that any transport (and any fault layer) can carry them unchanged.
 
 mod backend;
+mod cron_records;
 mod fleet_records;
 mod lifecycle;
 mod local;
@@ -25,6 +26,9 @@ pub use backend::StoreBackend;
 pub use lifecycle::WorkerState;
 pub use local::LocalStore;
 pub use memory::MemStore;
+pub use cron_records::{
+    FireKind, FireRecord, FireResult, JobCas, JobRecord, JobReject, JobStatus, Schedule, SettingsRecord,
+};
 pub use fleet_records::{InstanceRecord, LeaseFence, SlotRecord, SlotResult, WorkerCas, WorkerRecord, WorkerReject};
 pub use records::{
     CasResult, EffectResult, EffectRow, FenceReject, LeaseRecord, Reject, StoreError, StoreReply, StoreRequest,

@@ -1,5 +1,6 @@
 //! Records, requests and replies of the store.
 
+use super::cron_records::*;
 use super::fleet_records::*;
 use crate::clock::Millis;
 use crate::ids::InstanceId;
@@ -95,6 +96,33 @@ pub enum StoreRequest {
         fence: Option<LeaseFence>,
     },
     ListWorkers,
+
+    // --- cron coordination (docs/design.md §2.7) ---
+    /// Create an active, unowned job (an admin's write).
+    CreateJob { id: String, schedule: Schedule },
+    /// Change a job's schedule, status or both (an admin's write).
+    EditJob { id: String, schedule: Option<Schedule>, status: Option<JobStatus> },
+    /// Move ownership by CAS on `(owner, epoch)`: claim, reassign, release.
+    ClaimJob { id: String, owner: Option<InstanceId>, epoch: u64, new_owner: Option<InstanceId> },
+    ListJobs,
+    /// Commit the one record of `(job, slot)`, fenced by the job's
+    /// ownership epoch ([`super::rules::cron::commit_fire`]).
+    CommitFire {
+        job: String,
+        slot: Millis,
+        owner: Option<InstanceId>,
+        epoch: u64,
+        kind: FireKind,
+        cap: Option<u32>,
+        hold_ms: u64,
+    },
+    /// Mark a run finished (frees its place against the cap).
+    FinishFire { job: String, slot: Millis, owner: Option<InstanceId> },
+    ReadFire { job: String, slot: Millis },
+    /// The runs holding a place against the cap now.
+    ListRunning,
+    WriteSettings { value: String },
+    ReadSettings,
 }
 
 impl StoreRequest {
@@ -117,6 +145,16 @@ impl StoreRequest {
             StoreRequest::UpdateWorker { .. } => "update_worker",
             StoreRequest::ClaimWorker { .. } => "claim_worker",
             StoreRequest::ListWorkers => "list_workers",
+            StoreRequest::CreateJob { .. } => "create_job",
+            StoreRequest::EditJob { .. } => "edit_job",
+            StoreRequest::ClaimJob { .. } => "claim_job",
+            StoreRequest::ListJobs => "list_jobs",
+            StoreRequest::CommitFire { .. } => "commit_fire",
+            StoreRequest::FinishFire { .. } => "finish_fire",
+            StoreRequest::ReadFire { .. } => "read_fire",
+            StoreRequest::ListRunning => "list_running",
+            StoreRequest::WriteSettings { .. } => "write_settings",
+            StoreRequest::ReadSettings => "read_settings",
         }
     }
 
@@ -138,6 +176,10 @@ impl StoreRequest {
                 | StoreRequest::ListInstances
                 | StoreRequest::ListSlots
                 | StoreRequest::ListWorkers
+                | StoreRequest::ListJobs
+                | StoreRequest::ReadFire { .. }
+                | StoreRequest::ListRunning
+                | StoreRequest::ReadSettings
         )
     }
 }
@@ -157,6 +199,13 @@ pub enum StoreReply {
     Slots { now: Millis, list: Vec<SlotRecord> },
     Worker(WorkerCas),
     Workers { now: Millis, list: Vec<WorkerRecord> },
+    Job(JobCas),
+    Jobs { now: Millis, list: Vec<JobRecord> },
+    Fire(FireResult),
+    FireRead(Option<FireRecord>),
+    Running { now: Millis, list: Vec<FireRecord> },
+    Settings(Option<SettingsRecord>),
+    SettingsWritten { version: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

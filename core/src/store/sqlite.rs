@@ -14,6 +14,7 @@
 //! above `i64::MAX` round-trip exactly. Orderings (expiry) are therefore
 //! compared in Rust on the decoded `u64`s, never in SQL.
 
+use super::cron_records::*;
 use super::fleet_records::*;
 use super::records::*;
 use super::lifecycle::WorkerState;
@@ -38,7 +39,10 @@ use std::time::Duration;
 ///   at most once (docs/design.md §7, E1).
 /// - 4: `instances.draining`: an instance shutting down hands its sessions
 ///   over (docs/design.md §2.5).
-const SCHEMA: [&str; 4] = [
+/// - 5: cron coordination: `jobs`, `fires` (one row per (job, slot), its
+///   primary key: a slot commits at most once) and the one-row `settings`
+///   (docs/design.md §2.7).
+const SCHEMA: [&str; 5] = [
     "
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT    PRIMARY KEY NOT NULL,
@@ -88,6 +92,37 @@ CREATE UNIQUE INDEX IF NOT EXISTS effects_by_key ON effects (lease, effect);
 ",
     "
 ALTER TABLE instances ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+",
+    "
+CREATE TABLE IF NOT EXISTS jobs (
+    id          TEXT    PRIMARY KEY NOT NULL,
+    schedule    TEXT    NOT NULL,
+    status      TEXT    NOT NULL,
+    owner       INTEGER NULL,
+    owner_epoch INTEGER NOT NULL,
+    since       INTEGER NOT NULL,
+    last_slot   INTEGER NULL,
+    spec        INTEGER NOT NULL,
+    version     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fires (
+    job      TEXT    NOT NULL,
+    slot     INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    owner    INTEGER NULL,
+    epoch    INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    finished INTEGER NULL,
+    PRIMARY KEY (job, slot)
+);
+CREATE INDEX IF NOT EXISTS fires_unfinished ON fires (kind, finished);
+CREATE TABLE IF NOT EXISTS settings (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    value      TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
 ",
 ];
 
@@ -537,6 +572,283 @@ impl StoreBackend for SqliteStore {
         let rows = stmt.query_map([], RawWorker::from_row).map_err(backend)?;
         rows.map(|r| r.map_err(backend).and_then(RawWorker::decode)).collect()
     }
+
+    fn create_job(&mut self, id: &str, schedule: &Schedule, now: Millis) -> Result<JobCas, StoreError> {
+        let tx = self.write_tx()?;
+        let current = read_job(&tx, id)?;
+        let out = rules::cron::create(current.as_ref(), id, schedule, now);
+        settle(tx, out, |tx, next| write_job(tx, next, None))
+    }
+
+    fn edit_job(
+        &mut self,
+        id: &str,
+        schedule: Option<&Schedule>,
+        status: Option<JobStatus>,
+        now: Millis,
+    ) -> Result<JobCas, StoreError> {
+        let tx = self.write_tx()?;
+        let current = read_job(&tx, id)?;
+        let out = rules::cron::edit(current.as_ref(), schedule, status, now)?;
+        settle(tx, out, |tx, next| write_job(tx, next, current.as_ref()))
+    }
+
+    fn claim_job(
+        &mut self,
+        id: &str,
+        owner: Option<InstanceId>,
+        epoch: u64,
+        new_owner: Option<InstanceId>,
+        _now: Millis,
+    ) -> Result<JobCas, StoreError> {
+        let tx = self.write_tx()?;
+        let current = read_job(&tx, id)?;
+        let out = rules::cron::claim(current.as_ref(), owner, epoch, new_owner)?;
+        settle(tx, out, |tx, next| write_job(tx, next, current.as_ref()))
+    }
+
+    fn list_jobs(&mut self) -> Result<Vec<JobRecord>, StoreError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(backend)?;
+        let rows = stmt.query_map([], RawJob::from_row).map_err(backend)?;
+        rows.map(|r| r.map_err(backend).and_then(RawJob::decode)).collect()
+    }
+
+    fn commit_fire(&mut self, job: &str, fire: &rules::cron::Fire, now: Millis) -> Result<FireResult, StoreError> {
+        let tx = self.write_tx()?;
+        let current = read_job(&tx, job)?;
+        let existing = read_fire(&tx, job, fire.slot)?;
+        let running = unfinished_runs(&tx)?.iter().filter(|f| f.running_at(now)).count();
+        let out = rules::cron::commit_fire(current.as_ref(), existing.as_ref(), running, fire, now)?;
+        settle(tx, out, |tx, (rec, next)| {
+            insert_fire(tx, rec)?;
+            write_job(tx, next, current.as_ref())
+        })
+    }
+
+    fn finish_fire(&mut self, job: &str, slot: Millis, owner: Option<InstanceId>, now: Millis) -> Result<FireResult, StoreError> {
+        let tx = self.write_tx()?;
+        let existing = read_fire(&tx, job, slot)?;
+        let out = rules::cron::finish_fire(existing.as_ref(), owner, now);
+        settle(tx, out, |tx, done| {
+            let n = tx
+                .prepare_cached("UPDATE fires SET finished = ?3 WHERE job = ?1 AND slot = ?2 AND finished IS NULL")
+                .map_err(backend)?
+                .execute(params![done.job, enc(done.slot), done.finished.map(enc)])
+                .map_err(backend)?;
+            changed_one(n, || format!("finish of fire ({:?}, {})", done.job, done.slot))
+        })
+    }
+
+    fn read_fire(&mut self, job: &str, slot: Millis) -> Result<Option<FireRecord>, StoreError> {
+        read_fire(&self.conn, job, slot)
+    }
+
+    fn fires(&mut self) -> Result<Vec<FireRecord>, StoreError> {
+        let sql = format!("SELECT {FIRE_COLUMNS} FROM fires");
+        let mut all = query_fires(&self.conn, &sql)?;
+        // Slots are compared as u64s, never in SQL (see the module doc).
+        all.sort_by(|a, b| (&a.job, a.slot).cmp(&(&b.job, b.slot)));
+        Ok(all)
+    }
+
+    fn list_running(&mut self, now: Millis) -> Result<Vec<FireRecord>, StoreError> {
+        let mut all: Vec<FireRecord> = unfinished_runs(&self.conn)?.into_iter().filter(|f| f.running_at(now)).collect();
+        all.sort_by(|a, b| (&a.job, a.slot).cmp(&(&b.job, b.slot)));
+        Ok(all)
+    }
+
+    fn write_settings(&mut self, value: &str, now: Millis) -> Result<u64, StoreError> {
+        let tx = self.write_tx()?;
+        let current = read_settings(&tx)?;
+        let out = rules::cron::write_settings(current.as_ref(), value, now)?;
+        settle(tx, out, |tx, next| {
+            let n = match &current {
+                None => tx
+                    .prepare_cached(
+                        "INSERT INTO settings (id, value, version, updated_at) VALUES (1, ?1, ?2, ?3)
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .map_err(backend)?
+                    .execute(params![next.value, enc(next.version), enc(next.updated_at)]),
+                Some(read) => tx
+                    .prepare_cached("UPDATE settings SET value = ?1, version = ?2, updated_at = ?3 WHERE id = 1 AND version = ?4")
+                    .map_err(backend)?
+                    .execute(params![next.value, enc(next.version), enc(next.updated_at), enc(read.version)]),
+            }
+            .map_err(backend)?;
+            changed_one(n, || "write of settings".to_string())
+        })
+    }
+
+    fn read_settings(&mut self) -> Result<Option<SettingsRecord>, StoreError> {
+        read_settings(&self.conn)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cron helpers.
+
+const JOB_COLUMNS: &str = "id, schedule, status, owner, owner_epoch, since, last_slot, spec, version";
+const FIRE_COLUMNS: &str = "job, slot, kind, owner, epoch, at, deadline, finished";
+
+/// A job row as SQLite returns it, before its text columns are parsed.
+struct RawJob {
+    id: String,
+    schedule: String,
+    status: String,
+    owner: Option<i64>,
+    owner_epoch: i64,
+    since: i64,
+    last_slot: Option<i64>,
+    spec: i64,
+    version: i64,
+}
+
+impl RawJob {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawJob {
+            id: row.get(0)?,
+            schedule: row.get(1)?,
+            status: row.get(2)?,
+            owner: row.get(3)?,
+            owner_epoch: row.get(4)?,
+            since: row.get(5)?,
+            last_slot: row.get(6)?,
+            spec: row.get(7)?,
+            version: row.get(8)?,
+        })
+    }
+
+    fn decode(self) -> Result<JobRecord, StoreError> {
+        let bad = |e: String| StoreError::Backend(format!("sqlite: job {:?}: {e}", self.id));
+        Ok(JobRecord {
+            schedule: Schedule::decode(&self.schedule).map_err(bad)?,
+            status: JobStatus::parse(&self.status).map_err(bad)?,
+            owner: self.owner.map(|o| InstanceId(dec(o))),
+            owner_epoch: dec(self.owner_epoch),
+            since: dec(self.since),
+            last_slot: self.last_slot.map(dec),
+            spec: dec(self.spec),
+            version: dec(self.version),
+            id: self.id,
+        })
+    }
+}
+
+fn read_job(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    let raw = conn
+        .prepare_cached(&sql)
+        .map_err(backend)?
+        .query_row(params![id], RawJob::from_row)
+        .optional()
+        .map_err(backend)?;
+    raw.map(RawJob::decode).transpose()
+}
+
+/// Write `next` over the job the rule read (one conditional statement on
+/// its version), or create it if there was none.
+fn write_job(tx: &Transaction<'_>, next: &JobRecord, read: Option<&JobRecord>) -> Result<(), StoreError> {
+    let values = params![
+        next.id,
+        next.schedule.encode(),
+        next.status.name(),
+        next.owner.map(|o| enc(o.0)),
+        enc(next.owner_epoch),
+        enc(next.since),
+        next.last_slot.map(enc),
+        enc(next.spec),
+        enc(next.version),
+        read.map(|r| enc(r.version)),
+    ];
+    let sql = match read {
+        None => {
+            "INSERT INTO jobs (id, schedule, status, owner, owner_epoch, since, last_slot, spec, version)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE ?10 IS NULL
+             ON CONFLICT (id) DO NOTHING"
+        }
+        Some(_) => {
+            "UPDATE jobs SET schedule = ?2, status = ?3, owner = ?4, owner_epoch = ?5, since = ?6,
+                    last_slot = ?7, spec = ?8, version = ?9
+             WHERE id = ?1 AND version = ?10"
+        }
+    };
+    let n = tx.prepare_cached(sql).map_err(backend)?.execute(values).map_err(backend)?;
+    changed_one(n, || format!("write of job {:?}", next.id))
+}
+
+fn fire_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(FireRecord, String)> {
+    let kind: String = row.get(2)?;
+    let rec = FireRecord {
+        job: row.get(0)?,
+        slot: dec(row.get(1)?),
+        kind: FireKind::Run,
+        owner: row.get::<_, Option<i64>>(3)?.map(|o| InstanceId(dec(o))),
+        epoch: dec(row.get(4)?),
+        at: dec(row.get(5)?),
+        deadline: dec(row.get(6)?),
+        finished: row.get::<_, Option<i64>>(7)?.map(dec),
+    };
+    Ok((rec, kind))
+}
+
+fn decode_fire((rec, kind): (FireRecord, String)) -> Result<FireRecord, StoreError> {
+    let kind = FireKind::parse(&kind).map_err(|e| StoreError::Backend(format!("sqlite: fire ({:?}, {}): {e}", rec.job, rec.slot)))?;
+    Ok(FireRecord { kind, ..rec })
+}
+
+fn query_fires(conn: &Connection, sql: &str) -> Result<Vec<FireRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt.query_map([], fire_from_row).map_err(backend)?;
+    rows.map(|r| r.map_err(backend).and_then(decode_fire)).collect()
+}
+
+fn read_fire(conn: &Connection, job: &str, slot: Millis) -> Result<Option<FireRecord>, StoreError> {
+    let sql = format!("SELECT {FIRE_COLUMNS} FROM fires WHERE job = ?1 AND slot = ?2");
+    let raw = conn
+        .prepare_cached(&sql)
+        .map_err(backend)?
+        .query_row(params![job, enc(slot)], fire_from_row)
+        .optional()
+        .map_err(backend)?;
+    raw.map(decode_fire).transpose()
+}
+
+/// Runs not yet finished (their deadlines are judged in Rust, as `u64`s).
+fn unfinished_runs(conn: &Connection) -> Result<Vec<FireRecord>, StoreError> {
+    query_fires(conn, &format!("SELECT {FIRE_COLUMNS} FROM fires WHERE kind = 'run' AND finished IS NULL"))
+}
+
+fn insert_fire(tx: &Transaction<'_>, rec: &FireRecord) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO fires (job, slot, kind, owner, epoch, at, deadline, finished)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (job, slot) DO NOTHING",
+        )
+        .map_err(backend)?
+        .execute(params![
+            rec.job,
+            enc(rec.slot),
+            rec.kind.name(),
+            rec.owner.map(|o| enc(o.0)),
+            enc(rec.epoch),
+            enc(rec.at),
+            enc(rec.deadline),
+            rec.finished.map(enc),
+        ])
+        .map_err(backend)?;
+    changed_one(n, || format!("insert of fire ({:?}, {})", rec.job, rec.slot))
+}
+
+fn read_settings(conn: &Connection) -> Result<Option<SettingsRecord>, StoreError> {
+    conn.prepare_cached("SELECT value, version, updated_at FROM settings WHERE id = 1")
+        .map_err(backend)?
+        .query_row([], |row| {
+            Ok(SettingsRecord { value: row.get(0)?, version: dec(row.get(1)?), updated_at: dec(row.get(2)?) })
+        })
+        .optional()
+        .map_err(backend)
 }
 
 // ---------------------------------------------------------------------------

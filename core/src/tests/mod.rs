@@ -13,6 +13,7 @@
 
 mod activation;
 mod capacity;
+mod cron;
 mod fence;
 mod floor;
 mod headroom;

@@ -1,7 +1,7 @@
 //! The store conformance suite. The rules live once, in `store/rules/`;
 //! what can still differ between backends is how they load and write, so:
 //!
-//! - `lease.rs`, `fleet.rs`: one set of cases, generic over a backend
+//! - `lease.rs`, `fleet.rs`, `cron.rs`: one set of cases, generic over a backend
 //!   factory, run against [`MemStore`] and [`SqliteStore`] in memory and on
 //!   a file: every behaviour of every request, overflow included.
 //! - `sqlite.rs`: what only SQLite has: reopening, the schema and its
@@ -11,6 +11,7 @@
 //!   records on both backends and the bare rulebook (so it also pins the
 //!   dispatch from a request to its typed operation).
 
+mod cron;
 mod fleet;
 mod lease;
 mod model;
@@ -18,6 +19,7 @@ mod sqlite;
 
 use super::*;
 use crate::clock::Millis;
+use cron::*;
 use fleet::*;
 use lease::*;
 use std::cell::RefCell;
@@ -266,5 +268,11 @@ conformance!(
     fleet_lists_are_ordered,
     fleet_u64_values_round_trip,
     fleet_overflow_is_an_error_not_a_panic,
+    jobs_are_created_edited_and_listed,
+    job_ownership_moves_by_cas,
+    a_slot_commits_once_from_the_owner,
+    the_run_cap_holds_and_finishes_free_places,
+    settings_versions_rise,
+    cron_u64_values_round_trip,
 );
 

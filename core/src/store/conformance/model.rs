@@ -9,6 +9,18 @@ use proptest::prelude::*;
 const NAMES: [&str; 2] = ["a", "b"];
 const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
 const ORGS: [&str; 2] = ["o1", "o2"];
+const JOBS: [&str; 2] = ["j1", "j2"];
+
+/// Schedules jobs are created and edited with (the last one never parses).
+fn schedule(k: usize) -> Schedule {
+    match k {
+        0 => Schedule::Every { ms: 7 },
+        1 => Schedule::Every { ms: 30 },
+        2 => Schedule::Cron { expr: "*/5 * * * * *".into() },
+        3 => Schedule::Every { ms: u64::MAX },
+        _ => Schedule::Cron { expr: "never".into() },
+    }
+}
 
 /// A lease fence: `holder` `None` means the lease's current holder (or 1),
 /// `epoch` an offset from its current epoch.
@@ -114,6 +126,17 @@ enum Op {
         new_owner: u64,
         fence: Option<FenceOp>,
     },
+    CreateJob { job: usize, schedule: usize },
+    EditJob { job: usize, schedule: Option<usize>, status: Option<JobStatus> },
+    /// `owner` `None`: the job's current owner; `Some(0)`: unowned.
+    ClaimJob { job: usize, owner: Option<u64>, epoch: i64, new_owner: Option<u64> },
+    /// `slot` an offset from `now`; `owner` as for `ClaimJob`.
+    Fire { job: usize, slot: i64, owner: Option<u64>, epoch: i64, kind: FireKind, cap: Option<u32>, hold: u64 },
+    /// `slot` picks an existing record (by index, mod their number) or an offset.
+    Finish { job: usize, slot: usize, owner: Option<u64> },
+    ReadFire { job: usize, slot: usize },
+    CronRead { which: usize },
+    WriteSettings { value: u8 },
 }
 
 fn op() -> impl Strategy<Value = (Op, u64)> {
@@ -165,6 +188,26 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
             |(worker, owner, epoch, from, to, new_owner, fence)| Op::Claim { worker, owner, epoch, from, to, new_owner, fence }
         ),
     ];
+    let job = 0..JOBS.len();
+    let jowner = prop::option::weighted(0.3, 0..3u64);
+    let kind = prop_oneof![6 => Just(FireKind::Run), 3 => Just(FireKind::Missed), 1 => Just(FireKind::AtCap)];
+    let status = prop::sample::select(vec![JobStatus::Active, JobStatus::Paused, JobStatus::Deleted]);
+    let hold = prop_oneof![5 => 1..200u64, 1 => Just(u64::MAX)];
+    let cron = prop_oneof![
+        3 => (job.clone(), 0..5usize).prop_map(|(job, schedule)| Op::CreateJob { job, schedule }),
+        2 => (job.clone(), prop::option::weighted(0.5, 0..5usize), prop::option::weighted(0.6, status))
+            .prop_map(|(job, schedule, status)| Op::EditJob { job, schedule, status }),
+        3 => (job.clone(), jowner.clone(), prop_oneof![4 => Just(0i64), 1 => -1..=1i64], prop::option::weighted(0.8, 1..4u64))
+            .prop_map(|(job, owner, epoch, new_owner)| Op::ClaimJob { job, owner, epoch, new_owner }),
+        6 => (job.clone(), -60..=3i64, jowner.clone(), prop_oneof![5 => Just(0i64), 1 => -1..=1i64], kind,
+              prop::option::weighted(0.7, 0..3u32), hold)
+            .prop_map(|(job, slot, owner, epoch, kind, cap, hold)| Op::Fire { job, slot, owner, epoch, kind, cap, hold }),
+        2 => (job.clone(), 0..8usize, jowner).prop_map(|(job, slot, owner)| Op::Finish { job, slot, owner }),
+        1 => (job, 0..8usize).prop_map(|(job, slot)| Op::ReadFire { job, slot }),
+        1 => (0..3usize).prop_map(|which| Op::CronRead { which }),
+        1 => any::<u8>().prop_map(|value| Op::WriteSettings { value }),
+    ];
+    let op = prop_oneof![3 => op, 1 => cron];
     // How far the store's clock advances before the op.
     (op, prop_oneof![2 => Just(0u64), 3 => 1..40u64, 1 => 40..150u64])
 }
@@ -179,14 +222,39 @@ struct Snap {
     leases: Vec<Option<LeaseRecord>>,
     instances: Vec<InstanceRecord>,
     workers: Vec<Option<WorkerRecord>>,
+    jobs: Vec<Option<JobRecord>>,
+    fires: Vec<FireRecord>,
 }
 
 impl Snap {
+    /// The `(owner, epoch)` an op presents for `job`.
+    fn job_owner(&self, job: usize, owner: Option<u64>, epoch: i64) -> (Option<InstanceId>, u64) {
+        let cur = self.jobs[job].as_ref();
+        let o = match owner {
+            None => cur.and_then(|j| j.owner),
+            Some(0) => None,
+            Some(n) => Some(InstanceId(n)),
+        };
+        (o, shift(cur.map_or(0, |j| j.owner_epoch), epoch))
+    }
+
+    /// An existing record's slot of `job` (by index), else `k` itself.
+    fn fire_slot(&self, job: usize, k: usize) -> Millis {
+        let of_job: Vec<&FireRecord> = self.fires.iter().filter(|f| f.job == JOBS[job]).collect();
+        if of_job.is_empty() || k >= 6 {
+            k as Millis
+        } else {
+            of_job[k % of_job.len()].slot
+        }
+    }
+
     fn of(records: &Records) -> Self {
         Snap {
             leases: records.leases.clone(),
             instances: records.instances.clone(),
             workers: WORKERS.iter().map(|w| records.workers.iter().find(|r| r.id == *w).cloned()).collect(),
+            jobs: JOBS.iter().map(|j| records.jobs.iter().find(|r| r.id == *j).cloned()).collect(),
+            fires: records.fires.clone(),
         }
     }
 
@@ -319,6 +387,26 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
                 fence: snap.fence(fence),
             }
         }
+        &Op::CreateJob { job, schedule: k } => StoreRequest::CreateJob { id: JOBS[job].into(), schedule: schedule(k) },
+        &Op::EditJob { job, schedule: k, status } => {
+            StoreRequest::EditJob { id: JOBS[job].into(), schedule: k.map(schedule), status }
+        }
+        &Op::ClaimJob { job, owner, epoch, new_owner } => {
+            let (owner, epoch) = snap.job_owner(job, owner, epoch);
+            StoreRequest::ClaimJob { id: JOBS[job].into(), owner, epoch, new_owner: new_owner.map(InstanceId) }
+        }
+        &Op::Fire { job, slot, owner, epoch, kind, cap, hold } => {
+            let (owner, epoch) = snap.job_owner(job, owner, epoch);
+            let slot = shift(now, slot);
+            StoreRequest::CommitFire { job: JOBS[job].into(), slot, owner, epoch, kind, cap, hold_ms: hold }
+        }
+        &Op::Finish { job, slot, owner } => {
+            let (owner, _) = snap.job_owner(job, owner, 0);
+            StoreRequest::FinishFire { job: JOBS[job].into(), slot: snap.fire_slot(job, slot), owner }
+        }
+        &Op::ReadFire { job, slot } => StoreRequest::ReadFire { job: JOBS[job].into(), slot: snap.fire_slot(job, slot) },
+        &Op::CronRead { which } => [StoreRequest::ListJobs, StoreRequest::ListRunning, StoreRequest::ReadSettings][which].clone(),
+        &Op::WriteSettings { value } => StoreRequest::WriteSettings { value: format!("v{value}") },
     }
 }
 
@@ -330,6 +418,9 @@ struct Records {
     instances: Vec<InstanceRecord>,
     slots: Vec<SlotRecord>,
     workers: Vec<WorkerRecord>,
+    jobs: Vec<JobRecord>,
+    fires: Vec<FireRecord>,
+    settings: Option<SettingsRecord>,
 }
 
 impl Records {
@@ -340,6 +431,9 @@ impl Records {
             instances: b.list_instances().unwrap(),
             slots: b.list_slots().unwrap(),
             workers: b.list_workers().unwrap(),
+            jobs: b.list_jobs().unwrap(),
+            fires: b.fires().unwrap(),
+            settings: b.read_settings().unwrap(),
         }
     }
 }
@@ -354,6 +448,9 @@ struct Bare {
     instances: Vec<InstanceRecord>,
     slots: Vec<SlotRecord>,
     workers: Vec<WorkerRecord>,
+    jobs: Vec<JobRecord>,
+    fires: Vec<FireRecord>,
+    settings: Option<SettingsRecord>,
 }
 
 /// Put the rule's next record in place of the one `same` finds, or add
@@ -387,6 +484,10 @@ impl Bare {
         self.workers.iter().find(|w| w.id == id)
     }
 
+    fn job(&self, id: &str) -> Option<&JobRecord> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+
     fn records(&self) -> Records {
         Records {
             leases: NAMES.iter().map(|n| self.lease(n).cloned()).collect(),
@@ -394,6 +495,9 @@ impl Bare {
             instances: sorted(&self.instances, |r| r.id),
             slots: sorted(&self.slots, |s| s.worker.clone()),
             workers: sorted(&self.workers, |w| w.id.clone()),
+            jobs: sorted(&self.jobs, |j| j.id.clone()),
+            fires: sorted(&self.fires, |f| (f.job.clone(), f.slot)),
+            settings: self.settings.clone(),
         }
     }
 
@@ -469,6 +573,49 @@ impl Bare {
                 StoreReply::Worker(put(&mut self.workers, |r| r.id == *id, out))
             }
             Q::ListWorkers => StoreReply::Workers { now, list: self.records().workers },
+            Q::CreateJob { id, schedule } => {
+                let out = rules::cron::create(self.job(id), id, schedule, now);
+                StoreReply::Job(put(&mut self.jobs, |j| j.id == *id, out))
+            }
+            Q::EditJob { id, schedule, status } => {
+                let out = rules::cron::edit(self.job(id), schedule.as_ref(), *status, now)?;
+                StoreReply::Job(put(&mut self.jobs, |j| j.id == *id, out))
+            }
+            Q::ClaimJob { id, owner, epoch, new_owner } => {
+                let out = rules::cron::claim(self.job(id), *owner, *epoch, *new_owner)?;
+                StoreReply::Job(put(&mut self.jobs, |j| j.id == *id, out))
+            }
+            Q::ListJobs => StoreReply::Jobs { now, list: self.records().jobs },
+            Q::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms } => {
+                let fire = rules::cron::Fire { slot: *slot, owner: *owner, epoch: *epoch, kind: *kind, cap: *cap, hold_ms: *hold_ms };
+                let existing = self.fires.iter().find(|f| f.job == *job && f.slot == *slot);
+                let running = self.fires.iter().filter(|f| f.running_at(now)).count();
+                let out = rules::cron::commit_fire(self.job(job), existing, running, &fire, now)?;
+                if let Some((rec, next)) = out.next {
+                    self.fires.push(rec);
+                    put(&mut self.jobs, |j| j.id == *job, rules::Outcome { reply: (), next: Some(next) });
+                }
+                StoreReply::Fire(out.reply)
+            }
+            Q::FinishFire { job, slot, owner } => {
+                let existing = self.fires.iter().find(|f| f.job == *job && f.slot == *slot);
+                let out = rules::cron::finish_fire(existing, *owner, now);
+                StoreReply::Fire(put(&mut self.fires, |f| f.job == *job && f.slot == *slot, out))
+            }
+            Q::ReadFire { job, slot } => {
+                StoreReply::FireRead(self.fires.iter().find(|f| f.job == *job && f.slot == *slot).cloned())
+            }
+            Q::ListRunning => {
+                StoreReply::Running { now, list: self.records().fires.into_iter().filter(|f| f.running_at(now)).collect() }
+            }
+            Q::WriteSettings { value } => {
+                let out = rules::cron::write_settings(self.settings.as_ref(), value, now)?;
+                if let Some(next) = out.next {
+                    self.settings = Some(next);
+                }
+                StoreReply::SettingsWritten { version: out.reply }
+            }
+            Q::ReadSettings => StoreReply::Settings(self.settings.clone()),
         })
     }
 }

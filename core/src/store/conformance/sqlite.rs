@@ -38,7 +38,7 @@ fn file_uses_wal_and_records_schema_version() {
     let conn = rusqlite::Connection::open(&db.path).unwrap();
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
 }
 
 #[test]
@@ -162,11 +162,11 @@ fn version_one_database_is_migrated() {
         // The old effect's key is taken.
         assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
     }
-    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
-    assert_eq!(tables(&db.path), ["effects", "instances", "leases", "slots", "workers"]);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
+    assert_eq!(tables(&db.path), ["effects", "fires", "instances", "jobs", "leases", "settings", "slots", "workers"]);
     // Reopening a migrated database changes nothing.
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
     assert_eq!(read(&mut s, L), Some(lease));
     assert_eq!(s.effects().unwrap(), vec![old]);
     assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
@@ -202,7 +202,7 @@ fn version_two_database_gains_the_effect_key_index() {
     }
     assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (4, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (5, 1));
     assert_eq!(s.effects().unwrap(), old);
     assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
     // The index itself refuses a second row for the key.
@@ -215,15 +215,39 @@ fn version_two_database_gains_the_effect_key_index() {
 }
 
 #[test]
-fn version_five_is_rejected() {
-    let db = TempDb::new("schema5");
+fn version_six_is_rejected() {
+    let db = TempDb::new("schema6");
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.pragma_update(None, "user_version", 6).unwrap();
     }
     assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
-    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
     assert_eq!(tables(&db.path), Vec::<String>::new());
+}
+
+/// A version-4 database (no cron tables) is migrated to 5: the fleet is
+/// kept, and jobs, fires and settings work, and survive a reopen.
+#[test]
+fn version_four_database_gains_the_cron_tables() {
+    let db = TempDb::new("migrate4");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        super::super::sqlite::create_at_version(&conn, 4).unwrap();
+        conn.execute("INSERT INTO instances (id, started_at, heartbeat_at, draining) VALUES (1, 10, 20, 1)", []).unwrap();
+    }
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
+    assert_eq!(s.list_instances().unwrap(), vec![InstanceRecord { draining: true, ..inst(1, 10, 20) }]);
+    assert!(matches!(s.create_job("a", &Schedule::Every { ms: 10 }, 0).unwrap(), JobCas::Applied(_)));
+    assert_eq!(s.write_settings("x", 1).unwrap(), 1);
+    let fire = crate::store::rules::cron::Fire { slot: 10, owner: None, epoch: 0, kind: FireKind::Run, cap: None, hold_ms: 5 };
+    assert!(matches!(s.commit_fire("a", &fire, 10).unwrap(), FireResult::Committed(_)));
+    drop(s);
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(s.list_jobs().unwrap()[0].last_slot, Some(10));
+    assert_eq!(s.fires().unwrap().len(), 1);
+    assert_eq!(s.read_settings().unwrap().map(|r| r.version), Some(1));
 }
 
 /// A version-3 database (instances without `draining`) is migrated to 4:
@@ -238,7 +262,7 @@ fn version_three_database_gains_the_draining_column() {
         conn.execute("INSERT INTO instances (id, started_at, heartbeat_at) VALUES (1, 10, 20)", []).unwrap();
     }
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 4);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
     assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 20)]);
     assert!(s.drain_instance(id(1), None, 30).unwrap());
     drop(s);

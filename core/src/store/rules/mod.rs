@@ -12,6 +12,7 @@
 //! such a state would otherwise be left for the oracle to find after the
 //! fact, or never found in production.
 
+pub mod cron;
 pub mod effects;
 pub mod instances;
 pub mod lease;
