@@ -59,5 +59,10 @@ pub static SCENARIO: Named = Named {
         }
         w.dup_reconnect_pct = rng.gen_range(0..=50);
         w.orgs = w.orgs.min(rng.gen_range(1..=3));
+        // Cron as well, on half the seeds, with admin churn.
+        if rng.gen_bool(0.5) {
+            crate::world::with_cron(opts, rng);
+            opts.workload.cron.admin_every_ms = rng.gen_range(3_000..=20_000);
+        }
     },
 };

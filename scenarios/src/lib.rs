@@ -6,6 +6,10 @@
 
 mod chaos;
 mod cluster_partition;
+mod cron_edits;
+mod cron_failover;
+mod cron_scale;
+mod cron_skew;
 mod false_death;
 mod graceful_failover;
 mod idle_churn;
@@ -59,7 +63,7 @@ impl Scenario for Named {
 }
 
 /// Every scenario, in the order `haywire list` shows them.
-pub static ALL: [&Named; 20] = [
+pub static ALL: [&Named; 24] = [
     &steady::SCENARIO,
     &leader_crash::SCENARIO,
     &graceful_failover::SCENARIO,
@@ -79,6 +83,10 @@ pub static ALL: [&Named; 20] = [
     &slow_cluster_lists::SCENARIO,
     &shared_pool::SCENARIO,
     &reconnect_storm::SCENARIO,
+    &cron_failover::SCENARIO,
+    &cron_scale::SCENARIO,
+    &cron_skew::SCENARIO,
+    &cron_edits::SCENARIO,
     &chaos::SCENARIO,
 ];
 

@@ -2,8 +2,11 @@
 //! and a generic fault-plan drawer that turns per-seed rates into timed
 //! faults (swarm testing: each seed gets its own mix).
 
+use haywire_core::cron::{CronConfig, MissPolicy};
 use haywire_core::ReplicaConfig;
-use haywire_sim::{Bounds, ClockSpec, ClusterOps, Fault, FaultPlan, FaultRates, RunOptions, StoreKind, Target, Workload};
+use haywire_sim::{
+    Bounds, ClockSpec, ClusterOps, CronWorkload, Fault, FaultPlan, FaultRates, RunOptions, StoreKind, Target, Workload,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -92,6 +95,7 @@ pub fn fleet(rng: &mut ChaCha8Rng) -> RunOptions {
         patience_ms: 0,
         reconnect_ms: 0,
         dup_reconnect_pct: 0,
+        cron: CronWorkload::default(),
     };
     opts.fault_phase_ms = rng.gen_range(120_000..=200_000);
     // Headroom placeholders, 0 to 3, so both none and some are exercised;
@@ -103,6 +107,42 @@ pub fn fleet(rng: &mut ChaCha8Rng) -> RunOptions {
     // Sessions in flight end, then TTL, dead threshold and two reap passes.
     opts.quiet_ms = opts.workload.session_ms.1 + f.hot_idle_ttl_ms + f.dead_after_ms + 3 * f.reap_interval_ms + 10_000;
     opts
+}
+
+/// Cron on (docs/design.md §2.7): the replicas schedule jobs, with field
+/// report 001's timings (reconcile 15 s, settings poll 30 s), a missed-slot
+/// policy, run timeout and fleet cap drawn per seed; the admin starts a
+/// few jobs (some on cron expressions, which fall due together), runs take
+/// seeded time (some longer than their interval and their timeout), and
+/// settings are written now and then and read from every replica. The
+/// quiet period outlasts a death, a reconcile and the longest run, so every
+/// slot due before it settles within it.
+pub fn with_cron(opts: &mut RunOptions, rng: &mut ChaCha8Rng) {
+    let policy = match rng.gen_range(0..4) {
+        0 | 1 => MissPolicy::FireOnce,
+        2 => MissPolicy::Skip,
+        _ => MissPolicy::CatchUp { limit: rng.gen_range(1..=4) },
+    };
+    let run_timeout_ms = rng.gen_range(10_000..=40_000);
+    opts.replica.cron = CronConfig {
+        enabled: true,
+        policy,
+        run_timeout_ms,
+        max_concurrent_runs: rng.gen_range(2..=6),
+        ..CronConfig::default()
+    };
+    opts.workload.cron = CronWorkload {
+        jobs: rng.gen_range(3..=10),
+        every_ms: (5_000, rng.gen_range(10_000..=40_000)),
+        cron_pct: rng.gen_range(0..=50),
+        run_ms: (200, rng.gen_range(2_000..=run_timeout_ms + 20_000)),
+        admin_every_ms: 0,
+        settings_every_ms: rng.gen_range(20_000..=60_000),
+        read_every_ms: 2_000,
+    };
+    let (c, f) = (&opts.replica.cron, &opts.replica.fleet);
+    let settle = f.dead_after_ms + f.heartbeat_ms + 2 * c.reconcile_ms + c.misfire_after_ms + c.run_timeout_ms + 20_000;
+    opts.quiet_ms = opts.quiet_ms.max(settle).max(c.settings_poll_ms + 10_000);
 }
 
 pub fn clocks(rng: &mut ChaCha8Rng, n: usize, max_skew_ms: i64, max_drift_ppm: i64) -> Vec<ClockSpec> {

@@ -10,6 +10,7 @@
 //! replicas' [`processes`] table among them); the same seed gives the same
 //! trace, byte for byte.
 
+pub mod admin_node;
 pub mod client_node;
 pub mod clock;
 pub mod cluster_node;
@@ -33,8 +34,8 @@ pub mod sweep;
 pub mod world;
 
 pub use faults::{ClusterOps, Fault, FaultPlan, PlannedFault, Target};
-pub use options::{Bounds, ClockSpec, FaultRates, RunOptions, StoreKind, Workload};
+pub use options::{Bounds, ClockSpec, CronWorkload, FaultRates, RunOptions, StoreKind, Workload};
 pub use oracle::{judge, Violation};
 pub use report::replay_command;
-pub use runner::{expand, oracle_params, run, run_with_plan, Continuity, Outcome, RunConfig, Stats};
+pub use runner::{expand, oracle_params, run, run_with_plan, Continuity, CronTally, Outcome, RunConfig, Stats};
 pub use scenario::Scenario;

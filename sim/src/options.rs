@@ -134,6 +134,28 @@ pub struct FaultRates {
     pub cluster_ops_slow_ms: (u64, u64),
 }
 
+/// The cron admin and the settings readers (docs/design.md §2.7): jobs
+/// created at the start, then edited, paused, resumed, deleted and created
+/// at seeded rates through the fault phase; settings written; every
+/// replica's settings read by a client every `read_every_ms`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CronWorkload {
+    /// Jobs at the start (0: no admin, no readers; cron stays idle).
+    pub jobs: u32,
+    /// Range of interval schedules (ms).
+    pub every_ms: (u64, u64),
+    /// Percent of jobs on a cron expression instead (they fall due together).
+    pub cron_pct: u32,
+    /// Range of run lengths (some longer than the interval).
+    pub run_ms: (u64, u64),
+    /// Mean time between the admin's job changes (0: none).
+    pub admin_every_ms: u64,
+    /// Mean time between settings writes (0: none).
+    pub settings_every_ms: u64,
+    /// Readers ask each replica for its settings this often (0: never).
+    pub read_every_ms: u64,
+}
+
 /// Clients opening and closing sessions across replicas.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
@@ -155,6 +177,8 @@ pub struct Workload {
     /// Percent of reconnect attempts sent through two replicas at once.
     #[serde(default)]
     pub dup_reconnect_pct: u32,
+    #[serde(default)]
+    pub cron: CronWorkload,
 }
 
 /// Bounds the oracle allows beyond the replicas' own timings (docs/design.md
@@ -237,6 +261,15 @@ impl RunOptions {
                  the run ends",
                 w.patience_ms, self.quiet_ms
             ));
+        }
+        let c = &w.cron;
+        if c.jobs > 0 {
+            if !self.replica.cron.enabled {
+                return Err("a cron workload needs replica.cron.enabled".into());
+            }
+            if c.jobs > 1_000 || c.every_ms.0 == 0 || c.every_ms.0 > c.every_ms.1 || c.run_ms.0 > c.run_ms.1 || c.cron_pct > 100 {
+                return Err(format!("bad cron workload {c:?}"));
+            }
         }
         if self.pod_start_ms.0 > self.pod_start_ms.1 {
             return Err(format!("bad pod start range {:?}", self.pod_start_ms));

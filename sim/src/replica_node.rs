@@ -14,6 +14,7 @@ use crate::world::{Shared, World};
 use haywire_core::lease::{stop_requested, BoxLoop};
 use haywire_core::store::{Store, StoreRequest};
 use haywire_core::worker::Sessions;
+use haywire_core::cron::{JobRunner, SettingsCache};
 use haywire_core::{CoreEvent, InstanceId, Observer, Replica, ReplicaConfig};
 use haywire_core::clock::Clock;
 use std::time::Duration;
@@ -84,6 +85,63 @@ pub enum SessionRequest {
     Watch { session: u64 },
     /// Go on with a session whose replica went away (docs/design.md §2.5).
     Reconnect { session: u64 },
+    /// The settings version this replica serves (empty: none yet).
+    ReadSettings,
+}
+
+/// The replica's job runner: the outside world in which runs happen. It
+/// records when a run really starts and ends (ground truth for C1 and C4),
+/// and takes a seeded time. A run core cuts off (its timeout, a shutdown
+/// past the drain timeout, a fence) ends `cut`; one that dies with its
+/// process ends with the process.
+struct SimRunner {
+    world: Arc<World>,
+    node: String,
+    inst: u64,
+    run_ms: (u64, u64),
+}
+
+/// Records a run's end when its future goes, however it goes.
+struct RunEnd {
+    world: Arc<World>,
+    node: String,
+    inst: u64,
+    job: String,
+    slot_ms: u64,
+    done: bool,
+}
+
+impl Drop for RunEnd {
+    fn drop(&mut self) {
+        let how = if self.done { "done" } else { "cut" }.to_string();
+        let (job, slot_ms) = (std::mem::take(&mut self.job), self.slot_ms);
+        self.world.recorder.record(&self.node, Some(self.inst), EventKind::RunEnded { job, slot_ms, how });
+    }
+}
+
+impl JobRunner for SimRunner {
+    fn run(&self, job: &str, slot: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        use rand::Rng;
+        let rec = &self.world.recorder;
+        rec.record(&self.node, Some(self.inst), EventKind::RunStarted { job: job.to_string(), slot_ms: slot });
+        let (lo, hi) = self.run_ms;
+        let ms = if hi > lo { self.world.rng.lock().gen_range(lo..=hi) } else { lo };
+        let end = RunEnd {
+            world: self.world.clone(),
+            node: self.node.clone(),
+            inst: self.inst,
+            job: job.to_string(),
+            slot_ms: slot,
+            done: false,
+        };
+        Box::pin(async move {
+            // Moved whole into the future (not just its flag), so it drops
+            // with the future.
+            let mut end = end;
+            madsim::time::sleep(Duration::from_millis(ms)).await;
+            end.done = true;
+        })
+    }
 }
 
 /// How long one watch waits before answering that nothing happened.
@@ -127,8 +185,10 @@ pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
         m.shutdown = Some(tx);
         (m.name.clone(), m.clock)
     };
-    // Sessions are served by whichever instance the process runs now.
-    let current: Arc<std::sync::Mutex<Option<Arc<dyn Sessions>>>> = Arc::default();
+    // Sessions and settings are served by whichever instance the process
+    // runs now.
+    type Serving = Option<(Arc<dyn Sessions>, Option<Arc<SettingsCache>>)>;
+    let current: Arc<std::sync::Mutex<Serving>> = Arc::default();
     let server = match Endpoint::bind(("0.0.0.0", SESSION_PORT)).await {
         Ok(ep) => ep,
         Err(e) => panic!("replica {name} cannot bind its session port: {e}"),
@@ -137,7 +197,7 @@ pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
     madsim::task::spawn(rpc::serve(server, SESSION_TAG, move |_, req: SessionRequest| {
         let sessions = serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
         async move {
-            let Some(sessions) = sessions else {
+            let Some((sessions, settings)) = sessions else {
                 return Some(Err(SessionError { message: "replica is starting".into(), reconnect: true }));
             };
             let reply: SessionReply = match req {
@@ -151,6 +211,9 @@ pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
                     _ = madsim::time::sleep(WATCH_KEEPALIVE) => Ok(String::new()),
                 },
                 SessionRequest::Reconnect { session } => sessions.reconnect(session).await.map_err(SessionError::of),
+                SessionRequest::ReadSettings => {
+                    Ok(settings.and_then(|s| s.current()).map(|r| r.version.to_string()).unwrap_or_default())
+                }
             };
             Some(reply)
         }
@@ -169,11 +232,16 @@ pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
         // The process is up as this instance: the host's word, not core's.
         recorder.record(&name, Some(inst), EventKind::Started);
         // Options are validated before the run, so this cannot fail here.
-        let replica = match Replica::start(InstanceId(inst), config.clone(), store.clone(), clock.clone(), cluster, obs) {
+        let runner: Option<Arc<dyn JobRunner>> = config.cron.enabled.then(|| {
+            let run_ms = world.clients.lock().workload.cron.run_ms;
+            Arc::new(SimRunner { world: world.clone(), node: name.clone(), inst, run_ms }) as Arc<dyn JobRunner>
+        });
+        let started = Replica::start_with_runner(InstanceId(inst), config.clone(), store.clone(), clock.clone(), cluster, obs, runner);
+        let replica = match started {
             Ok(r) => r,
             Err(e) => panic!("replica config rejected after validation: {e}"),
         };
-        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(replica.sessions());
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((replica.sessions(), replica.settings_cache()));
         let fenced = replica.fenced();
         let graceful = async {
             stop_requested(&mut rx).await;

@@ -4,7 +4,7 @@ use crate::faults::FaultPlan;
 use crate::injector::{Injector, Servers};
 use crate::oracle::{FleetParams, Oracle, OracleParams, Violation};
 use crate::options::{RunOptions, StoreKind};
-use crate::client_node;
+use crate::{admin_node, client_node};
 use crate::cluster_node::{self, CLUSTER_ADDR};
 use crate::recorder::Recording;
 use crate::replica_node;
@@ -47,6 +47,83 @@ pub struct Stats {
     pub faults: u64,
     /// Sessions whose replica went away (docs/design.md §2.5).
     pub continuity: Continuity,
+    /// What became of cron's slots (docs/design.md §2.7).
+    pub cron: CronTally,
+}
+
+/// Cron's slots over a run, from the store's fire records and the runs the
+/// outside world saw: each slot that got a record was run, recorded missed
+/// by the policy, or skipped at the fleet's cap; `duplicated` counts runs
+/// of a slot beyond its first (C1 forbids any); lateness is from a slot to
+/// its run record's commit.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CronTally {
+    pub run: u64,
+    pub missed: u64,
+    pub at_cap: u64,
+    pub duplicated: u64,
+    pub worst_late_ms: u64,
+    pub late_ms: Vec<u64>,
+}
+
+impl CronTally {
+    fn of(events: &[haywire_traces::Event]) -> CronTally {
+        let mut c = CronTally::default();
+        let mut ran = std::collections::BTreeSet::new();
+        for e in events {
+            match &e.kind {
+                EventKind::FireWrite { slot_ms, kind, result, .. } if result == "committed" => match kind.as_str() {
+                    "run" => {
+                        let late = (e.t / 1000).saturating_sub(*slot_ms);
+                        c.run += 1;
+                        c.worst_late_ms = c.worst_late_ms.max(late);
+                        c.late_ms.push(late);
+                    }
+                    "missed" => c.missed += 1,
+                    _ => c.at_cap += 1,
+                },
+                EventKind::RunStarted { job, slot_ms } => {
+                    if !ran.insert((job.clone(), *slot_ms)) {
+                        c.duplicated += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    pub fn add(&mut self, other: &CronTally) {
+        self.run += other.run;
+        self.missed += other.missed;
+        self.at_cap += other.at_cap;
+        self.duplicated += other.duplicated;
+        self.worst_late_ms = self.worst_late_ms.max(other.worst_late_ms);
+        self.late_ms.extend_from_slice(&other.late_ms);
+    }
+
+    /// "cron: N slots settled: R run, M missed by policy, C skipped at the
+    /// cap, D duplicated; run lateness median X s, worst Y s", or None
+    /// without cron.
+    pub fn summary(&self) -> Option<String> {
+        let due = self.run + self.missed + self.at_cap;
+        if due == 0 {
+            return None;
+        }
+        let mut late = self.late_ms.clone();
+        late.sort_unstable();
+        let median = late.get(late.len() / 2).copied().unwrap_or(0);
+        Some(format!(
+            "cron: {due} slots settled: {} run, {} missed by policy, {} skipped at the cap, {} duplicated; run lateness \
+             median {:.1}s, worst {:.1}s",
+            self.run,
+            self.missed,
+            self.at_cap,
+            self.duplicated,
+            median as f64 / 1000.0,
+            self.worst_late_ms as f64 / 1000.0
+        ))
+    }
 }
 
 /// What became of the sessions whose replica went away, from the clients'
@@ -191,6 +268,33 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
                 + opts.bounds.rpc_slack_ms * 1000,
             reconnect_us: opts.workload.reconnect_ms * 1000,
         },
+        cron: cron_params(opts, &real, slack_us),
+    }
+}
+
+/// Cron's bounds (docs/design.md §7): each the replicas' own timings
+/// stretched by the slowest clock, plus the options' slack.
+fn cron_params(opts: &RunOptions, real: &dyn Fn(u64) -> u64, slack_us: u64) -> crate::oracle::CronParams {
+    let (c, f) = (&opts.replica.cron, &opts.replica.fleet);
+    let slack = slack_us + opts.bounds.rpc_slack_ms * 1000;
+    // A death is known within the threshold plus a heartbeat; the next
+    // reconcile acts on it; its claims and fires take a few calls.
+    let dead = real(f.dead_after_ms + f.heartbeat_ms);
+    let calls = 4 * f.call_timeout_ms * 1000 + 8 * opts.latency_ms.1 * 1000;
+    crate::oracle::CronParams {
+        enabled: c.enabled && opts.workload.cron.jobs > 0,
+        reconcile_us: real(c.reconcile_ms),
+        misfire_us: c.misfire_after_ms * 1000,
+        run_timeout_us: real(c.run_timeout_ms),
+        cap: c.cap(),
+        // Two reconciles: a job one replica saw ownerless at one it claims
+        // at the next, whichever replica its target was.
+        due_us: dead + 2 * real(c.reconcile_ms) + c.misfire_after_ms * 1000 + calls + slack,
+        owner_us: dead + 2 * real(c.reconcile_ms) + calls + slack,
+        edit_us: real(c.reconcile_ms) + calls + slack,
+        handoff_us: calls + slack,
+        settings_us: real(c.settings_poll_ms) + calls + slack,
+        estimate_ms: 4 * opts.latency_ms.1 + 50,
     }
 }
 
@@ -336,6 +440,22 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
             .build();
     }
 
+    if opts.workload.cron.jobs > 0 {
+        let (a, r) = (world.clone(), world.clone());
+        handle
+            .create_node()
+            .name("admin")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
+            .init(move || {
+                let (a, r) = (a.clone(), r.clone());
+                async move {
+                    madsim::task::spawn(admin_node::readers(r));
+                    admin_node::admin(a).await
+                }
+            })
+            .build();
+    }
+
     let w = world.clone();
     let injector = Injector::new(world.clone(), servers, opts);
     let ticker = madsim::task::spawn(async move {
@@ -368,6 +488,7 @@ fn stats(trace: &Trace, faults: usize) -> Stats {
     let mut s = Stats { events: trace.events.len() as u64, faults: faults as u64, ..Default::default() };
     s.sim_ms = trace.events.last().map(|e| e.t / 1000).unwrap_or(0);
     s.continuity = Continuity::of(&trace.events);
+    s.cron = CronTally::of(&trace.events);
     for e in &trace.events {
         match e.kind {
             EventKind::LeaseAcquired { .. } => s.acquisitions += 1,

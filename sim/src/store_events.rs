@@ -4,7 +4,7 @@
 use crate::store_node::StoreResult;
 use haywire_core::store::{StoreReply, StoreRequest};
 use haywire_core::InstanceId;
-use haywire_traces::{EventKind, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
+use haywire_traces::{EventKind, JobRow, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
 
 fn lease_state(r: &haywire_core::store::LeaseRecord) -> LeaseState {
     LeaseState { holder: r.holder.map(|h| h.0), epoch: r.epoch, expires_at_ms: r.expires_at, version: r.version }
@@ -48,11 +48,86 @@ fn worker_row(w: &haywire_core::store::WorkerRecord) -> WorkerRow {
     }
 }
 
+fn job_row(j: &haywire_core::store::JobRecord) -> JobRow {
+    use haywire_core::store::Schedule;
+    JobRow {
+        schedule: j.schedule.to_string(),
+        every_ms: match j.schedule {
+            Schedule::Every { ms } => Some(ms),
+            Schedule::Cron { .. } => None,
+        },
+        status: j.status.name().to_string(),
+        owner: j.owner.map(|o| o.0),
+        epoch: j.owner_epoch,
+        since_ms: j.since,
+        spec: j.spec,
+    }
+}
+
+/// The trace event for a cron request the store answered (`None`: not a
+/// cron request, or a read).
+fn describe_cron(from: u64, req: &StoreRequest, result: &StoreResult, reply_lost: bool) -> Option<Option<EventKind>> {
+    use haywire_core::store::{FireResult, JobCas};
+    let reply = match result {
+        Ok(r) => r,
+        Err(_) => return None,
+    };
+    Some(Some(match (req, reply) {
+        (StoreRequest::ListJobs | StoreRequest::ReadFire { .. } | StoreRequest::ListRunning | StoreRequest::ReadSettings, _) => {
+            return Some(None)
+        }
+        (StoreRequest::CreateJob { id, .. } | StoreRequest::EditJob { id, .. } | StoreRequest::ClaimJob { id, .. }, StoreReply::Job(r)) => {
+            let (op, as_owner, as_epoch) = match req {
+                StoreRequest::CreateJob { .. } => ("create", None, None),
+                StoreRequest::EditJob { .. } => ("edit", None, None),
+                StoreRequest::ClaimJob { owner, epoch, .. } => ("claim", owner.map(|o| o.0), Some(*epoch)),
+                _ => unreachable!("matched above"),
+            };
+            let (applied, reject, job) = match r {
+                JobCas::Applied(j) => (true, None, Some(job_row(j))),
+                JobCas::Rejected { reason, .. } => (false, Some(format!("{reason:?}")), None),
+            };
+            EventKind::JobWrite { from, op: op.into(), id: id.clone(), applied, reject, job, as_owner, as_epoch, reply_lost }
+        }
+        (StoreRequest::CommitFire { job, slot, owner, epoch, kind, .. }, StoreReply::Fire(r)) => {
+            let (kind, result, deadline_ms) = match r {
+                FireResult::Committed(rec) => {
+                    let d = (rec.kind == haywire_core::store::FireKind::Run).then_some(rec.deadline);
+                    (rec.kind.name().to_string(), "committed".to_string(), d)
+                }
+                other => (kind.name().to_string(), other.name().to_string(), None),
+            };
+            EventKind::FireWrite {
+                from,
+                job: job.clone(),
+                slot_ms: *slot,
+                kind,
+                result,
+                as_owner: owner.map(|o| o.0),
+                as_epoch: *epoch,
+                deadline_ms,
+                reply_lost,
+            }
+        }
+        (StoreRequest::FinishFire { job, slot, .. }, StoreReply::Fire(FireResult::Committed(_))) => {
+            EventKind::FireFinished { from, job: job.clone(), slot_ms: *slot }
+        }
+        (StoreRequest::FinishFire { .. }, _) => return Some(None),
+        (StoreRequest::WriteSettings { .. }, StoreReply::SettingsWritten { version }) => {
+            EventKind::SettingsWrite { from, version: *version }
+        }
+        _ => return None,
+    }))
+}
+
 /// The trace event for what the store did with a request (`None` for
 /// lists: reads that change nothing and would only add noise).
 pub fn describe(from: InstanceId, req: &StoreRequest, result: &StoreResult, reply_lost: bool) -> Option<EventKind> {
     use haywire_core::store::WorkerCas;
     let from = from.0;
+    if let Some(ev) = describe_cron(from, req, result, reply_lost) {
+        return ev;
+    }
     let fence = req.fence().map(|f| f.epoch);
     Some(match (req, result) {
         (StoreRequest::ListInstances | StoreRequest::ListSlots | StoreRequest::ListWorkers, Ok(_)) => return None,

@@ -15,6 +15,22 @@ pub struct LeaseState {
     pub version: u64,
 }
 
+/// A cron job's row as the store holds it after a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRow {
+    /// `every <ms>ms` or `cron <expr>`.
+    pub schedule: String,
+    /// Interval in ms, for `every` schedules (the oracle's slot arithmetic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_ms: Option<u64>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u64>,
+    pub epoch: u64,
+    pub since_ms: u64,
+    pub spec: u64,
+}
+
 /// A worker's lifecycle state as the trace names it. The trace's own copy
 /// (this crate depends on serde only): a state the schema does not know is
 /// a parse error, never a default.
@@ -229,6 +245,61 @@ pub enum EventKind {
     /// The store marked the instance draining (shutting down, handing its
     /// sessions over).
     InstanceDraining { from: u64 },
+
+    // --- store node: cron coordination (docs/design.md §2.7) ---
+    /// A job write the store answered: `op` create, edit or claim (a claim
+    /// with no `new_owner` in its row is a release). `job` is the row after
+    /// an applied write. `as_owner`/`as_epoch`: what a claim presented.
+    JobWrite {
+        from: u64,
+        op: String,
+        id: String,
+        applied: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reject: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<JobRow>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_owner: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_epoch: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reply_lost: bool,
+    },
+    /// A fire the store answered. `result`: `committed` (then `kind` is the
+    /// record's: run, missed or at_cap, and `deadline_ms` a run's place
+    /// against the cap), or why not. `as_owner`/`as_epoch`: what it presented.
+    FireWrite {
+        from: u64,
+        job: String,
+        slot_ms: u64,
+        kind: String,
+        result: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_owner: Option<u64>,
+        as_epoch: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reply_lost: bool,
+    },
+    /// A run's record was finished (its place against the cap freed).
+    FireFinished { from: u64, job: String, slot_ms: u64 },
+    /// The settings row now holds `version`.
+    SettingsWrite { from: u64, version: u64 },
+
+    // --- the outside world: runs, and what readers of settings saw ---
+    /// A replica's job runner started the run of (job, slot).
+    RunStarted { job: String, slot_ms: u64 },
+    /// The run ended: `done`, or `cut` (timed out or aborted by core).
+    RunEnded { job: String, slot_ms: u64, how: String },
+    /// A reader asked replica `replica` for its settings and got `version`
+    /// (none: not read yet).
+    SettingsServed {
+        replica: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+    },
 
     // --- cluster node (what the k8s-like API did) ---
     /// `gated`: the lease epoch of the leader-gated task that sent the call

@@ -10,7 +10,7 @@ mod event;
 mod trace;
 
 pub use diff::{first_divergence, Divergence};
-pub use event::{Event, EventKind, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
+pub use event::{Event, EventKind, JobRow, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
 pub use trace::{canonical_event, event_json, fnv1a64, Trace, TraceError, TraceHeader, FORMAT};
 
 #[cfg(test)]

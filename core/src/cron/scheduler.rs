@@ -54,7 +54,11 @@ struct Inner {
     leaked: Vec<JoinHandle<()>>,
     /// Runs in flight, by (job, slot).
     runs: BTreeMap<(String, Millis), JoinHandle<()>>,
-    written_off: BTreeSet<InstanceId>,
+    /// Every (job, slot) this instance started a run for (recent ones): a
+    /// record of its own it meets again (another timer of the job, a retry)
+    /// never runs twice.
+    started: BTreeSet<(String, Millis)>,
+    memory: assign::Memory,
     stopping: bool,
 }
 
@@ -131,6 +135,11 @@ impl<S: Store, C: Clock> Cron<S, C> {
         (local as i64).saturating_add(self.offset.load(Ordering::SeqCst)).max(0) as Millis
     }
 
+    /// The store's clock read `now` a moment ago (one way of a call).
+    fn resync(&self, now: Millis) {
+        self.offset.store((now as i64).wrapping_sub(self.clock.now() as i64), Ordering::SeqCst);
+    }
+
     /// Local time at which the store's clock reads `t`.
     fn local_at(&self, t: Millis) -> Millis {
         if self.app_clock() {
@@ -184,7 +193,8 @@ impl<S: Store, C: Clock> Cron<S, C> {
             let judge_at = if self.app_clock() { self.clock.now() } else { listed_at };
             let claims = {
                 let mut inner = self.inner();
-                assign::plan(me, &list, &instances, judge_at, self.dead_after_ms, &mut inner.written_off, &self.mutants)
+                let patience = self.cfg.reconcile_ms;
+                assign::plan(me, &list, &instances, judge_at, self.dead_after_ms, patience, &mut inner.memory, &self.mutants)
             };
             for c in claims {
                 if let Some(rec) = self.claim(me, &c).await {
@@ -326,6 +336,8 @@ impl<S: Store, C: Clock> Cron<S, C> {
             kind,
             cap,
             hold_ms: self.cfg.hold_ms(),
+            late_after_ms: self.cfg.misfire_after_ms,
+            spec: job.spec,
         }
     }
 
@@ -347,9 +359,14 @@ impl<S: Store, C: Clock> Cron<S, C> {
                 }
                 Step::Settled
             }
+            // The store's clock says otherwise: go by it from now on.
             FireResult::Early { now } => {
-                let ahead = slot.saturating_sub(now);
-                Step::Retry(ahead.saturating_add(1))
+                self.resync(now);
+                Step::Retry(slot.saturating_sub(now).saturating_add(1))
+            }
+            FireResult::NotLate { now } => {
+                self.resync(now);
+                Step::Retry(0)
             }
             FireResult::NotDue | FireResult::NotOwner | FireResult::Finished => Step::Settled,
             FireResult::NoJob | FireResult::StaleOwner | FireResult::NotActive => Step::Stop,
@@ -359,11 +376,21 @@ impl<S: Store, C: Clock> Cron<S, C> {
     fn ours(&self, job: &JobRecord, rec: &FireRecord) -> bool {
         rec.kind == FireKind::Run && rec.owner == self.me && rec.epoch == job.owner_epoch && {
             let inner = self.inner();
-            !inner.runs.contains_key(&(rec.job.clone(), rec.slot))
+            !inner.started.contains(&(rec.job.clone(), rec.slot))
         }
     }
 
     fn start_run(self: &Arc<Self>, job: &str, slot: Millis) {
+        {
+            let mut inner = self.inner();
+            if !inner.started.insert((job.to_string(), slot)) {
+                return;
+            }
+            // Forget what no timer can meet again: slots older than a run's
+            // hold, twice over.
+            let horizon = self.store_now().saturating_sub(self.cfg.hold_ms().saturating_mul(2));
+            inner.started.retain(|(_, s)| *s >= horizon);
+        }
         let me = self.clone();
         let id = job.to_string();
         let task = tokio::spawn(async move {
@@ -403,7 +430,13 @@ impl<S: Store, C: Clock> Cron<S, C> {
             t.abort();
         }
         let keep_lock = self.mutants.on(Mutant::ShutdownKeepsLock);
+        let released_at = self.clock.now();
         if !keep_lock {
+            // Draining first, so no replica picks this one as the target of
+            // the jobs it is about to release (docs/design.md §2.7).
+            if let Some(me) = self.me {
+                let _ = self.call(StoreRequest::DrainInstance { id: me, dead_after_ms: Some(self.dead_after_ms) }).await;
+            }
             self.release_all().await;
         }
         let mut runs: Vec<((String, Millis), JoinHandle<()>)> = std::mem::take(&mut self.inner().runs).into_iter().collect();
@@ -426,6 +459,11 @@ impl<S: Store, C: Clock> Cron<S, C> {
                 }
             }
         }
+        // A claim the reconcile loop sent just before it stopped may land
+        // after the first release: once any such call has landed or timed
+        // out, look again.
+        crate::clock::sleep_until(&*self.clock, released_at.saturating_add(self.call_ms)).await;
+        self.release_all().await;
     }
 
     async fn release_all(&self) {

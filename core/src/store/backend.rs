@@ -216,8 +216,17 @@ pub trait StoreBackend: Send {
                 StoreReply::Job(self.claim_job(id, *owner, *epoch, *new_owner, now)?)
             }
             StoreRequest::ListJobs => StoreReply::Jobs { now, list: self.list_jobs()? },
-            StoreRequest::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms } => {
-                let fire = Fire { slot: *slot, owner: *owner, epoch: *epoch, kind: *kind, cap: *cap, hold_ms: *hold_ms };
+            StoreRequest::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms, late_after_ms, spec } => {
+                let fire = Fire {
+                    slot: *slot,
+                    owner: *owner,
+                    epoch: *epoch,
+                    kind: *kind,
+                    cap: *cap,
+                    hold_ms: *hold_ms,
+                    late_after_ms: *late_after_ms,
+                    spec: *spec,
+                };
                 StoreReply::Fire(self.commit_fire(job, &fire, now)?)
             }
             StoreRequest::FinishFire { job, slot, owner } => StoreReply::Fire(self.finish_fire(job, *slot, *owner, now)?),

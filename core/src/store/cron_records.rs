@@ -86,7 +86,10 @@ pub struct JobRecord {
     /// store time of the last create, edit, pause or resume (or the last
     /// handled slot, if later). A slot at or before it is not due.
     pub since: Millis,
-    /// The latest slot that has a fire record.
+    /// The latest slot of the current schedule (`spec`) that has a fire
+    /// record: a timer armed for this spec resumes after it. A record a
+    /// stale timer commits for an older spec does not move it, and an edit
+    /// clears it.
     pub last_slot: Option<Millis>,
     /// +1 on every admin change (schedule or status): what an owner's
     /// timer was armed for.
@@ -187,10 +190,31 @@ pub enum FireResult {
     /// The slot lies in the store's future (the store's clock reads `now`):
     /// fire it when it comes.
     Early { now: Millis },
+    /// A miss of a slot not yet `late_after_ms` old at the store's `now`:
+    /// it is on time, so run it.
+    NotLate { now: Millis },
     /// A finish of a record that is not a run of this owner.
     NotOwner,
     /// A finish of a run already finished: nothing written.
     Finished,
+}
+
+impl FireResult {
+    /// The answer's name, as traces spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FireResult::Committed(_) => "committed",
+            FireResult::Duplicate(_) => "duplicate",
+            FireResult::NoJob => "no_job",
+            FireResult::StaleOwner => "stale_owner",
+            FireResult::NotActive => "not_active",
+            FireResult::NotDue => "not_due",
+            FireResult::Early { .. } => "early",
+            FireResult::NotLate { .. } => "not_late",
+            FireResult::NotOwner => "not_owner",
+            FireResult::Finished => "finished",
+        }
+    }
 }
 
 /// The fleet's settings: one row, a value and a version that only grows.

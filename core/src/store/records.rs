@@ -115,6 +115,11 @@ pub enum StoreRequest {
         kind: FireKind,
         cap: Option<u32>,
         hold_ms: u64,
+        #[serde(default)]
+        late_after_ms: u64,
+        /// The job spec the firing timer was armed for.
+        #[serde(default)]
+        spec: u64,
     },
     /// Mark a run finished (frees its place against the cap).
     FinishFire { job: String, slot: Millis, owner: Option<InstanceId> },

@@ -63,10 +63,19 @@
 //!   configured number of placeholder pods (put right within its deadline
 //!   while it can act, exact at the end).
 //!
+//! - C1–C4 (`cron.rs`) cron coordination: each (job, slot) runs at most
+//!   once, after its record, from the job's owner; due slots are settled in
+//!   time, never early, missed only when late; no job stays unowned or is
+//!   taken from a live owner, and a stopping replica hands its jobs over;
+//!   pauses, deletes, edits and the run cap are obeyed.
+//! - C5 (`settings.rs`) settings converge: within a poll of a write every
+//!   healthy replica serves it, and none ever serves an older version.
+//!
 //! Each checker judges an event against the model as it was before the
 //! event; then the model applies it; then the deadlines are checked.
 
 mod continuity;
+mod cron;
 mod effects;
 mod headroom;
 mod idle;
@@ -75,11 +84,13 @@ mod lease;
 mod model;
 mod orphans;
 mod sessions;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod workers;
 
 use haywire_traces::{Event, EventKind};
+pub use cron::CronParams;
 use model::Model;
 use serde::Serialize;
 
@@ -102,6 +113,7 @@ pub struct OracleParams {
     /// configured bounds.
     pub enforce_s2: bool,
     pub fleet: FleetParams,
+    pub cron: cron::CronParams,
 }
 
 /// Fleet bounds, from the run's options (µs where times).
@@ -180,6 +192,8 @@ pub struct Oracle {
     effects: effects::EffectCheck,
     instances: instances::InstanceCheck,
     continuity: continuity::ContinuityCheck,
+    cron: cron::CronCheck,
+    settings: settings::SettingsCheck,
 }
 
 impl Oracle {
@@ -196,6 +210,8 @@ impl Oracle {
             effects: Default::default(),
             instances: Default::default(),
             continuity: Default::default(),
+            cron: Default::default(),
+            settings: Default::default(),
         }
     }
 
@@ -211,7 +227,7 @@ impl Oracle {
     /// Run `f` over every checker (all of them, so each keeps its state);
     /// the first violation wins.
     fn each(&mut self, mut f: impl FnMut(&mut dyn Check, &OracleParams, &Model) -> Option<Violation>) -> Option<Violation> {
-        let checks: [&mut dyn Check; 9] = [
+        let checks: [&mut dyn Check; 11] = [
             &mut self.lease,
             &mut self.workers,
             &mut self.sessions,
@@ -221,6 +237,8 @@ impl Oracle {
             &mut self.effects,
             &mut self.instances,
             &mut self.continuity,
+            &mut self.cron,
+            &mut self.settings,
         ];
         let mut verdict = None;
         for c in checks {

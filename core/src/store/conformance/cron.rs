@@ -25,7 +25,7 @@ fn j_rejected(r: Result<JobCas, StoreError>) -> JobReject {
 }
 
 fn run(slot: Millis, owner: u64, epoch: u64, cap: Option<u32>) -> Fire {
-    Fire { slot, owner: Some(id(owner)), epoch, kind: FireKind::Run, cap, hold_ms: 100 }
+    Fire { slot, owner: Some(id(owner)), epoch, kind: FireKind::Run, cap, hold_ms: 100, late_after_ms: 10, spec: 1 }
 }
 
 pub(super) fn jobs_are_created_edited_and_listed<B: StoreBackend>(mk: impl Fn() -> B) {
@@ -76,6 +76,8 @@ pub(super) fn a_slot_commits_once_from_the_owner<B: StoreBackend>(mk: impl Fn() 
     assert_eq!(b.commit_fire("a", &run(50, 1, 1, None), 51).unwrap(), FireResult::NotActive);
     j_applied(b.edit_job("a", None, Some(JobStatus::Active), 55));
     assert_eq!(b.commit_fire("a", &run(50, 1, 1, None), 56).unwrap(), FireResult::NotDue, "before the resume");
+    let early_miss = Fire { kind: FireKind::Missed, ..run(85, 1, 1, Some(0)) };
+    assert_eq!(b.commit_fire("a", &early_miss, 90).unwrap(), FireResult::NotLate { now: 90 });
     let missed = Fire { kind: FireKind::Missed, ..run(65, 1, 1, Some(0)) };
     let FireResult::Committed(m) = b.commit_fire("a", &missed, 90).unwrap() else { panic!() };
     assert_eq!((m.kind, m.deadline), (FireKind::Missed, 90));
@@ -121,9 +123,11 @@ pub(super) fn cron_u64_values_round_trip<B: StoreBackend>(mk: impl Fn() -> B) {
     j_applied(b.claim_job("a", None, 0, Some(id(u64::MAX)), 0));
     let j = &b.list_jobs().unwrap()[0];
     assert_eq!((j.since, j.owner, j.schedule.clone()), (big - 10, Some(id(u64::MAX)), every(big)));
-    let f = Fire { slot: big, owner: Some(id(u64::MAX)), epoch: 1, kind: FireKind::Missed, cap: None, hold_ms: 0 };
+    let f = Fire { slot: big - 5, owner: Some(id(u64::MAX)), epoch: 1, kind: FireKind::Missed, cap: None, hold_ms: 0, late_after_ms: 1, spec: 1 };
     assert!(matches!(b.commit_fire("a", &f, big).unwrap(), FireResult::Committed(_)));
-    assert_eq!(b.read_fire("a", big).unwrap().map(|r| (r.slot, r.at)), Some((big, big)));
+    let f = Fire { slot: big, ..f };
+    assert_eq!(b.read_fire("a", big - 5).unwrap().map(|r| (r.slot, r.at)), Some((big - 5, big)));
+    assert_eq!(b.commit_fire("a", &f, big).unwrap(), FireResult::NotLate { now: big });
     let hold = Fire { slot: 1 << 63, kind: FireKind::Run, hold_ms: u64::MAX, ..f };
     j_applied(b.create_job("b", &every(1), 0));
     j_applied(b.claim_job("b", None, 0, Some(id(u64::MAX)), 0));

@@ -398,7 +398,9 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
         &Op::Fire { job, slot, owner, epoch, kind, cap, hold } => {
             let (owner, epoch) = snap.job_owner(job, owner, epoch);
             let slot = shift(now, slot);
-            StoreRequest::CommitFire { job: JOBS[job].into(), slot, owner, epoch, kind, cap, hold_ms: hold }
+            // Now and then a stale timer's spec.
+            let spec = snap.jobs[job].as_ref().map_or(1, |j| j.spec).saturating_sub(u64::from(hold % 3 == 0));
+            StoreRequest::CommitFire { job: JOBS[job].into(), slot, owner, epoch, kind, cap, hold_ms: hold, late_after_ms: 20, spec }
         }
         &Op::Finish { job, slot, owner } => {
             let (owner, _) = snap.job_owner(job, owner, 0);
@@ -586,8 +588,17 @@ impl Bare {
                 StoreReply::Job(put(&mut self.jobs, |j| j.id == *id, out))
             }
             Q::ListJobs => StoreReply::Jobs { now, list: self.records().jobs },
-            Q::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms } => {
-                let fire = rules::cron::Fire { slot: *slot, owner: *owner, epoch: *epoch, kind: *kind, cap: *cap, hold_ms: *hold_ms };
+            Q::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms, late_after_ms, spec } => {
+                let fire = rules::cron::Fire {
+                    slot: *slot,
+                    owner: *owner,
+                    epoch: *epoch,
+                    kind: *kind,
+                    cap: *cap,
+                    hold_ms: *hold_ms,
+                    late_after_ms: *late_after_ms,
+                    spec: *spec,
+                };
                 let existing = self.fires.iter().find(|f| f.job == *job && f.slot == *slot);
                 let running = self.fires.iter().filter(|f| f.running_at(now)).count();
                 let out = rules::cron::commit_fire(self.job(job), existing, running, &fire, now)?;

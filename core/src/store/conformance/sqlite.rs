@@ -241,7 +241,7 @@ fn version_four_database_gains_the_cron_tables() {
     assert_eq!(s.list_instances().unwrap(), vec![InstanceRecord { draining: true, ..inst(1, 10, 20) }]);
     assert!(matches!(s.create_job("a", &Schedule::Every { ms: 10 }, 0).unwrap(), JobCas::Applied(_)));
     assert_eq!(s.write_settings("x", 1).unwrap(), 1);
-    let fire = crate::store::rules::cron::Fire { slot: 10, owner: None, epoch: 0, kind: FireKind::Run, cap: None, hold_ms: 5 };
+    let fire = crate::store::rules::cron::Fire { slot: 10, owner: None, epoch: 0, kind: FireKind::Run, cap: None, hold_ms: 5, late_after_ms: 0, spec: 1 };
     assert!(matches!(s.commit_fire("a", &fire, 10).unwrap(), FireResult::Committed(_)));
     drop(s);
     let mut s = SqliteStore::open(&db.path).unwrap();

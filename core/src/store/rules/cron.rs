@@ -58,6 +58,7 @@ pub fn edit(
         schedule: schedule.cloned().unwrap_or_else(|| job.schedule.clone()),
         status: status.unwrap_or(job.status),
         since: now.max(job.last_slot.unwrap_or(0)).max(job.since),
+        last_slot: None,
         spec: bump(job.spec, "job spec")?,
         version: bump(job.version, "job version")?,
         ..job.clone()
@@ -105,14 +106,21 @@ pub struct Fire {
     pub cap: Option<u32>,
     /// How long a run holds its place against the cap.
     pub hold_ms: u64,
+    /// A miss is taken only for a slot older than this at commit (the
+    /// misfire grace, judged on the store's clock, not the caller's).
+    pub late_after_ms: u64,
+    /// The job spec the caller's timer was armed for.
+    pub spec: u64,
 }
 
 /// Commit the one record of `(job, slot)`. Checked in order: NoJob,
 /// StaleOwner (fenced by the job's ownership epoch), Duplicate (the slot has
-/// a record), NotActive, NotDue (at or before `since`), Early (after `now`);
-/// then a run at the cap is recorded `AtCap` instead. `existing` is the
+/// a record), NotActive, NotDue (at or before `since`), Early (after `now`),
+/// NotLate (a miss of a slot no older than `late_after_ms`); then a run at
+/// the cap is recorded `AtCap` instead. `existing` is the
 /// slot's record if any, `running` how many runs hold a place at `now`.
-/// The job's `last_slot` follows in the same write.
+/// The job's `last_slot` follows in the same write (for a fire of its
+/// current spec).
 pub fn commit_fire(
     job: Option<&JobRecord>,
     existing: Option<&FireRecord>,
@@ -136,6 +144,9 @@ pub fn commit_fire(
     if fire.slot > now {
         return Ok(Outcome::refuse(FireResult::Early { now }));
     }
+    if fire.kind == FireKind::Missed && now - fire.slot <= fire.late_after_ms {
+        return Ok(Outcome::refuse(FireResult::NotLate { now }));
+    }
     if fire.kind == FireKind::AtCap {
         return Err(StoreError::Failed("at_cap is the store's to record, not a caller's".into()));
     }
@@ -143,8 +154,13 @@ pub fn commit_fire(
     let kind = if at_cap { FireKind::AtCap } else { fire.kind };
     let deadline = if kind == FireKind::Run { expiry(now, fire.hold_ms)? } else { now };
     let rec = FireRecord { job: job.id.clone(), slot: fire.slot, kind, owner: fire.owner, epoch: fire.epoch, at: now, deadline, finished: None };
+    let last_slot = match job.last_slot {
+        _ if fire.spec != job.spec => job.last_slot,
+        Some(l) => Some(l.max(fire.slot)),
+        None => Some(fire.slot),
+    };
     let next = JobRecord {
-        last_slot: Some(job.last_slot.map_or(fire.slot, |l| l.max(fire.slot))),
+        last_slot,
         version: bump(job.version, "job version")?,
         ..job.clone()
     };
@@ -192,7 +208,7 @@ mod tests {
     }
 
     fn fire(slot: Millis, owner: Option<u64>, epoch: u64) -> Fire {
-        Fire { slot, owner: owner.map(InstanceId), epoch, kind: FireKind::Run, cap: Some(2), hold_ms: 50 }
+        Fire { slot, owner: owner.map(InstanceId), epoch, kind: FireKind::Run, cap: Some(2), hold_ms: 50, late_after_ms: 0, spec: 1 }
     }
 
     #[test]
@@ -222,6 +238,9 @@ mod tests {
         let missed = Fire { kind: FireKind::Missed, ..fire(110, Some(1), 3) };
         let out = commit_fire(Some(&j), None, 2, &missed, 111).unwrap();
         assert_eq!(out.next.map(|(r, _)| r.kind), Some(FireKind::Missed), "a miss takes no place");
+        let early_miss = Fire { late_after_ms: 5, ..missed };
+        assert_eq!(commit_fire(Some(&j), None, 0, &early_miss, 115).unwrap().reply, FireResult::NotLate { now: 115 });
+        assert!(commit_fire(Some(&j), None, 0, &early_miss, 116).unwrap().next.is_some(), "late by 6 > 5");
     }
 
     #[test]
@@ -242,7 +261,13 @@ mod tests {
         j.last_slot = Some(250);
         let out = edit(Some(&j), Some(&Schedule::Every { ms: 7 }), None, 200).unwrap();
         let next = out.next.unwrap();
-        assert_eq!((next.since, next.spec, next.schedule.clone()), (250, 2, Schedule::Every { ms: 7 }));
+        assert_eq!((next.since, next.spec, next.schedule.clone(), next.last_slot), (250, 2, Schedule::Every { ms: 7 }, None));
+        // A stale timer's fire (spec 1) after the edit leaves last_slot alone.
+        let stale = fire(257, Some(1), 3);
+        let (_, after) = commit_fire(Some(&next), None, 0, &stale, 260).unwrap().next.unwrap();
+        assert_eq!(after.last_slot, None);
+        let fresh = Fire { spec: 2, ..stale };
+        assert_eq!(commit_fire(Some(&next), None, 0, &fresh, 260).unwrap().next.unwrap().1.last_slot, Some(257));
         let bad = edit(Some(&j), Some(&Schedule::Cron { expr: "nope".into() }), None, 200).unwrap();
         assert!(bad.next.is_none());
         let gone = job(Some(1), 3, JobStatus::Deleted);
