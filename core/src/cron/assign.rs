@@ -12,6 +12,11 @@
 //! be alive to the store and still unable to claim (cut off, about to be
 //! found dead): a job one replica has seen ownerless for `patience_ms` it
 //! claims itself, whoever the target.
+//!
+//! Load is rebalanced when replicas join (failure 10: no rebalance on scale
+//! up): once no job needs an owner, a replica owning more than its fair
+//! share (the owned jobs over the live targets, rounded up) releases the
+//! excess, newest ids first, for the least loaded to claim.
 
 use crate::clock::Millis;
 use crate::ids::InstanceId;
@@ -39,7 +44,15 @@ pub struct Memory {
     pub ownerless_since: BTreeMap<String, Millis>,
 }
 
-/// The claims `me` should make, judged at store time `now`.
+/// What `me` should do: claim these, release those.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub claims: Vec<Claim>,
+    /// Jobs `me` owns beyond its fair share (`from` is `me`).
+    pub releases: Vec<Claim>,
+}
+
+/// What `me` should do, judged at store time `now`.
 pub fn plan(
     me: InstanceId,
     jobs: &[JobRecord],
@@ -49,7 +62,7 @@ pub fn plan(
     patience_ms: u64,
     memory: &mut Memory,
     mutants: &Mutants,
-) -> Vec<Claim> {
+) -> Plan {
     let Memory { written_off, ownerless_since } = memory;
     let live: BTreeMap<InstanceId, bool> =
         instances.iter().filter(|r| !is_dead(r, now, dead_after_ms)).map(|r| (r.id, r.draining)).collect();
@@ -74,7 +87,7 @@ pub fn plan(
     // it is draining) claims nothing: it may be about to be held dead.
     if !load.contains_key(&me) {
         write_off(written_off);
-        return Vec::new();
+        return Plan::default();
     }
     let needs_owner = |j: &JobRecord| {
         owned(j)
@@ -101,6 +114,7 @@ pub fn plan(
         }
     }
     write_off(written_off);
+    let releases = if claims.is_empty() && ownerless_since.is_empty() { excess(me, jobs, &load) } else { Vec::new() };
     // Correct rule: only a dead instance that owns nothing any more.
     let still_owning: BTreeSet<InstanceId> = jobs.iter().filter(|j| owned(j)).filter_map(|j| j.owner).collect();
     for r in instances.iter().filter(|r| is_dead(r, now, dead_after_ms)) {
@@ -108,7 +122,17 @@ pub fn plan(
             written_off.insert(r.id);
         }
     }
-    claims
+    Plan { claims, releases }
+}
+
+/// `me`'s jobs beyond its fair share of the owned jobs among the live
+/// targets, newest ids first.
+fn excess(me: InstanceId, jobs: &[JobRecord], load: &BTreeMap<InstanceId, usize>) -> Vec<Claim> {
+    let total: usize = load.values().sum();
+    let fair = total.div_ceil(load.len().max(1));
+    let mine: Vec<&JobRecord> = jobs.iter().filter(|j| j.status != JobStatus::Deleted && j.owner == Some(me)).collect();
+    let over = mine.len().saturating_sub(fair);
+    mine.iter().rev().take(over).map(|j| Claim { id: j.id.clone(), from: Some(me), epoch: j.owner_epoch }).collect()
 }
 
 #[cfg(test)]
@@ -151,8 +175,8 @@ mod tests {
         let mut off = Memory::default();
         // 3 is dead at 100 (threshold 50). Loads: 1 has a, 2 has none.
         // b -> 2 (load 0), c -> 1 (1 vs 1: lower id), d -> 2.
-        let for_1 = plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut off.clone(), &Mutants::none());
-        let for_2 = plan(InstanceId(2), &jobs, &instances, 100, 50, 1_000, &mut off, &Mutants::none());
+        let for_1 = plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut off.clone(), &Mutants::none()).claims;
+        let for_2 = plan(InstanceId(2), &jobs, &instances, 100, 50, 1_000, &mut off, &Mutants::none()).claims;
         assert_eq!(ids(&for_1), vec!["c"]);
         assert_eq!(ids(&for_2), vec!["b", "d"]);
         assert_eq!(for_2[1], Claim { id: "d".into(), from: Some(InstanceId(3)), epoch: 7 });
@@ -163,9 +187,9 @@ mod tests {
     fn paused_jobs_of_the_dead_move_too_unless_the_mutant_drops_them() {
         let instances = [inst(1, 100, false), inst(3, 0, false)];
         let jobs = [job("c", Some(3), JobStatus::Paused)];
-        assert_eq!(ids(&plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none())), vec!["c"]);
+        assert_eq!(ids(&plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none()).claims), vec!["c"]);
         let m = Mutants::only(Mutant::PausedJobLostOnOwnerDeath);
-        assert!(plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &m).is_empty());
+        assert!(plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &m).claims.is_empty());
     }
 
     #[test]
@@ -174,14 +198,14 @@ mod tests {
         let instances = [inst(1, 0, false), inst(2, 100, true), inst(3, 0, false)];
         let jobs = [job("d", Some(3), JobStatus::Active), job("f", Some(2), JobStatus::Active)];
         let mut off = Memory::default();
-        assert!(plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut off, &Mutants::none()).is_empty());
+        assert!(plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut off, &Mutants::none()).claims.is_empty());
         assert!(off.written_off.is_empty());
         let m = Mutants::only(Mutant::DeadInstanceDeletedWithoutTarget);
-        plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut off, &m);
+        let _ = plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut off, &m);
         assert!(off.written_off.contains(&InstanceId(3)), "the mutant writes off an instance whose jobs did not move");
         // Once written off, nobody looks at its jobs again.
         let revived = [inst(1, 100, false), inst(3, 0, false)];
-        assert!(plan(InstanceId(1), &jobs[..1], &revived, 100, 50, 1_000, &mut off, &Mutants::none()).is_empty());
+        assert!(plan(InstanceId(1), &jobs[..1], &revived, 100, 50, 1_000, &mut off, &Mutants::none()).claims.is_empty());
     }
 
     #[test]
@@ -190,22 +214,39 @@ mod tests {
         // 1 owns a, so 2 is the target of b; 1 leaves it to 2 at first.
         let jobs = [job("a", Some(1), JobStatus::Active), job("b", None, JobStatus::Active)];
         let mut mem = Memory::default();
-        assert!(plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut mem, &Mutants::none()).is_empty());
-        assert!(plan(InstanceId(1), &jobs, &instances, 900, 50, 1_000, &mut mem, &Mutants::none()).is_empty());
+        assert!(plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut mem, &Mutants::none()).claims.is_empty());
+        assert!(plan(InstanceId(1), &jobs, &instances, 900, 50, 1_000, &mut mem, &Mutants::none()).claims.is_empty());
         // 2 never took it: a patience later, 1 does.
-        let late = plan(InstanceId(1), &jobs, &[inst(1, 1_100, false), inst(2, 1_100, false)], 1_100, 50, 1_000, &mut mem, &Mutants::none());
+        let late = plan(InstanceId(1), &jobs, &[inst(1, 1_100, false), inst(2, 1_100, false)], 1_100, 50, 1_000, &mut mem, &Mutants::none()).claims;
         assert_eq!(ids(&late), vec!["b"]);
         // Once owned it is forgotten.
         let owned = [job("a", Some(1), JobStatus::Active), job("b", Some(2), JobStatus::Active)];
-        plan(InstanceId(1), &owned, &[inst(1, 1_200, false), inst(2, 1_200, false)], 1_200, 50, 1_000, &mut mem, &Mutants::none());
+        let _ = plan(InstanceId(1), &owned, &[inst(1, 1_200, false), inst(2, 1_200, false)], 1_200, 50, 1_000, &mut mem, &Mutants::none()).claims;
         assert!(mem.ownerless_since.is_empty());
+    }
+
+    #[test]
+    fn a_replica_over_its_fair_share_releases_the_excess_once_nothing_is_ownerless() {
+        let instances = [inst(1, 100, false), inst(2, 100, false), inst(3, 100, false)];
+        let jobs: Vec<JobRecord> = ["a", "b", "c", "d", "e"].iter().map(|id| job(id, Some(1), JobStatus::Active)).collect();
+        // Five jobs over three targets: a fair share is two; 1 releases e, d, c.
+        let p = plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none());
+        assert_eq!(p.releases.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["e", "d", "c"]);
+        assert!(p.releases.iter().all(|c| c.from == Some(InstanceId(1))));
+        let p2 = plan(InstanceId(2), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none());
+        assert_eq!(p2, Plan::default(), "under its share: nothing to do");
+        // With a job ownerless, nobody sheds load.
+        let mut with_orphan = jobs.clone();
+        with_orphan.push(job("f", None, JobStatus::Active));
+        let p = plan(InstanceId(1), &with_orphan, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none());
+        assert!(p.releases.is_empty());
     }
 
     #[test]
     fn a_draining_owner_keeps_its_jobs_and_gets_no_new_ones() {
         let instances = [inst(1, 100, false), inst(2, 100, true)];
         let jobs = [job("f", Some(2), JobStatus::Active), job("g", None, JobStatus::Active)];
-        assert_eq!(ids(&plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none())), vec!["g"]);
-        assert!(plan(InstanceId(2), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none()).is_empty());
+        assert_eq!(ids(&plan(InstanceId(1), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none()).claims), vec!["g"]);
+        assert!(plan(InstanceId(2), &jobs, &instances, 100, 50, 1_000, &mut Memory::default(), &Mutants::none()).claims.is_empty());
     }
 }

@@ -87,6 +87,10 @@ pub struct Cron<S: Store, C: Clock> {
     /// Store time minus local time, as last measured.
     offset: AtomicI64,
     inner: Mutex<Inner>,
+    /// Told once a shutdown begins: timers finish the fire in hand (so a
+    /// committed run is not dropped before it starts) and stop.
+    halt_tx: watch::Sender<bool>,
+    halt: watch::Receiver<bool>,
 }
 
 /// What a scheduler needs besides its store, clock and runner.
@@ -103,6 +107,7 @@ pub struct CronParams {
 
 impl<S: Store, C: Clock> Cron<S, C> {
     pub fn new(p: CronParams, store: Arc<S>, clock: Arc<C>, runner: Arc<dyn JobRunner>) -> Self {
+        let (halt_tx, halt) = watch::channel(false);
         Cron {
             me: p.me,
             cfg: p.cfg,
@@ -115,6 +120,18 @@ impl<S: Store, C: Clock> Cron<S, C> {
             runner,
             offset: AtomicI64::new(0),
             inner: Mutex::new(Inner::default()),
+            halt_tx,
+            halt,
+        }
+    }
+
+    /// Sleep until local `at`; false if a shutdown began meanwhile.
+    async fn sleep_until_or_halt(&self, at: Millis) -> bool {
+        let mut halt = self.halt.clone();
+        tokio::select! {
+            biased;
+            _ = stop_requested(&mut halt) => false,
+            _ = crate::clock::sleep_until(&*self.clock, at) => !*self.halt.borrow(),
         }
     }
 
@@ -191,12 +208,20 @@ impl<S: Store, C: Clock> Cron<S, C> {
             // Judged at the store's time of the instance list (the mutant:
             // at this replica's own clock).
             let judge_at = if self.app_clock() { self.clock.now() } else { listed_at };
-            let claims = {
+            let plan = {
                 let mut inner = self.inner();
                 let patience = self.cfg.reconcile_ms;
                 assign::plan(me, &list, &instances, judge_at, self.dead_after_ms, patience, &mut inner.memory, &self.mutants)
             };
-            for c in claims {
+            for c in plan.releases {
+                let req = StoreRequest::ClaimJob { id: c.id.clone(), owner: c.from, epoch: c.epoch, new_owner: None };
+                if let Ok(StoreReply::Job(JobCas::Applied(rec))) = self.call(req).await {
+                    if let Some(j) = list.iter_mut().find(|j| j.id == rec.id) {
+                        *j = rec;
+                    }
+                }
+            }
+            for c in plan.claims {
                 if let Some(rec) = self.claim(me, &c).await {
                     if let Some(j) = list.iter_mut().find(|j| j.id == rec.id) {
                         *j = rec;
@@ -262,8 +287,9 @@ impl<S: Store, C: Clock> Cron<S, C> {
             let (due, _) = slots.between(cursor, now, BATCH, BATCH);
             if due.is_empty() {
                 let Some(next) = slots.next_after(cursor) else { return };
-                let at = self.local_at(next);
-                crate::clock::sleep_until(&*self.clock, at).await;
+                if !self.sleep_until_or_halt(self.local_at(next)).await {
+                    return;
+                }
                 continue;
             }
             let mut plan = policy::decide(&due, now, self.cfg.misfire_after_ms, self.cfg.policy);
@@ -277,10 +303,15 @@ impl<S: Store, C: Clock> Cron<S, C> {
                 }
             }
             for (slot, kind) in plan {
+                if *self.halt.borrow() {
+                    return;
+                }
                 match self.fire(&job, slot, kind).await {
                     Step::Settled => cursor = slot,
                     Step::Retry(wait) => {
-                        self.clock.sleep(ms(wait)).await;
+                        if !self.sleep_until_or_halt(self.clock.now().saturating_add(wait)).await {
+                            return;
+                        }
                         break;
                     }
                     Step::Stop => return,
@@ -297,7 +328,7 @@ impl<S: Store, C: Clock> Cron<S, C> {
             return match self.call(req).await {
                 Ok(StoreReply::FireRead(Some(_))) => Step::Settled,
                 Ok(StoreReply::FireRead(None)) => {
-                    self.start_run(&job.id, slot);
+                    self.start_run(&job.id, slot, self.store_now());
                     let _ = self.call(self.commit_req(job, slot, kind, self.cfg.cap())).await;
                     Step::Settled
                 }
@@ -346,7 +377,7 @@ impl<S: Store, C: Clock> Cron<S, C> {
         match r {
             FireResult::Committed(rec) => {
                 if rec.kind == FireKind::Run {
-                    self.start_run(&job.id, slot);
+                    self.start_run(&job.id, slot, rec.at);
                 }
                 Step::Settled
             }
@@ -355,7 +386,7 @@ impl<S: Store, C: Clock> Cron<S, C> {
             // incarnation's, so it never runs a duplicate (at most once).
             FireResult::Duplicate(rec) => {
                 if self.me.is_some() && self.ours(job, &rec) {
-                    self.start_run(&job.id, slot);
+                    self.start_run(&job.id, slot, rec.at);
                 }
                 Step::Settled
             }
@@ -380,7 +411,13 @@ impl<S: Store, C: Clock> Cron<S, C> {
         }
     }
 
-    fn start_run(self: &Arc<Self>, job: &str, slot: Millis) {
+    /// Start the run of `slot`, cut off `run_timeout_ms` after its record
+    /// committed at store time `committed` (a run that starts late still
+    /// ends inside the record's hold on the cap; one whose time is already
+    /// up does not start).
+    fn start_run(self: &Arc<Self>, job: &str, slot: Millis, committed: Millis) {
+        let cut_at = self.local_at(committed.saturating_add(self.cfg.run_timeout_ms));
+        let Some(left) = cut_at.checked_sub(self.clock.now()).filter(|l| *l > 0) else { return };
         {
             let mut inner = self.inner();
             if !inner.started.insert((job.to_string(), slot)) {
@@ -394,7 +431,7 @@ impl<S: Store, C: Clock> Cron<S, C> {
         let me = self.clone();
         let id = job.to_string();
         let task = tokio::spawn(async move {
-            let _ = timeout(&*me.clock, ms(me.cfg.run_timeout_ms), me.runner.run(&id, slot)).await;
+            let _ = timeout(&*me.clock, ms(left), me.runner.run(&id, slot)).await;
             me.finish(&id, slot).await;
             me.inner().runs.remove(&(id, slot));
         });
@@ -419,13 +456,22 @@ impl<S: Store, C: Clock> Cron<S, C> {
     /// runs in flight may finish for the drain timeout, then are cut off
     /// and their records finished.
     pub async fn shutdown(self: &Arc<Self>) {
-        let timers: Vec<JoinHandle<()>> = {
+        let mut timers: Vec<JoinHandle<()>> = {
             let mut inner = self.inner();
             inner.stopping = true;
             let mut t: Vec<_> = std::mem::take(&mut inner.armed).into_values().map(|a| a.task).collect();
             t.append(&mut inner.leaked);
             t
         };
+        // Each timer finishes the fire in hand (at most a commit and its
+        // read-back), then stops.
+        let _ = self.halt_tx.send(true);
+        let settle = async {
+            for t in timers.iter_mut() {
+                let _ = t.await;
+            }
+        };
+        let _ = timeout(&*self.clock, ms(self.call_ms.saturating_mul(3)), settle).await;
         for t in timers {
             t.abort();
         }
