@@ -230,13 +230,13 @@ fn cmd_sweep(
             if let Some(line) = continuity.summary() {
                 say!("{:<18} {line}", "");
             }
-            let mut cron = haywire_sim::CronTally::default();
-            for r in &res.seeds {
-                cron.add(&r.stats.cron);
-            }
-            if let Some(line) = cron.summary() {
-                say!("{:<18} {line}", "");
-            }
+        }
+        let mut cron = haywire_sim::CronTally::default();
+        for r in &res.seeds {
+            cron.add(&r.stats.cron);
+        }
+        if let Some(line) = cron.summary() {
+            say!("{:<18} {line}", "");
         }
         for f in &fails {
             let v = f.violation.as_ref().expect("failures have a violation");

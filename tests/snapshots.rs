@@ -60,3 +60,24 @@ fn no_secret_reaper_caught_seed_0() {
     let tail: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
     insta::assert_snapshot!(tail.join("\n"));
 }
+
+/// One cron job's life in a failover run: created, claimed, each slot's
+/// record committed before its run starts, and the run's end; released
+/// and claimed again as its owners stop, crash and rebalance — every line
+/// that names it, with the process events around them.
+#[test]
+fn cron_failover_job_j1_seed_1() {
+    let text = canonical("cron-failover", 1, None);
+    let named = |l: &&str| {
+        l.split([' ', '"', '=', ',']).any(|tok| tok == "j1")
+            || [" crash ", " started", " exited ", " shutdown_requested "].iter().any(|k| l.contains(k))
+    };
+    let life: Vec<&str> = text.lines().filter(named).collect();
+    assert!(life.iter().any(|l| l.contains("op=create")), "it begins with its creation");
+    // Every run starts after its own record (C1 judges it on every seed).
+    for (i, l) in life.iter().enumerate().filter(|(_, l)| l.contains("run_started")) {
+        let slot = l.split_whitespace().find(|t| t.starts_with("slot_ms=")).expect("a slot");
+        assert!(life[..i].iter().any(|p| p.contains("kind=run") && p.contains("result=committed") && p.contains(slot)), "{l}");
+    }
+    insta::assert_snapshot!(life.join("\n"));
+}

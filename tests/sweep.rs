@@ -1,7 +1,8 @@
 //! The unmodified core passes every seed of every scenario.
 //!
 //! By default 1,000 seeds per lease scenario and `FLEET_SEEDS` per fleet
-//! scenario (a fleet seed runs clients, pods and reapers for minutes of
+//! scenario, `CRON_SEEDS` per cron scenario (a fleet seed runs clients,
+//! pods and reapers for minutes of
 //! simulated time, so it costs several lease seeds; the CLI sweep covers
 //! 1,000+ of each, see the README). `HAYWIRE_SEEDS=20000` (or a range such as
 //! `HAYWIRE_SEEDS=5000..10000`) sets the sweep of every scenario. A failure
@@ -14,6 +15,9 @@ use haywire_sim::RunConfig;
 
 /// Default seeds per fleet scenario in `cargo test`.
 const FLEET_SEEDS: u64 = 150;
+/// Default seeds per cron scenario: each simulates a few minutes of jobs,
+/// runs and settings reads.
+const CRON_SEEDS: u64 = 150;
 /// `long-activation` simulates up to ten minutes of minute-long pod starts
 /// per seed (about ten times a typical fleet seed): fewer by default.
 const LONG_ACTIVATION_SEEDS: u64 = 60;
@@ -22,6 +26,7 @@ fn sweep_scenario(name: &str) {
     let scenario = haywire_scenarios::by_name(name).expect("scenario exists");
     let default = match (name, scenario.fleet) {
         ("long-activation", _) => LONG_ACTIVATION_SEEDS,
+        (n, _) if n.starts_with("cron-") => CRON_SEEDS,
         (_, true) => FLEET_SEEDS,
         (_, false) => 1000,
     };
@@ -140,4 +145,24 @@ fn every_scenario_has_a_sweep_test() {
     for name in haywire_scenarios::names() {
         assert!(src.contains(&format!("sweep_scenario(\"{name}\")")), "scenario {name} is not swept");
     }
+}
+
+#[test]
+fn cron_failover() {
+    sweep_scenario("cron-failover");
+}
+
+#[test]
+fn cron_scale() {
+    sweep_scenario("cron-scale");
+}
+
+#[test]
+fn cron_skew() {
+    sweep_scenario("cron-skew");
+}
+
+#[test]
+fn cron_edits() {
+    sweep_scenario("cron-edits");
 }

@@ -5,7 +5,7 @@
 //! small round numbers, not the defaults.
 
 use super::*;
-use haywire_traces::{EventKind as K, LeaseOp, LeaseState, Lifecycle as L, SlotOp, SlotReply, WorkerOp, WorkerRow};
+use haywire_traces::{EventKind as K, JobRow, LeaseOp, LeaseState, Lifecycle as L, SlotOp, SlotReply, WorkerOp, WorkerRow};
 
 const S: u64 = 1_000_000;
 
@@ -37,6 +37,19 @@ fn params() -> OracleParams {
             resume_window_us: 30 * S,
             drain_bound_us: 20 * S,
             reconnect_us: 50 * S,
+        },
+        cron: CronParams {
+            enabled: true,
+            reconcile_us: 15 * S,
+            misfire_us: 5 * S,
+            run_timeout_us: 20 * S,
+            cap: Some(2),
+            due_us: 60 * S,
+            owner_us: 50 * S,
+            edit_us: 20 * S,
+            handoff_us: 5 * S,
+            settings_us: 35 * S,
+            estimate_ms: 50,
         },
     }
 }
@@ -1017,4 +1030,162 @@ fn l4_a_drain_ends_within_its_bound() {
     r.sim(7.0, K::Pause { target: "r1".into(), ms: 500 });
     r.sim(7.5, K::Resume { target: "r1".into() });
     assert_eq!(r.ticks(6.0, 40.0).map(|v| v.invariant).filter(|i| *i == "L4"), None);
+}
+
+// --- C1–C5 cron coordination ---
+
+fn jrow(every_ms: u64, status: &str, owner: Option<u64>, epoch: u64, since_ms: u64, spec: u64) -> JobRow {
+    JobRow { schedule: format!("every {every_ms}ms"), every_ms: Some(every_ms), status: status.into(), owner, epoch, since_ms, spec }
+}
+
+fn job(from: u64, op: &str, row: JobRow, as_owner: Option<u64>) -> K {
+    let as_epoch = (op == "claim").then_some(row.epoch.saturating_sub(1));
+    K::JobWrite { from, op: op.into(), id: "j1".into(), applied: true, reject: None, job: Some(row), as_owner, as_epoch, reply_lost: false }
+}
+
+fn fire(from: u64, slot_ms: u64, kind: &str, epoch: u64) -> K {
+    K::FireWrite {
+        from,
+        job: "j1".into(),
+        slot_ms,
+        kind: kind.into(),
+        result: "committed".into(),
+        as_owner: Some(from),
+        as_epoch: epoch,
+        deadline_ms: (kind == "run").then_some(slot_ms + 25_000),
+        reply_lost: false,
+    }
+}
+
+fn finished(slot_ms: u64) -> K {
+    K::FireFinished { from: 1, job: "j1".into(), slot_ms }
+}
+
+fn started(slot_ms: u64) -> K {
+    K::RunStarted { job: "j1".into(), slot_ms }
+}
+
+/// Two replicas; j1 every 10 s since 0, owned by i1 at epoch 1.
+fn cron_world() -> Run {
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.start(0.0, 2, 2);
+    r.beating = vec![1, 2];
+    r.store(0.1, job(0, "create", jrow(10_000, "active", None, 0, 0, 1), None));
+    r.store(0.2, job(1, "claim", jrow(10_000, "active", Some(1), 1, 0, 1), None));
+    r
+}
+
+#[test]
+fn c1_a_slot_runs_once_after_its_own_record() {
+    let mut r = cron_world();
+    assert_eq!(inv(r.at(10.0, "r1", Some(1), started(10_000))), "C1", "no record yet");
+    let mut r = cron_world();
+    r.store(10.0, fire(1, 10_000, "run", 1));
+    r.ok(10.01, "r1", Some(1), started(10_000));
+    assert_eq!(inv(r.at(10.5, "r2", Some(2), started(10_000))), "C1", "a second run");
+    assert_eq!(inv(r.at(20.0, "store", None, fire(2, 20_000, "run", 1))), "C1", "i2 is not the owner");
+    assert_eq!(inv(r.at(20.0, "store", None, fire(1, 10_000, "missed", 1))), "C1", "a second record");
+}
+
+#[test]
+fn c2_slots_settle_in_time_never_early_and_missed_only_when_late() {
+    let mut r = cron_world();
+    assert_eq!(inv(r.at(9.0, "store", None, fire(1, 10_000, "run", 1))), "C2", "early");
+    let mut r = cron_world();
+    assert_eq!(inv(r.at(11.0, "store", None, fire(1, 10_000, "missed", 1))), "C2", "missed while on time");
+    let mut r = cron_world();
+    r.store(16.0, fire(1, 10_000, "missed", 1));
+    // Slot 20 s never settles: due by 20 + 60 s.
+    assert_eq!(inv(r.ticks(16.0, 81.0)), "C2");
+    let mut r = cron_world();
+    for k in 1..=8u64 {
+        r.store(k as f64 * 10.0 + 0.01, fire(1, k * 10_000, "run", 1));
+        r.store(k as f64 * 10.0 + 0.02, finished(k * 10_000));
+    }
+    assert_eq!(r.ticks(0.5, 80.0), None);
+}
+
+#[test]
+fn c3_jobs_move_only_from_the_gone_and_never_stay_ownerless() {
+    let mut r = cron_world();
+    assert_eq!(inv(r.at(5.0, "store", None, job(2, "claim", jrow(10_000, "active", Some(2), 2, 0, 1), Some(1)))), "C3");
+    let mut r = cron_world();
+    r.sim(3.0, K::Crash { target: "r1".into() });
+    r.beating = vec![2];
+    r.store(5.0, job(2, "claim", jrow(10_000, "active", Some(2), 2, 0, 1), Some(1)));
+    // Released by its owner and claimed by nobody.
+    let mut r = cron_world();
+    r.store(1.0, job(1, "claim", jrow(10_000, "paused", None, 2, 0, 1), Some(1)));
+    assert_eq!(inv(r.ticks(1.0, 52.0)), "C3");
+    // A graceful stop that keeps its jobs.
+    let mut r = cron_world();
+    r.sim(2.0, K::ShutdownRequested { target: "r1".into() });
+    assert_eq!(inv(r.at(3.0, "sim", None, K::Exited { target: "r1".into(), graceful: true })), "C3");
+    let mut r = cron_world();
+    r.sim(2.0, K::ShutdownRequested { target: "r1".into() });
+    r.store(2.1, job(1, "claim", jrow(10_000, "active", None, 2, 0, 1), Some(1)));
+    assert_eq!(r.at(3.0, "sim", None, K::Exited { target: "r1".into(), graceful: true }), None);
+}
+
+#[test]
+fn c4_pauses_edits_the_cap_and_the_timeout_are_obeyed() {
+    let mut r = cron_world();
+    r.store(5.0, job(0, "edit", jrow(10_000, "paused", Some(1), 1, 5_000, 2), None));
+    assert_eq!(inv(r.at(15.0, "store", None, fire(1, 15_000, "run", 1))), "C4", "paused");
+    // Edited to every 7 s at 12 s: old slot 20 is fine at once, 50 is not.
+    let mut r = cron_world();
+    r.store(10.0, fire(1, 10_000, "run", 1));
+    r.store(10.1, finished(10_000));
+    r.store(12.0, job(0, "edit", jrow(7_000, "active", Some(1), 1, 12_000, 2), None));
+    r.store(19.0, fire(1, 19_000, "run", 1));
+    r.store(19.1, finished(19_000));
+    r.store(20.0, fire(1, 20_000, "run", 1));
+    r.store(20.1, finished(20_000));
+    assert_eq!(inv(r.at(50.0, "store", None, fire(1, 50_000, "run", 1))), "C4", "the old schedule, past the bound");
+    // Three runs at once against a cap of two: the store freed the first
+    // run's place (finished) while it still runs.
+    let mut r = cron_world();
+    for k in 1..=3u64 {
+        r.store(k as f64 * 10.0, fire(1, k * 10_000, "run", 1));
+        let v = r.at(k as f64 * 10.0 + 0.01, "r1", Some(1), started(k * 10_000));
+        if k == 1 {
+            r.store(10.5, finished(10_000));
+        }
+        if k < 3 {
+            assert_eq!(v, None);
+        } else {
+            assert_eq!(inv(v), "C4", "the third concurrent run");
+        }
+    }
+    // The store itself never commits a run past the cap.
+    let mut r = cron_world();
+    r.store(10.0, fire(1, 10_000, "run", 1));
+    r.store(20.0, fire(1, 20_000, "run", 1));
+    assert_eq!(inv(r.at(30.0, "store", None, fire(1, 30_000, "run", 1))), "C4");
+    // A run past its timeout.
+    let mut r = cron_world();
+    r.store(10.0, fire(1, 10_000, "run", 1));
+    r.ok(10.01, "r1", Some(1), started(10_000));
+    let end = K::RunEnded { job: "j1".into(), slot_ms: 10_000, how: "done".into() };
+    assert_eq!(inv(r.at(33.0, "r1", Some(1), end)), "C4");
+}
+
+#[test]
+fn c5_settings_converge_and_never_go_back() {
+    let served = |v: Option<u64>| K::SettingsServed { replica: "r1".into(), version: v };
+    let mut r = cron_world();
+    r.store(1.0, K::SettingsWrite { from: 0, version: 1 });
+    r.store(2.0, K::SettingsWrite { from: 0, version: 2 });
+    r.sim(3.0, served(Some(2)));
+    assert_eq!(inv(r.at(4.0, "sim", None, served(Some(1)))), "C5", "older than served");
+    let mut r = cron_world();
+    r.store(1.0, K::SettingsWrite { from: 0, version: 1 });
+    r.sim(30.0, served(None));
+    assert_eq!(inv(r.at(37.0, "sim", None, served(None))), "C5", "not served a poll after");
+    let mut r = cron_world();
+    r.store(1.0, K::SettingsWrite { from: 0, version: 1 });
+    r.sim(20.0, K::Partition { target: "r1".into() });
+    r.sim(30.0, K::PartitionHealed { target: "r1".into() });
+    assert_eq!(r.at(40.0, "sim", None, served(None)), None, "cut off: the bound starts at the heal");
 }
