@@ -17,7 +17,7 @@ fn batch(name: &str) -> u64 {
 }
 
 fn throughput(c: &mut Criterion) {
-    for name in ["chaos", "idle-churn", "steady"] {
+    for name in ["chaos", "idle-churn", "cron-edits", "steady"] {
         let events = batch(name);
         let mut g = c.benchmark_group(format!("{name}/seeds"));
         g.sample_size(10);
@@ -37,7 +37,7 @@ fn throughput(c: &mut Criterion) {
 /// against running the batch. Compare `<scenario>/oracle` with
 /// `<scenario>/seeds` above.
 fn oracle_share(c: &mut Criterion) {
-    for name in ["chaos", "idle-churn"] {
+    for name in ["chaos", "idle-churn", "cron-edits"] {
         let s = haywire_scenarios::by_name(name).expect("scenario exists");
         let runs: Vec<_> = (0..BATCH).map(|seed| run(s, seed, &RunConfig::default()).expect("world builds")).collect();
         let mut g = c.benchmark_group(format!("{name}/oracle"));

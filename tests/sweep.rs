@@ -17,7 +17,7 @@ use haywire_sim::RunConfig;
 const FLEET_SEEDS: u64 = 150;
 /// Default seeds per cron scenario: each simulates a few minutes of jobs,
 /// runs and settings reads.
-const CRON_SEEDS: u64 = 150;
+const CRON_SEEDS: u64 = 100;
 /// `long-activation` simulates up to ten minutes of minute-long pod starts
 /// per seed (about ten times a typical fleet seed): fewer by default.
 const LONG_ACTIVATION_SEEDS: u64 = 60;
