@@ -216,17 +216,8 @@ pub trait StoreBackend: Send {
                 StoreReply::Job(self.claim_job(id, *owner, *epoch, *new_owner, now)?)
             }
             StoreRequest::ListJobs => StoreReply::Jobs { now, list: self.list_jobs()? },
-            StoreRequest::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms, late_after_ms, spec } => {
-                let fire = Fire {
-                    slot: *slot,
-                    owner: *owner,
-                    epoch: *epoch,
-                    kind: *kind,
-                    cap: *cap,
-                    hold_ms: *hold_ms,
-                    late_after_ms: *late_after_ms,
-                    spec: *spec,
-                };
+            StoreRequest::CommitFire { job, .. } => {
+                let Some(fire) = Fire::of(req) else { unreachable!("a CommitFire request always names a fire") };
                 StoreReply::Fire(self.commit_fire(job, &fire, now)?)
             }
             StoreRequest::FinishFire { job, slot, owner } => StoreReply::Fire(self.finish_fire(job, *slot, *owner, now)?),

@@ -588,17 +588,8 @@ impl Bare {
                 StoreReply::Job(put(&mut self.jobs, |j| j.id == *id, out))
             }
             Q::ListJobs => StoreReply::Jobs { now, list: self.records().jobs },
-            Q::CommitFire { job, slot, owner, epoch, kind, cap, hold_ms, late_after_ms, spec } => {
-                let fire = rules::cron::Fire {
-                    slot: *slot,
-                    owner: *owner,
-                    epoch: *epoch,
-                    kind: *kind,
-                    cap: *cap,
-                    hold_ms: *hold_ms,
-                    late_after_ms: *late_after_ms,
-                    spec: *spec,
-                };
+            Q::CommitFire { job, slot, .. } => {
+                let fire = rules::cron::Fire::of(req).expect("a commit_fire request");
                 let existing = self.fires.iter().find(|f| f.job == *job && f.slot == *slot);
                 let running = self.fires.iter().filter(|f| f.running_at(now)).count();
                 let out = rules::cron::commit_fire(self.job(job), existing, running, &fire, now)?;

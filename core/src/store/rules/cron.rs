@@ -113,6 +113,27 @@ pub struct Fire {
     pub spec: u64,
 }
 
+impl Fire {
+    /// The fire a `CommitFire` request asks for (`None`: another request).
+    pub fn of(req: &crate::store::StoreRequest) -> Option<Fire> {
+        match req {
+            crate::store::StoreRequest::CommitFire { slot, owner, epoch, kind, cap, hold_ms, late_after_ms, spec, .. } => {
+                Some(Fire {
+                    slot: *slot,
+                    owner: *owner,
+                    epoch: *epoch,
+                    kind: *kind,
+                    cap: *cap,
+                    hold_ms: *hold_ms,
+                    late_after_ms: *late_after_ms,
+                    spec: *spec,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Commit the one record of `(job, slot)`. Checked in order: NoJob,
 /// StaleOwner (fenced by the job's ownership epoch), Duplicate (the slot has
 /// a record), NotActive, NotDue (at or before `since`), Early (after `now`),
