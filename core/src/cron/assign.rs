@@ -53,6 +53,7 @@ pub struct Plan {
 }
 
 /// What `me` should do, judged at store time `now`.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     me: InstanceId,
     jobs: &[JobRecord],

@@ -261,7 +261,9 @@ impl<S: Store, C: Clock> Cron<S, C> {
         }
         for j in jobs.iter().filter(|j| self.mine(j)) {
             match inner.armed.get(&j.id) {
-                Some(a) if a.epoch == j.owner_epoch && a.spec == j.spec => continue,
+                // A timer that stopped on its own (it met a refusal the
+                // list did not show yet) is armed again.
+                Some(a) if a.epoch == j.owner_epoch && a.spec == j.spec && !a.task.is_finished() => continue,
                 // The mutant re-arms only for a new owner epoch: an edit of
                 // the schedule goes unseen.
                 Some(a) if a.epoch == j.owner_epoch && self.mutants.on(Mutant::ScheduleEditIgnored) => continue,
