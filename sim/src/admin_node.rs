@@ -7,7 +7,7 @@
 //! The readers ask every running replica for the settings it serves, so
 //! the oracle sees what a client of each replica would (C5).
 
-use crate::client_node::replica_addr;
+use crate::client_node::{replica_addr, think as wait};
 use crate::options::CronWorkload;
 use crate::remote_store::RemoteStore;
 use crate::replica_node::{SessionReply, SessionRequest};
@@ -38,12 +38,6 @@ fn schedule(rng: &Shared<ChaCha8Rng>, c: &CronWorkload) -> Schedule {
         let (lo, hi) = (c.every_ms.0.div_ceil(1000), (c.every_ms.1 / 1000).max(c.every_ms.0.div_ceil(1000)));
         Schedule::Every { ms: rng.gen_range(lo..=hi) * 1000 }
     }
-}
-
-/// Exponential wait with mean `mean_ms`.
-fn wait(rng: &Shared<ChaCha8Rng>, mean_ms: u64) -> Duration {
-    let u: f64 = rng.lock().gen_range(f64::EPSILON..1.0);
-    Duration::from_millis((-(mean_ms as f64) * u.ln()) as u64)
 }
 
 async fn store_for(tag_base: u64) -> RemoteStore {

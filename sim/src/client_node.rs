@@ -43,7 +43,7 @@ impl Clients {
 }
 
 /// Exponential think time with the given mean.
-fn think(rng: &Shared<ChaCha8Rng>, mean_ms: u64) -> Duration {
+pub(crate) fn think(rng: &Shared<ChaCha8Rng>, mean_ms: u64) -> Duration {
     let u: f64 = rng.lock().gen_range(f64::EPSILON..1.0);
     Duration::from_millis((-(mean_ms as f64) * u.ln()) as u64)
 }

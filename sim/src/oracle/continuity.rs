@@ -55,8 +55,7 @@ impl ContinuityCheck {
         if before.state != Lifecycle::Hot || owner == claimer {
             return None;
         }
-        let dead_in_store = m.beats.get(&owner).is_none_or(|&b| b + p.fleet.dead_threshold_us <= t);
-        if !m.is_up(owner) || dead_in_store || m.draining.contains(&owner) {
+        if m.gone_or_dead(owner, t, p.fleet.dead_threshold_us) || m.draining.contains(&owner) {
             return None;
         }
         violation(

@@ -158,12 +158,6 @@ impl CronCheck {
             .count()
     }
 
-    /// Whether `o` may lose its job at `t` to someone else: its process is
-    /// gone, or the store holds it dead.
-    fn gone_or_dead(p: &OracleParams, m: &Model, o: u64, t: u64) -> bool {
-        !m.is_up(o) || m.beats.get(&o).is_none_or(|b| b + p.fleet.dead_threshold_us <= t)
-    }
-
     fn on_job(&mut self, p: &OracleParams, m: &Model, e: &Event) -> Option<Violation> {
         let EventKind::JobWrite { from, op, id, applied: true, job: Some(row), .. } = &e.kind else { return None };
         let t = e.t;
@@ -188,7 +182,7 @@ impl CronCheck {
                 let j = self.jobs.get_mut(id)?;
                 let (prev, next) = (j.owner, row.owner);
                 if let Some(o) = prev.filter(|o| next != Some(*o) && *from != *o) {
-                    if !Self::gone_or_dead(p, m, o, t) {
+                    if !m.gone_or_dead(o, t, p.fleet.dead_threshold_us) {
                         return violation(
                             "C3",
                             t,
@@ -378,26 +372,30 @@ impl CronCheck {
         None
     }
 
-    /// The process of `target` paused or died: its runs.
-    fn on_process(&mut self, m: &Model, e: &Event) -> Option<Violation> {
+    /// The process of `target` paused, died or was asked to stop: its runs,
+    /// and when it was asked.
+    fn on_process(&mut self, m: &Model, e: &Event) {
+        let Some(inst) = (match &e.kind {
+            EventKind::Pause { target, .. }
+            | EventKind::Crash { target }
+            | EventKind::SelfFenced { target }
+            | EventKind::Exited { target, .. }
+            | EventKind::ShutdownRequested { target } => m.rep(target).and_then(|r| r.inst),
+            _ => None,
+        }) else {
+            return;
+        };
         match &e.kind {
-            EventKind::Pause { target, .. } => {
-                let inst = m.rep(target).and_then(|r| r.inst)?;
+            EventKind::Pause { .. } => {
                 for r in self.running.values_mut().filter(|r| r.inst == inst) {
                     r.paused = true;
                 }
             }
-            EventKind::Crash { target } | EventKind::SelfFenced { target } | EventKind::Exited { target, .. } => {
-                let inst = m.rep(target).and_then(|r| r.inst)?;
-                self.running.retain(|_, r| r.inst != inst);
-            }
-            EventKind::ShutdownRequested { target } => {
-                let inst = m.rep(target).and_then(|r| r.inst)?;
+            EventKind::ShutdownRequested { .. } => {
                 self.stopping.insert(inst, e.t);
             }
-            _ => {}
+            _ => self.running.retain(|_, r| r.inst != inst),
         }
-        None
     }
 
     /// C3: a replica that exits after a clean graceful stop owns no job.
@@ -525,7 +523,7 @@ impl Check for CronCheck {
             _ => None,
         };
         let exit = self.on_exit(m, e);
-        let _ = self.on_process(m, e);
+        self.on_process(m, e);
         v.or(exit)
     }
 

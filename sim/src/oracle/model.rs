@@ -219,6 +219,13 @@ impl Model {
         !self.dead.contains_key(&inst) && self.proc_of(inst).is_some_and(|r| r.up)
     }
 
+    /// Whether `inst`'s process is gone, or the store holds it dead at `t`
+    /// (no heartbeat taken for `dead_threshold_us`; never registered
+    /// counts as dead): what it owned may be someone else's.
+    pub fn gone_or_dead(&self, inst: u64, t: u64, dead_threshold_us: u64) -> bool {
+        !self.is_up(inst) || self.beats.get(&inst).is_none_or(|&b| b + dead_threshold_us <= t)
+    }
+
     /// The holder whose lease is unexpired at `t` (µs).
     pub fn live_holder(&self, t: u64) -> Option<u64> {
         let l = self.lease.as_ref()?;
