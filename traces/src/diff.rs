@@ -27,11 +27,20 @@ impl fmt::Display for Divergence {
 /// The first canonical line where `a` and `b` differ, with `context` lines
 /// of shared history before it; `None` when they are identical.
 pub fn first_divergence(a: &Trace, b: &Trace, context: usize) -> Option<Divergence> {
-    let la = a.canonical_lines();
-    let lb = b.canonical_lines();
+    divergence(&a.canonical_lines(), &b.canonical_lines(), context, 0)
+}
+
+/// As [`first_divergence`], over the events only: two runs that differ in
+/// their header (a mutant, a store, a plan) show where their behaviour
+/// first differs. Lines are numbered as in the whole trace.
+pub fn first_event_divergence(a: &Trace, b: &Trace, context: usize) -> Option<Divergence> {
+    divergence(&a.event_lines(), &b.event_lines(), context, 1)
+}
+
+fn divergence(la: &[String], lb: &[String], context: usize, offset: usize) -> Option<Divergence> {
     let n = la.len().max(lb.len());
     (0..n).find(|&i| la.get(i) != lb.get(i)).map(|i| Divergence {
-        line: i,
+        line: i + offset,
         before: la[i.saturating_sub(context)..i].to_vec(),
         left: la.get(i).cloned(),
         right: lb.get(i).cloned(),

@@ -418,6 +418,9 @@ pub enum EventKind {
     /// A replica leaves for good (scale down) or joins (scale up).
     ScaleDown { target: String },
     ScaleUp { target: String },
+    /// A planned fault found nothing to act on when it fired (its target
+    /// was down, no pod or spare replica existed, ...): it did nothing.
+    FaultSkipped { fault: String, reason: String },
     /// All faults healed; only liveness checks remain.
     QuietPeriod,
     RunEnd { events: u64 },

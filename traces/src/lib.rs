@@ -3,15 +3,22 @@
 //! The event schema ([`Event`], [`EventKind`]), the JSON Lines form (a header
 //! line with the run's options, then one event per line), a canonical text
 //! form for reading and snapshotting, a stable hash, and a first-divergence
-//! diff. Depends on serde only.
+//! diff; and two views of a trace: a self-contained HTML timeline
+//! ([`timeline_html`]) and Chrome trace-event JSON for ui.perfetto.dev
+//! ([`perfetto_json`]). Depends on serde only.
 
 mod diff;
 mod event;
+mod perfetto;
+mod spans;
+mod timeline_html;
 mod trace;
 
-pub use diff::{first_divergence, Divergence};
+pub use diff::{first_divergence, first_event_divergence, Divergence};
 pub use event::{Event, EventKind, JobRow, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
-pub use trace::{canonical_event, event_json, fnv1a64, Trace, TraceError, TraceHeader, FORMAT};
+pub use perfetto::perfetto_json;
+pub use timeline_html::timeline_html;
+pub use trace::{canonical_event, event_json, fnv1a64, Names, Trace, TraceError, TraceHeader, FORMAT};
 
 #[cfg(test)]
 mod tests {
@@ -63,6 +70,34 @@ mod tests {
         assert_eq!(back.to_jsonl(), text);
     }
 
+    /// A trace read back from its file hashes as it did when written, floats
+    /// in the options record included (`haywire diff a a` and `replay`
+    /// print one hash).
+    #[test]
+    fn a_trace_read_back_hashes_the_same() {
+        let mut t = sample();
+        t.header.options = serde_json::json!({"rate": 0.1 + 0.2, "per_min": 1.0 / 3.0, "tiny": 2.5e-300, "big": 1.7976931348623157e308});
+        for _ in 0..3 {
+            let back = Trace::from_jsonl(&t.to_jsonl()).unwrap();
+            assert_eq!(back.to_jsonl(), t.to_jsonl());
+            assert_eq!(back.hash(), t.hash());
+            t = back;
+        }
+    }
+
+    #[test]
+    fn events_only_divergence_ignores_the_header() {
+        let a = sample();
+        let mut b = sample();
+        b.header.mutant = Some("elector-runs-once".into());
+        assert_eq!(first_divergence(&a, &b, 2).unwrap().line, 0);
+        assert_eq!(first_event_divergence(&a, &b, 2), None);
+        b.events[3].t += 5;
+        let d = first_event_divergence(&a, &b, 2).unwrap();
+        assert_eq!(d.line, 4, "numbered as in the whole trace (0 = header)");
+        assert_eq!(d.before.len(), 2);
+    }
+
     #[test]
     fn canonical_text_is_readable() {
         let lines = sample().canonical_lines();
@@ -70,7 +105,7 @@ mod tests {
         assert_eq!(lines[2], "[    1.500000s] r1/i1    lease_acquired epoch=1");
         assert_eq!(
             lines[3],
-            r#"[    1.500100s] store    lease_write applied=true from=1 lease={"epoch":1,"expires_at_ms":16500,"holder":1,"version":1} op=acquire"#
+            r#"[    1.500100s] store    lease_write applied=true from=r1/i1 lease={"epoch":1,"expires_at_ms":16500,"holder":1,"version":1} op=acquire"#
         );
         assert_eq!(lines[4], r#"[    2.000000s] sim      violation invariant=S2 message="two holders""#);
     }
@@ -98,7 +133,7 @@ mod tests {
         assert_eq!(d.line, 3);
         assert_eq!(d.before.len(), 2);
         assert!(d.left.unwrap().contains("lease_write"));
-        assert!(d.right.unwrap().contains("store_read from=2"));
+        assert!(d.right.unwrap().contains("store_read from=i2"), "an instance no event named");
         let mut c = sample();
         c.events.pop();
         let d = first_divergence(&a, &c, 1).unwrap();

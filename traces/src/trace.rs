@@ -2,6 +2,7 @@
 
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Bumped whenever the schema changes incompatibly.
@@ -80,8 +81,15 @@ impl Trace {
     pub fn canonical_lines(&self) -> Vec<String> {
         let mut out = Vec::with_capacity(self.events.len() + 1);
         out.push(header_line(&self.header));
-        out.extend(self.events.iter().map(canonical_event));
+        out.extend(self.event_lines());
         out
+    }
+
+    /// One canonical line per event, actors named as the timeline names
+    /// them (`from=r1/i4`).
+    pub fn event_lines(&self) -> Vec<String> {
+        let mut names = Names::default();
+        self.events.iter().map(|e| names.line(e)).collect()
     }
 
     pub fn canonical_text(&self) -> String {
@@ -91,7 +99,10 @@ impl Trace {
     }
 
     /// A 64-bit FNV-1a hash of the JSON Lines form, as 16 hex digits. Equal
-    /// traces hash equal on every machine and run.
+    /// traces hash equal on every machine and run, and a trace read back
+    /// from its file hashes as it did when written: the JSON Lines form is
+    /// canonical (floats round-trip exactly, keys in one order), so reading
+    /// and writing it again gives the same bytes.
     pub fn hash(&self) -> String {
         format!("{:016x}", fnv1a64(self.to_jsonl().as_bytes()))
     }
@@ -110,8 +121,47 @@ fn header_line(h: &TraceHeader) -> String {
     line
 }
 
-/// `[   12.345678s] r1/i3   lease_acquired epoch=2`
+/// Names the actors of a trace as its timeline does: store and cluster
+/// events carry the caller's instance id (`from`, `as_owner`), which is
+/// shown as the replica that ran it (`r1/i4`), learned from the replica's
+/// own events (its `started` comes first).
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    node_of: BTreeMap<u64, String>,
+}
+
+impl Names {
+    pub fn learn(&mut self, e: &Event) {
+        if let Some(i) = e.inst {
+            self.node_of.entry(i).or_insert_with(|| e.node.clone());
+        }
+    }
+
+    /// `r1/i4`, or `i4` for an instance no event of its own has named yet.
+    pub fn actor(&self, inst: u64) -> String {
+        match self.node_of.get(&inst) {
+            Some(node) => format!("{node}/i{inst}"),
+            None => format!("i{inst}"),
+        }
+    }
+
+    /// The canonical line of `e`, learning from it first.
+    pub fn line(&mut self, e: &Event) -> String {
+        self.learn(e);
+        render(e, self)
+    }
+}
+
+/// Fields that hold an instance id, shown by name.
+const INSTANCE_FIELDS: [&str; 2] = ["from", "as_owner"];
+
+/// `[   12.345678s] r1/i3   lease_acquired epoch=2`, one event alone (a
+/// caller it cannot name is `i4`; [`Names`] names it `r1/i4`).
 pub fn canonical_event(e: &Event) -> String {
+    render(e, &Names::default())
+}
+
+fn render(e: &Event, names: &Names) -> String {
     let who = match e.inst {
         Some(i) => format!("{}/i{}", e.node, i),
         None => e.node.clone(),
@@ -129,6 +179,9 @@ pub fn canonical_event(e: &Event) -> String {
             line.push_str(k);
             line.push('=');
             match v {
+                serde_json::Value::Number(n) if INSTANCE_FIELDS.contains(&k.as_str()) && n.is_u64() => {
+                    line.push_str(&names.actor(n.as_u64().unwrap_or_default()))
+                }
                 serde_json::Value::String(s) if !s.contains(' ') && !s.is_empty() => line.push_str(s),
                 other => line.push_str(&other.to_string()),
             }
