@@ -1,138 +1,272 @@
-//! `haywire`: run, replay, sweep and compare deterministic simulations of a
-//! control plane's lease coordination.
+//! `haywire`: run, replay, sweep, shrink and compare deterministic
+//! simulations of a control plane's coordination logic.
 //!
-//! Exit status: 0 every seed passed (or traces identical), 1 an invariant
-//! was violated (or traces differ), 2 bad usage or input.
+//! One module per family of commands: `sweep_cmd` (sweep, mutants),
+//! `merge_cmd` (merge shards), `replay_cmd` (replay, shrink, diff); what
+//! they share is in `output` (stdout, JSON records, progress, JUnit) and
+//! `names` (scenario and mutant lookup with "did you mean").
+
+/// Print a line to stdout (see [`output::line`]: a reader that went away
+/// stops the program with a message, never a panic).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::line(&format!($($arg)*))
+    };
+}
+
+mod merge_cmd;
+mod names;
+mod output;
+mod replay_cmd;
+mod sweep_cmd;
 
 use clap::{Parser, Subcommand};
-use haywire_core::Mutant;
-use haywire_scenarios as scenarios;
-use haywire_sim::sweep::{default_jobs, parse_seeds, sweep};
-use haywire_sim::shrink::shrink;
-use haywire_sim::{FaultPlan, RunConfig, StoreKind};
-use haywire_traces::{first_divergence, Trace};
+use output::Format;
 use std::process::ExitCode;
-use std::time::Instant;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0    every seed passed (diff: the traces are identical; mutants: every mutant caught)
+  1    an invariant was violated (diff: the traces differ; mutants: one was not caught)
+  2    bad usage or input: a malformed argument, a plan that does not fit its world, an unreadable file
+  130  interrupted by Ctrl-C; the summary covers the seeds that finished
+  141  stdout was closed before the output ended (e.g. `| head`)";
 
 #[derive(Parser)]
-#[command(name = "haywire", version, about = "Deterministic simulation testbed for control-plane coordination")]
+#[command(
+    name = "haywire",
+    version,
+    about = "Deterministic simulation testbed for control-plane coordination",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// The arguments that choose what runs, shared by sweep, replay and shrink.
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Put one field-report bug back into core (see `haywire list`).
+    #[arg(long, value_name = "NAME")]
+    mutant: Option<String>,
+    /// Store backend: sqlite (the default: embedded SQLite in memory) or
+    /// memory (the reference model).
+    #[arg(long, value_name = "KIND")]
+    store: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// List scenarios and mutants, one per line (tab-separated: kind, name, description).
+    /// List scenarios and mutants, one per line (tab-separated: kind, name,
+    /// description).
     List,
-    /// Run a range of seeds over one scenario or all; print a summary and,
-    /// for each failing seed, the command that replays it.
+    /// Run a range of seeds over one scenario or all; print a line per
+    /// scenario and, for each failing seed, the command that replays it.
+    #[command(after_help = EXIT_CODES)]
     Sweep {
         /// A scenario name, or `all`.
-        #[arg(long, default_value = "all")]
+        #[arg(long, default_value = "all", value_name = "NAME")]
         scenario: String,
-        /// Seeds as A..B (half-open) or a single seed.
-        #[arg(long, default_value = "0..100")]
+        /// Seeds as A..B (half-open), A..=B, or a single seed.
+        #[arg(long, default_value = "0..100", value_name = "RANGE")]
         seeds: String,
-        /// Put one field-report bug back into core.
-        #[arg(long)]
-        mutant: Option<String>,
-        /// Store backend: sqlite (default) or memory.
-        #[arg(long)]
-        store: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
         /// Worker threads (default: one per core).
-        #[arg(long)]
-        jobs: Option<usize>,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        jobs: Option<u32>,
         /// Stop each scenario at its first failing seed.
         #[arg(long)]
         first: bool,
+        /// Run only shard K of N (counted from 1) of the seed range: N
+        /// contiguous parts, the same seeds for the same K/N on every
+        /// machine; `haywire merge` combines the shards' JSON output.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+        /// text (default) or json: one JSON object per line, a `seed`
+        /// record per seed, a `scenario` record per scenario, a `summary`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also write JUnit XML here: one test case per scenario, failures
+        /// with their replay commands.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<String>,
+        /// List at most this many failing seeds per scenario (the rest are
+        /// counted).
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        max_failures: usize,
     },
     /// Re-run one seed: print its options, fault plan and a readable
     /// timeline; byte-identical every time.
+    #[command(after_help = EXIT_CODES)]
     Replay {
-        #[arg(long)]
+        /// The scenario (see `haywire list`).
+        #[arg(long, value_name = "NAME")]
         scenario: String,
+        /// The seed (any u64).
         #[arg(long)]
         seed: u64,
-        #[arg(long)]
-        mutant: Option<String>,
-        /// Store backend: sqlite (default) or memory.
-        #[arg(long)]
-        store: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
         /// Write the JSON Lines trace here.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         trace: Option<String>,
-        /// Run this fault plan (JSON, as written by `shrink --out`) instead
-        /// of the one the seed draws.
-        #[arg(long)]
+        /// Run this fault plan (JSON, as `shrink --out` writes it) instead of
+        /// the one the seed draws; it is checked against the world first.
+        #[arg(long, value_name = "FILE")]
         plan: Option<String>,
-        /// Print only the summary and the verdict, not the timeline.
+        /// Print only the summary and the verdict.
         #[arg(long)]
         quiet: bool,
+        /// Print the options record whole (default: one line).
+        #[arg(long)]
+        options: bool,
+        /// Show only these events in the timeline (repeatable; any match
+        /// shows): a replica `r2`, a worker id `w3.1` (exact), or a kind:
+        /// `lease`, `worker`, `fault`. Violations always show.
+        #[arg(long, value_name = "FILTER")]
+        only: Vec<String>,
+        /// text (default) or json: one JSON object, the run's record.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write a self-contained HTML timeline here (swimlanes per replica,
+        /// the store and the cluster; lease terms, faults, workers, the
+        /// violation).
+        #[arg(long, value_name = "FILE.html")]
+        timeline: Option<String>,
+        /// Write Chrome trace-event JSON here, for ui.perfetto.dev.
+        #[arg(long, value_name = "FILE.json")]
+        perfetto: Option<String>,
     },
     /// Shrink a failing seed: find the smallest fault plan under which it
     /// still breaks the same invariant, print it and the command replaying it.
+    #[command(after_help = EXIT_CODES)]
     Shrink {
-        #[arg(long)]
+        /// The scenario (see `haywire list`).
+        #[arg(long, value_name = "NAME")]
         scenario: String,
+        /// The failing seed.
         #[arg(long)]
         seed: u64,
-        #[arg(long)]
-        mutant: Option<String>,
-        /// Store backend: sqlite (default) or memory.
-        #[arg(long)]
-        store: Option<String>,
-        /// Where to write the shrunk plan (JSON).
-        #[arg(long, default_value = "shrunk-plan.json")]
+        #[command(flatten)]
+        run: RunArgs,
+        /// Where to write the shrunk plan (JSON, with the run it came from).
+        #[arg(long, default_value = "shrunk-plan.json", value_name = "FILE")]
         out: String,
+        /// Start from this saved plan instead of the seed's own (resume an
+        /// earlier shrink).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<String>,
         /// Give up after this many runs.
-        #[arg(long, default_value_t = 400)]
-        max_runs: usize,
+        #[arg(long, default_value_t = 400, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_runs: u64,
     },
     /// Compare two JSONL traces and show where they first diverge.
-    Diff { a: String, b: String },
+    #[command(after_help = EXIT_CODES)]
+    Diff {
+        /// The first trace (JSON Lines, as `replay --trace` writes it).
+        a: String,
+        /// The second trace.
+        b: String,
+        /// Compare only the events, not the header: a clean run and a mutant
+        /// run of one seed show where their behaviour first differs.
+        #[arg(long)]
+        events: bool,
+    },
     /// Sweep every mutant over its home scenario and report how many seeds
     /// it took to catch it.
+    #[command(after_help = EXIT_CODES)]
     Mutants {
         /// Seeds per mutant, as A..B (default: 0 up to each mutant's own
         /// seed budget, as its registry entry declares it).
-        #[arg(long)]
+        #[arg(long, value_name = "RANGE")]
         seeds: Option<String>,
-        #[arg(long)]
-        jobs: Option<usize>,
+        /// Worker threads (default: one per core).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        jobs: Option<u32>,
+        /// text (default) or json: a `mutant` record per mutant.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also write JUnit XML here: one test case per mutant.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<String>,
+    },
+    /// Combine the JSON output of sweep shards (`sweep --shard K/N --format
+    /// json`) into one summary, with the exit status one sweep would have.
+    #[command(after_help = EXIT_CODES)]
+    Merge {
+        /// The shards' JSON Lines files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+        /// text (default) or json: the merged records.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<String>,
+        /// List at most this many failing seeds per scenario.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        max_failures: usize,
     },
 }
 
-/// Print a line to stdout; if the reader has gone (`haywire ... | head`),
-/// stop quietly instead of panicking.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(141);
-        }
-    }};
+/// A usage or input error: message, exit 2.
+pub struct Usage(pub String);
+
+impl From<String> for Usage {
+    fn from(s: String) -> Self {
+        Usage(s)
+    }
 }
 
-/// A usage or input error: message, exit 2.
-struct Usage(String);
-
 fn main() -> ExitCode {
+    if let Some(argv0) = std::env::args().next() {
+        haywire_sim::set_program(&argv0);
+    }
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::List => Ok(list()),
-        Cmd::Sweep { scenario, seeds, mutant, store, jobs, first } => {
-            cmd_sweep(&scenario, &seeds, mutant.as_deref(), store.as_deref(), jobs, first)
+        Cmd::List => Ok(names::list()),
+        Cmd::Sweep { scenario, seeds, run, jobs, first, shard, format, junit, max_failures } => {
+            sweep_cmd::sweep(sweep_cmd::SweepArgs {
+                scenario,
+                seeds,
+                mutant: run.mutant,
+                store: run.store,
+                jobs: jobs.map(|j| j as usize),
+                first,
+                shard,
+                format,
+                junit,
+                max_failures,
+            })
         }
-        Cmd::Replay { scenario, seed, mutant, store, trace, plan, quiet } => {
-            let args = ReplayArgs { trace: trace.as_deref(), plan: plan.as_deref(), quiet };
-            cmd_replay(&scenario, seed, mutant.as_deref(), store.as_deref(), args)
+        Cmd::Replay { scenario, seed, run, trace, plan, quiet, options, only, format, timeline, perfetto } => {
+            replay_cmd::replay(replay_cmd::ReplayArgs {
+                scenario,
+                seed,
+                mutant: run.mutant,
+                store: run.store,
+                trace,
+                plan,
+                quiet,
+                options,
+                only,
+                format,
+                timeline,
+                perfetto,
+            })
         }
-        Cmd::Shrink { scenario, seed, mutant, store, out, max_runs } => {
-            cmd_shrink(&scenario, seed, mutant.as_deref(), store.as_deref(), &out, max_runs)
+        Cmd::Shrink { scenario, seed, run, out, plan, max_runs } => {
+            replay_cmd::shrink(&scenario, seed, run.mutant.as_deref(), run.store.as_deref(), &out, plan.as_deref(), max_runs)
         }
-        Cmd::Diff { a, b } => cmd_diff(&a, &b),
-        Cmd::Mutants { seeds, jobs } => cmd_mutants(seeds.as_deref(), jobs),
+        Cmd::Diff { a, b, events } => replay_cmd::diff(&a, &b, events),
+        Cmd::Mutants { seeds, jobs, format, junit } => {
+            sweep_cmd::mutants(seeds.as_deref(), jobs.map(|j| j as usize), format, junit.as_deref())
+        }
+        Cmd::Merge { files, format, junit, max_failures } => {
+            merge_cmd::merge(&files, format, junit.as_deref(), max_failures)
+        }
     };
     match res {
         Ok(code) => code,
@@ -143,285 +277,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn scenario(name: &str) -> Result<&'static scenarios::Named, Usage> {
-    scenarios::by_name(name).ok_or_else(|| {
-        Usage(format!("unknown scenario '{name}' (known: {}; or 'all' for sweep)", scenarios::names().join(", ")))
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
 
-fn run_config(mutant: Option<&str>, store: Option<&str>) -> Result<RunConfig, Usage> {
-    let mutant = mutant.map(|m| m.parse::<Mutant>()).transpose().map_err(Usage)?;
-    let store = store.map(|s| s.parse::<StoreKind>()).transpose().map_err(Usage)?;
-    Ok(RunConfig { mutant, store })
-}
-
-fn list() -> ExitCode {
-    for s in scenarios::ALL {
-        say!("scenario\t{}\t{}", s.name, s.about);
-    }
-    for m in Mutant::ALL {
-        say!(
-            "mutant\t{}\t{} (field report {}; caught in {})",
-            m.name(),
-            m.description(),
-            m.field_report(),
-            m.home()
-        );
-    }
-    ExitCode::SUCCESS
-}
-
-fn cmd_sweep(
-    name: &str,
-    seeds: &str,
-    mutant: Option<&str>,
-    store: Option<&str>,
-    jobs: Option<usize>,
-    first: bool,
-) -> Result<ExitCode, Usage> {
-    let list: Vec<&scenarios::Named> = if name == "all" { scenarios::ALL.to_vec() } else { vec![scenario(name)?] };
-    let range = parse_seeds(seeds).map_err(Usage)?;
-    let cfg = run_config(mutant, store)?;
-    let jobs = jobs.unwrap_or_else(default_jobs);
-    if jobs == 0 {
-        return Err(Usage("--jobs must be at least 1".into()));
-    }
-    let mut failed = false;
-    let mut total = 0;
-    for s in list {
-        let started = Instant::now();
-        let res = sweep(s, range.clone(), &cfg, jobs, first);
-        if let Some((seed, e)) = res.errors.first() {
-            return Err(Usage(format!("scenario {} seed {seed}: {e}", s.name)));
-        }
-        let events: u64 = res.seeds.iter().map(|r| r.stats.events).sum();
-        let overdue_ms: u64 = res.seeds.iter().map(|r| r.stats.idle_overdue_ms).sum();
-        let overdue_quiet_ms: u64 = res.seeds.iter().map(|r| r.stats.idle_overdue_quiet_ms).sum();
-        let placeholder_ms: u64 = res.seeds.iter().map(|r| r.stats.placeholder_ms).sum();
-        let placeholder_peak: u64 = res.seeds.iter().map(|r| r.stats.placeholder_peak).sum();
-        let fails: Vec<_> = res.failures().collect();
-        total += res.seeds.len();
-        say!(
-            "{:<18} seeds {:>5}  passed {:>5}  failed {:>4}  events {:>9}  ({:.1}s)",
-            s.name,
-            res.seeds.len(),
-            res.passed(),
-            fails.len(),
-            events,
-            started.elapsed().as_secs_f64()
-        );
-        if s.fleet {
-            say!(
-                "{:<18} idle worker-seconds beyond TTL + reap interval: {:.1} over all runs, {:.1} after quiet periods settled",
-                "",
-                overdue_ms as f64 / 1000.0,
-                overdue_quiet_ms as f64 / 1000.0
-            );
-            say!(
-                "{:<18} headroom placeholder pod-seconds: {:.1} over all runs; peak placeholders summed over seeds: {}",
-                "",
-                placeholder_ms as f64 / 1000.0,
-                placeholder_peak
-            );
-            let mut continuity = haywire_sim::Continuity::default();
-            for r in &res.seeds {
-                continuity.add(&r.stats.continuity);
-            }
-            if let Some(line) = continuity.summary() {
-                say!("{:<18} {line}", "");
-            }
-        }
-        let mut cron = haywire_sim::CronTally::default();
-        for r in &res.seeds {
-            cron.add(&r.stats.cron);
-        }
-        if let Some(line) = cron.summary() {
-            say!("{:<18} {line}", "");
-        }
-        for f in &fails {
-            let v = f.violation.as_ref().expect("failures have a violation");
-            say!("  seed {} violated {}: {}", f.seed, v.invariant, v.message);
-            say!("    replay: {}", haywire_sim::replay_command(s.name, f.seed, cfg.mutant));
-        }
-        if let Some(f) = fails.first() {
-            if let Some(r) = &f.report {
-                say!("  first failure in detail:");
-                for line in r.lines() {
-                    say!("    {line}");
-                }
-            }
-        }
-        failed |= !fails.is_empty();
-    }
-    say!("{} seeds, {}", total, if failed { "VIOLATIONS FOUND" } else { "all passed" });
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-struct ReplayArgs<'a> {
-    trace: Option<&'a str>,
-    plan: Option<&'a str>,
-    quiet: bool,
-}
-
-fn read_plan(path: &str) -> Result<FaultPlan, Usage> {
-    let text = std::fs::read_to_string(path).map_err(|e| Usage(format!("cannot read plan {path}: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| Usage(format!("plan {path} is not a fault plan: {e}")))
-}
-
-fn cmd_replay(name: &str, seed: u64, mutant: Option<&str>, store: Option<&str>, args: ReplayArgs) -> Result<ExitCode, Usage> {
-    let s = scenario(name)?;
-    let cfg = run_config(mutant, store)?;
-    let plan = args.plan.map(read_plan).transpose()?;
-    let mut out = haywire_sim::run_with_plan(s, seed, &cfg, plan).map_err(Usage)?;
-    out.plan_file = args.plan.map(str::to_string);
-    say!(
-        "# haywire replay: scenario {} seed {}{}{}",
-        s.name,
-        seed,
-        cfg.mutant.map(|m| format!(" mutant {m}")).unwrap_or_default(),
-        args.plan.map(|p| format!(" plan {p}")).unwrap_or_default()
-    );
-    say!("# options:");
-    let opts = serde_json::to_string_pretty(&out.options).unwrap_or_default();
-    for line in opts.lines() {
-        say!("#   {line}");
-    }
-    say!("# fault plan ({} faults):", out.plan.faults.len());
-    for f in &out.plan.faults {
-        say!("#   at {:>7}ms  {:?}", f.at_ms, f.fault);
-    }
-    if !args.quiet {
-        say!("# timeline:");
-        for line in out.trace.canonical_lines().iter().skip(1) {
-            say!("{line}");
-        }
-    }
-    if let Some(path) = args.trace {
-        std::fs::write(path, out.trace.to_jsonl()).map_err(|e| Usage(format!("cannot write trace to {path}: {e}")))?;
-    }
-    let st = &out.stats;
-    say!(
-        "# {} events over {:.1}s simulated, {} acquisitions, {} effects, {} faults; trace hash {}",
-        st.events,
-        st.sim_ms as f64 / 1000.0,
-        st.acquisitions,
-        st.effects,
-        st.faults,
-        out.trace.hash()
-    );
-    if st.sessions > 0 || st.workers > 0 {
-        say!(
-            "# fleet: {} sessions, {} workers; idle worker-seconds beyond TTL + reap interval: {:.1} in the run, {:.1} \
-             after the quiet period settled",
-            st.sessions,
-            st.workers,
-            st.idle_overdue_ms as f64 / 1000.0,
-            st.idle_overdue_quiet_ms as f64 / 1000.0
-        );
-        say!("# headroom: peak {} placeholder pods, {:.1} placeholder pod-seconds", st.placeholder_peak, st.placeholder_ms as f64 / 1000.0);
-        if let Some(line) = st.continuity.summary() {
-            say!("# {line}");
-        }
-    }
-    if let Some(line) = st.cron.summary() {
-        say!("# {line}");
-    }
-    match &out.violation {
-        None => {
-            say!("PASS");
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(_) => {
-            say!("{}", out.failure_report(20).trim_end());
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
-fn cmd_shrink(
-    name: &str,
-    seed: u64,
-    mutant: Option<&str>,
-    store: Option<&str>,
-    out: &str,
-    max_runs: usize,
-) -> Result<ExitCode, Usage> {
-    let s = scenario(name)?;
-    let cfg = run_config(mutant, store)?;
-    let Some(shrunk) = shrink(s, seed, &cfg, max_runs.max(1)).map_err(Usage)? else {
-        say!("scenario {name} seed {seed} passes: nothing to shrink");
-        return Ok(ExitCode::SUCCESS);
-    };
-    let mut o = shrunk.outcome;
-    o.plan_file = Some(out.to_string());
-    let v = o.violation.as_ref().expect("a shrunk failure still fails");
-    let json = serde_json::to_string_pretty(&o.plan).map_err(|e| Usage(e.to_string()))?;
-    std::fs::write(out, format!("{json}\n")).map_err(|e| Usage(format!("cannot write {out}: {e}")))?;
-    say!(
-        "shrunk {} faults to {} in {} runs; still violates {}: {}",
-        shrunk.original_faults,
-        o.plan.faults.len(),
-        shrunk.runs,
-        v.invariant,
-        v.message
-    );
-    for f in &o.plan.faults {
-        say!("  at {:>7}ms  {:?}", f.at_ms, f.fault);
-    }
-    say!("plan written to {out}");
-    say!("replay: {}", o.replay_command());
-    Ok(ExitCode::from(1))
-}
-
-fn read_trace(path: &str) -> Result<Trace, Usage> {
-    let text = std::fs::read_to_string(path).map_err(|e| Usage(format!("cannot read {path}: {e}")))?;
-    Trace::from_jsonl(&text).map_err(|e| Usage(format!("{path}: {e}")))
-}
-
-fn cmd_diff(a: &str, b: &str) -> Result<ExitCode, Usage> {
-    let (ta, tb) = (read_trace(a)?, read_trace(b)?);
-    match first_divergence(&ta, &tb, 5) {
-        None => {
-            say!("identical ({} events, hash {})", ta.events.len(), ta.hash());
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(d) => {
-            say!("{d}");
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
-fn cmd_mutants(seeds: Option<&str>, jobs: Option<usize>) -> Result<ExitCode, Usage> {
-    let given = seeds.map(parse_seeds).transpose().map_err(Usage)?;
-    let jobs = jobs.unwrap_or_else(default_jobs).max(1);
-    let mut all_caught = true;
-    for m in Mutant::ALL {
-        let home = scenarios::home_of(m);
-        let range = given.clone().unwrap_or(0..m.seed_budget());
-        let cfg = RunConfig { mutant: Some(m), store: None };
-        let res = sweep(home, range.clone(), &cfg, jobs, true);
-        match res.first_failure() {
-            Some(f) => {
-                let v = f.violation.as_ref().expect("failures have a violation");
-                // Caught, but not by an invariant the bug breaks: say so.
-                let expected = m.caught_by().contains(&v.invariant);
-                all_caught &= expected;
-                say!(
-                    "{:<24} caught in {} at seed {} ({} seeds run) by {}{}",
-                    m.name(),
-                    home.name,
-                    f.seed,
-                    f.seed - range.start + 1,
-                    v.invariant,
-                    if expected { String::new() } else { format!(" (UNEXPECTED: expected one of {:?})", m.caught_by()) }
-                );
-            }
-            None => {
-                all_caught = false;
-                say!("{:<24} NOT CAUGHT in {} over seeds {}..{}", m.name(), home.name, range.start, range.end);
+    /// `--help` of every subcommand describes every argument.
+    #[test]
+    fn every_argument_has_a_description() {
+        Cli::command().debug_assert();
+        for sub in Cli::command().get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no description", sub.get_name());
+            for arg in sub.get_arguments().filter(|a| a.get_id() != "help") {
+                assert!(arg.get_help().is_some(), "{} --{}: no description", sub.get_name(), arg.get_id());
             }
         }
     }
-    Ok(if all_caught { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

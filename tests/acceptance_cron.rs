@@ -151,7 +151,7 @@ fn killing_the_owner_moves_its_jobs_within_the_threshold_and_a_reconcile() {
         name: "cron-owner-killed",
         replicas: 3,
         initial: 3,
-        plan: || vec![(CRASH, Fault::Crash { target: Target::Replica(0), down_ms: 120_000 })],
+        plan: || vec![(CRASH, Fault::Crash { target: Target::Replica(1), down_ms: 120_000 })],
     };
     for seed in 0..SEEDS {
         let o = run_ok(&s, seed);
@@ -189,8 +189,8 @@ fn scaling_one_two_three_one_loses_and_duplicates_no_run() {
             vec![
                 (40_000, Fault::ScaleUp),
                 (80_000, Fault::ScaleUp),
-                (120_000, Fault::ScaleDown { target: Target::Replica(1) }),
-                (150_000, Fault::ScaleDown { target: Target::Replica(2) }),
+                (120_000, Fault::ScaleDown { target: Target::Replica(2) }),
+                (150_000, Fault::ScaleDown { target: Target::Replica(3) }),
             ]
         },
     };

@@ -60,7 +60,7 @@ impl Scenario for Fleet {
             // Down until the fault phase is nearly over (the deployment then
             // starts a new instance in its place).
             let down_ms = opts.fault_phase_ms.saturating_sub(at * 1_000 + 3_000);
-            plan.push(at * 1_000, Fault::Crash { target: Target::Replica(0), down_ms });
+            plan.push(at * 1_000, Fault::Crash { target: Target::Replica(1), down_ms });
         }
         plan
     }

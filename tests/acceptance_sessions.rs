@@ -115,7 +115,7 @@ fn live_through(events: &[Event], replica: &str, t: u64) -> BTreeSet<u64> {
 fn crash_of_r1(name: &'static str, dup_reconnect_pct: u32) -> Sessions {
     Sessions {
         name,
-        fault: |opts| Fault::Crash { target: Target::Replica(0), down_ms: opts.fault_phase_ms - 40_000 },
+        fault: |opts| Fault::Crash { target: Target::Replica(1), down_ms: opts.fault_phase_ms - 40_000 },
         dup_reconnect_pct,
     }
 }

@@ -14,7 +14,7 @@ fn caught(m: Mutant) {
     let home = haywire_scenarios::home_of(m);
     let budget = m.seed_budget();
     let cfg = RunConfig { mutant: Some(m), store: None };
-    let res = sweep(home, 0..budget, &cfg, common::jobs(), true);
+    let res = sweep(home, 0..=budget - 1, &cfg, common::jobs(), true);
     let f = res
         .first_failure()
         .unwrap_or_else(|| panic!("mutant {m} not caught in {} within {budget} seeds", home.name));

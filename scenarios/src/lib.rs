@@ -115,4 +115,17 @@ mod tests {
             assert_eq!(home_of(m).name, m.home());
         }
     }
+
+    /// What a scenario draws, a replayed plan may say: the check that
+    /// refuses a hand-edited plan accepts every seed's own.
+    #[test]
+    fn every_drawn_plan_fits_its_world() {
+        for s in ALL {
+            for seed in 0..200 {
+                let (opts, plan) = haywire_sim::expand(s, seed, &Default::default()).expect("options are valid");
+                let problems = plan.problems(&opts);
+                assert!(problems.is_empty(), "{} seed {seed}: {problems:#?}", s.name);
+            }
+        }
+    }
 }

@@ -212,7 +212,7 @@ impl Draw<'_> {
         if rng.gen_bool(self.f.leader_bias.clamp(0.0, 1.0)) {
             Target::Leader
         } else {
-            Target::Replica(rng.gen_range(0..self.opts.replicas))
+            Target::Replica(rng.gen_range(0..self.opts.replicas) + 1)
         }
     }
 

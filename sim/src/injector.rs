@@ -72,7 +72,9 @@ impl Injector {
         use Nested::*;
         match fault {
             Fault::Crash { target, down_ms } => self.crash(target, down_ms).await,
-            Fault::Shutdown { target, down_ms } => self.shutdown_and_restart(self.resolve(target), down_ms).await,
+            Fault::Shutdown { target, down_ms } => {
+                self.shutdown_and_restart("shutdown", self.resolve(target), target, down_ms).await
+            }
             Fault::RollingDeploy { down_ms, gap_ms } => self.rolling_deploy(down_ms, gap_ms).await,
             Fault::Partition { target, ms } => {
                 let i = self.resolve(target);
@@ -139,6 +141,27 @@ impl Injector {
         self.world.recorder.record("sim", None, kind);
     }
 
+    /// A fault that found nothing to act on: say so in the trace rather
+    /// than let it vanish.
+    fn skipped(&self, fault: &str, reason: String) {
+        self.record(EventKind::FaultSkipped { fault: fault.into(), reason });
+    }
+
+    /// "r2 is not running", and how r2 was chosen when the target was the
+    /// leader and nobody led.
+    fn not_running(&self, i: usize, target: Target) -> String {
+        let name = self.machine(i).0;
+        match target {
+            Target::Leader if !self.leader_known() => format!("{name} is not running (nobody led; {name} was drawn at random)"),
+            _ => format!("{name} is not running"),
+        }
+    }
+
+    fn leader_known(&self) -> bool {
+        let p = self.processes();
+        self.world.recorder.holder_now().and_then(|h| p.running(h)).is_some()
+    }
+
     fn processes(&self) -> MutexGuard<'_, ProcessTable> {
         self.world.processes.lock()
     }
@@ -148,7 +171,9 @@ impl Injector {
         let p = self.processes();
         let n = p.machines.len();
         match target {
-            Target::Replica(i) => i % n,
+            // Plans are checked against the world before they run; the
+            // modulo only keeps an unchecked one from indexing out of range.
+            Target::Replica(r) => r.saturating_sub(1) % n,
             Target::Leader => match self.world.recorder.holder_now().and_then(|h| p.running(h)) {
                 Some(i) => i,
                 None => self.world.rng.lock().gen_range(0..n),

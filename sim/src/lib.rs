@@ -33,9 +33,9 @@ pub mod store_node;
 pub mod sweep;
 pub mod world;
 
-pub use faults::{ClusterOps, Fault, FaultPlan, PlannedFault, Target};
+pub use faults::{ClusterOps, Fault, FaultPlan, PlanFile, PlannedFault, Target};
 pub use options::{Bounds, ClockSpec, CronWorkload, FaultRates, RunOptions, StoreKind, Workload};
 pub use oracle::{judge, Violation};
-pub use report::replay_command;
+pub use report::{program, replay_command, set_program, shell_word};
 pub use runner::{expand, oracle_params, run, run_with_plan, Continuity, CronTally, Outcome, RunConfig, Stats};
 pub use scenario::Scenario;

@@ -28,7 +28,7 @@ pub struct RunConfig {
     pub store: Option<StoreKind>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Idle worker-time beyond TTL + one reap interval (ms), over the run
     /// and after the quiet period settled (the latter must be 0).
@@ -56,7 +56,7 @@ pub struct Stats {
 /// by the policy, or skipped at the fleet's cap; `duplicated` counts runs
 /// of a slot beyond its first (C1 forbids any); lateness is from a slot to
 /// its run record's commit.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CronTally {
     pub run: u64,
     pub missed: u64,
@@ -130,7 +130,7 @@ impl CronTally {
 /// events: each episode (from a client's first reconnect to its answer)
 /// ended resumed, ended with an error to the client, or not at all by the
 /// end of the run (lost: S7 forbids it).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Continuity {
     pub resumed: u64,
     pub ended_with_error: u64,
@@ -197,7 +197,8 @@ impl Continuity {
 pub struct Outcome {
     pub scenario: String,
     pub seed: u64,
-    pub mutant: Option<Mutant>,
+    /// The mutant and store override it ran with.
+    pub config: RunConfig,
     pub options: RunOptions,
     pub plan: FaultPlan,
     pub trace: Trace,
@@ -241,7 +242,7 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
     OracleParams {
         takeover_us: real(l.retry_period_ms + 2 * l.rpc_timeout_ms) + slack_us,
         contend_us: real(l.retry_period_ms + l.release_timeout_ms + sweep + 2 * l.rpc_timeout_ms) + slack_us,
-        enforce_s2: opts.within_bounds(),
+        enforce_s2: opts.drift_within_bounds(),
         fleet: FleetParams {
             org_cap: f.org_cap,
             global_cap: f.global_cap,
@@ -321,6 +322,18 @@ pub fn run_with_plan(
     plan: Option<FaultPlan>,
 ) -> Result<Outcome, String> {
     let (opts, drawn) = expand(scenario, seed, cfg)?;
+    if let Some(p) = &plan {
+        let problems = p.problems(&opts);
+        if !problems.is_empty() {
+            return Err(format!(
+                "the plan does not fit scenario {} seed {seed} ({} replicas, fault phase {} ms):\n  {}",
+                scenario.name(),
+                opts.replicas,
+                opts.fault_phase_ms,
+                problems.join("\n  ")
+            ));
+        }
+    }
     let custom = plan.is_some();
     let plan = plan.map(FaultPlan::sorted).unwrap_or(drawn);
     warm_up_sqlite();
@@ -348,7 +361,17 @@ pub fn run_with_plan(
     let mut stats = stats(&trace, plan.faults.len());
     (stats.idle_overdue_ms, stats.idle_overdue_quiet_ms) = (overdue.0 / 1000, overdue.1 / 1000);
     (stats.placeholder_peak, stats.placeholder_ms) = (headroom.0 as u64, (headroom.1 / 1000) as u64);
-    Ok(Outcome { scenario: scenario.name().to_string(), seed, mutant: cfg.mutant, options: opts, plan, trace, violation, stats, plan_file: None })
+    Ok(Outcome {
+        scenario: scenario.name().to_string(),
+        seed,
+        config: cfg.clone(),
+        options: opts,
+        plan,
+        trace,
+        violation,
+        stats,
+        plan_file: None,
+    })
 }
 
 /// SQLite initialises process-wide state the first time it is used, and

@@ -14,11 +14,19 @@ pub struct Shrunk {
     pub runs: usize,
 }
 
-/// Shrink the failure of `seed`; `Ok(None)` when the seed passes.
-/// Removes faults one at a time, then halves durations, keeping each change
-/// only if the run still breaks the same invariant; at most `max_runs` runs.
-pub fn shrink(scenario: &dyn Scenario, seed: u64, cfg: &RunConfig, max_runs: usize) -> Result<Option<Shrunk>, String> {
-    let first = run_with_plan(scenario, seed, cfg, None)?;
+/// Shrink the failure of `seed`, from its own plan or from `start` (a plan
+/// saved by an earlier shrink, to resume it); `Ok(None)` when that run
+/// passes. Removes faults one at a time, then halves durations, keeping
+/// each change only if the run still breaks the same invariant; at most
+/// `max_runs` runs.
+pub fn shrink(
+    scenario: &dyn Scenario,
+    seed: u64,
+    cfg: &RunConfig,
+    max_runs: usize,
+    start: Option<FaultPlan>,
+) -> Result<Option<Shrunk>, String> {
+    let first = run_with_plan(scenario, seed, cfg, start)?;
     let Some(v) = &first.violation else { return Ok(None) };
     let invariant = v.invariant;
     let original_faults = first.plan.faults.len();

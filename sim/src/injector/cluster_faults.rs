@@ -73,14 +73,17 @@ impl Injector {
         let died = self.pick_pod(running, |c, name| {
             c.cluster.fail_pod(name);
         });
-        if let Some(name) = died {
-            self.record(EventKind::PodDied { name });
+        match died {
+            Some(name) => self.record(EventKind::PodDied { name }),
+            None => self.skipped("pod_death", "no worker pod was running".into()),
         }
     }
 
     /// The cluster refuses to delete one pod for `ms`.
     pub(super) async fn delete_refusal(&self, ms: u64) {
-        let Some(name) = self.apply_delete_refusal(ms) else { return };
+        let Some(name) = self.apply_delete_refusal(ms) else {
+            return self.skipped("delete_refusal", "no worker pod to refuse deleting".into());
+        };
         sleep_ms(ms).await;
         self.heal_delete_refusal(name);
     }
@@ -121,8 +124,12 @@ impl Injector {
     /// Arm a crash trap at the cluster; when a replica springs it, restart
     /// it after `down_ms`. Disarm after `wait_ms` if nobody did.
     pub(super) async fn trap(&self, trap: Trap, down_ms: u64, wait_ms: u64) {
+        let fault = match trap {
+            Trap::AfterSecret => "crash_after_secret",
+            Trap::InActivation => "crash_in_activation",
+        };
         if !self.cluster().traps.arm(trap) {
-            return;
+            return self.skipped(fault, "another crash trap was still armed".into());
         }
         let mut waited = 0;
         let sprung = loop {
@@ -138,7 +145,7 @@ impl Injector {
         };
         let Some(i) = sprung else {
             self.cluster().traps.disarm();
-            return;
+            return self.skipped(fault, format!("no replica sprang it within {wait_ms} ms"));
         };
         sleep_ms(down_ms).await;
         self.restart(i);

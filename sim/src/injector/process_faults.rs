@@ -13,7 +13,7 @@ impl Injector {
     pub(super) async fn crash(&self, target: Target, down_ms: u64) {
         let i = self.resolve(target);
         if !self.apply_crash(i) {
-            return;
+            return self.skipped("crash", self.not_running(i, target));
         }
         sleep_ms(down_ms).await;
         self.restart(i);
@@ -36,19 +36,24 @@ impl Injector {
         self.record(EventKind::RollingDeploy);
         let n = self.processes().machines.len();
         for i in 0..n {
-            self.shutdown_and_restart(i, down_ms).await;
+            self.shutdown_and_restart("rolling_deploy", i, Target::Replica(i + 1), down_ms).await;
             sleep_ms(gap_ms).await;
         }
         self.record(EventKind::RollingDeployDone);
     }
 
     /// Graceful shutdown (killed after the grace period), downtime, restart.
-    pub(super) async fn shutdown_and_restart(&self, i: usize, down_ms: u64) {
-        let (_, node, up) = self.machine(i);
-        if up && self.shutdown(i, node).await {
-            sleep_ms(down_ms).await;
-            self.restart(i);
+    /// `fault` names it if it finds the replica down.
+    pub(super) async fn shutdown_and_restart(&self, fault: &str, i: usize, target: Target, down_ms: u64) {
+        let (name, node, up) = self.machine(i);
+        if !up {
+            return self.skipped(fault, self.not_running(i, target));
         }
+        if !self.shutdown(i, node).await {
+            return self.skipped(fault, format!("{name} is already shutting down"));
+        }
+        sleep_ms(down_ms).await;
+        self.restart(i);
     }
 
     /// Freeze the process (madsim pause) for `ms`, if it is up.
@@ -56,7 +61,7 @@ impl Injector {
         let i = self.resolve(target);
         let (name, node, up) = self.machine(i);
         if !up {
-            return;
+            return self.skipped("pause", self.not_running(i, target));
         }
         let apply = || {
             self.handle.pause(node);
@@ -75,8 +80,11 @@ impl Injector {
         let i = self.resolve(target);
         let (name, node, up) = self.machine(i);
         let running = self.processes().up_in_deployment();
-        if !up || running <= 1 {
-            return;
+        if !up {
+            return self.skipped("scale_down", self.not_running(i, target));
+        }
+        if running <= 1 {
+            return self.skipped("scale_down", format!("{name} is the last replica running"));
         }
         self.record(EventKind::ScaleDown { target: name });
         self.processes().machines[i].enabled = false;
@@ -94,9 +102,12 @@ impl Injector {
                 (i, p.machines[i].name.clone())
             })
         };
-        if let Some((i, name)) = spare {
-            self.record(EventKind::ScaleUp { target: name });
-            self.restart(i);
+        match spare {
+            Some((i, name)) => {
+                self.record(EventKind::ScaleUp { target: name });
+                self.restart(i);
+            }
+            None => self.skipped("scale_up", "no spare replica: every one is in the deployment or still shutting down".into()),
         }
     }
 

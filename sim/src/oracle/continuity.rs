@@ -101,7 +101,7 @@ impl ContinuityCheck {
     /// the session go on all along.
     fn gave_up(&self, p: &OracleParams, m: &Model, t: u64, session: u64, worker: &str) -> Option<Violation> {
         let since = m.sessions.get(&session)?.reconnecting?;
-        let calm = p.enforce_s2
+        let calm = m.s2_promised(p, t)
             && m.store_calm()
             && m.calm_since <= since
             && m.cluster_calm()

@@ -164,7 +164,7 @@ impl Check for LeaseCheck {
                 let term = self.open.entry((inst, *epoch)).or_insert(Term { node: e.node.clone(), since: t, running: 0 });
                 term.running += 1;
                 match clash {
-                    Some(((other, other_epoch), term)) if p.enforce_s2 => violation(
+                    Some(((other, other_epoch), term)) if m.s2_promised(p, t) => violation(
                         "S2",
                         t,
                         format!(

@@ -109,8 +109,9 @@ pub struct OracleParams {
     pub takeover_us: u64,
     /// Longest a healthy non-holder may go without asking the store.
     pub contend_us: u64,
-    /// S2 holds only while pauses and drift stay within the replicas'
-    /// configured bounds.
+    /// S2 holds only while drift stays within the replicas' configured
+    /// bound (the options say), and pauses too (the trace says:
+    /// [`model::Model::s2_promised`]).
     pub enforce_s2: bool,
     pub fleet: FleetParams,
     pub cron: cron::CronParams,

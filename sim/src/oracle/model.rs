@@ -29,6 +29,8 @@ pub struct Proc {
     pub last_contact: u64,
     /// No fault touched the replica or the store since its shutdown began.
     pub shutdown_clean: bool,
+    /// When the injector froze the process, while it is frozen.
+    pub paused_since: Option<u64>,
 }
 
 impl Proc {
@@ -98,6 +100,8 @@ pub struct Model {
     pub inst_rep: BTreeMap<u64, usize>,
     /// Instances whose process died (crashed, killed, exited), and when.
     pub dead: BTreeMap<u64, u64>,
+    /// The longest pause the injector has done and ended so far (µs).
+    pub longest_pause_us: u64,
     /// Instances the injector asked to shut down.
     pub shutdown_asked: BTreeSet<u64>,
     /// An instance that exited gracefully with no fault in its way: it
@@ -176,6 +180,16 @@ pub fn worker_of_secret(name: &str) -> Option<&str> {
 impl Model {
     pub fn new(replicas: usize) -> Self {
         Model { reps: vec![Proc::default(); replicas], ..Default::default() }
+    }
+
+    /// Whether S2 is promised at `t`: the options keep drift within the
+    /// replicas' bound, and no pause the injector did so far (ended, or
+    /// still going at `t`) outlasted the bound. Judged from the pauses
+    /// that ran, not the rates the options drew them from: a hand-edited
+    /// plan's long pause is out of bounds too.
+    pub fn s2_promised(&self, p: &super::OracleParams, t: u64) -> bool {
+        let ongoing = self.reps.iter().filter_map(|r| r.paused_since).map(|s| t.saturating_sub(s)).max().unwrap_or(0);
+        p.enforce_s2 && self.longest_pause_us.max(ongoing) <= p.fleet.max_pause_us
     }
 
     pub fn store_calm(&self) -> bool {
@@ -435,8 +449,20 @@ impl Model {
                 }
                 self.touch_health(target, t, |r| r.shutting_down = true);
             }
-            EventKind::Pause { target, .. } => self.touch_health(target, t, |r| r.paused = true),
-            EventKind::Resume { target } => self.touch_health(target, t, |r| r.paused = false),
+            EventKind::Pause { target, .. } => self.touch_health(target, t, |r| {
+                r.paused = true;
+                r.paused_since = Some(t);
+            }),
+            EventKind::Resume { target } => {
+                let since = self.rep(target).and_then(|r| r.paused_since);
+                if let Some(since) = since {
+                    self.longest_pause_us = self.longest_pause_us.max(t - since);
+                }
+                self.touch_health(target, t, |r| {
+                    r.paused = false;
+                    r.paused_since = None;
+                })
+            }
             EventKind::Partition { target } => self.touch_health(target, t, |r| r.partitioned = true),
             EventKind::PartitionHealed { target } => self.touch_health(target, t, |r| r.partitioned = false),
             EventKind::ClusterPartition { target } => self.touch_health(target, t, |r| r.cluster_cut = true),

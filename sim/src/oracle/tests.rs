@@ -358,6 +358,42 @@ fn s2_leader_tasks_of_two_terms_never_overlap() {
     assert_eq!(r.at(2.0, "r2", Some(2), started(2)), None);
 }
 
+/// The pause bound is judged from the pauses the injector did, not from
+/// the options: a plan's long pause (max_pause_us is 1 s here) lifts S2
+/// from the moment it outlasts the bound; a pause within it does not.
+#[test]
+fn s2_is_lifted_by_a_pause_beyond_the_bound_as_it_runs() {
+    let started = |epoch| K::LoopStarted { name: "janitor".into(), epoch };
+    let pause = || K::Pause { target: "r1".into(), ms: 500 };
+    let resume = || K::Resume { target: "r1".into() };
+    // A short pause, over: S2 holds.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "r1", Some(1), started(1));
+    r.sim(1.2, pause());
+    r.sim(1.8, resume());
+    assert_eq!(inv(r.at(2.0, "r2", Some(2), started(2))), "S2");
+    // Still frozen 3 s on (whatever the fault said it would last): beyond.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "r1", Some(1), started(1));
+    r.sim(1.2, pause());
+    assert_eq!(r.at(4.2, "r2", Some(2), started(2)), None);
+    // A long pause that ended before: beyond, for the rest of the run.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "r1", Some(1), started(1));
+    r.sim(1.2, pause());
+    r.sim(3.5, resume());
+    assert_eq!(r.at(4.0, "r2", Some(2), started(2)), None);
+    // Frozen, but not yet beyond the bound: S2 holds.
+    let mut r = Run::new();
+    r.start(0.0, 1, 1);
+    r.ok(1.0, "r1", Some(1), started(1));
+    r.sim(1.2, pause());
+    assert_eq!(inv(r.at(1.9, "r2", Some(2), started(2))), "S2");
+}
+
 // --- L1 no abandoned lease ---
 
 #[test]
