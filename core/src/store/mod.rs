@@ -2,7 +2,8 @@
 //!
 //! Two layers:
 //! - [`StoreBackend`]: a synchronous, single-writer home for the records
-//!   ([`SqliteStore`], [`MemStore`]); both load and write, and leave every
+//!   ([`SqliteStore`], [`MemStore`], and with the `postgres` feature
+//!   `PgStore`); each loads and writes, and leaves every
 //!   decision to the one rulebook ([`rules`]). `now` is passed in by whoever
 //!   hosts the backend: lease expiry lives in the store's time domain, so a
 //!   replica's clock skew never decides who holds the lease.
@@ -18,6 +19,10 @@ mod fleet_records;
 mod lifecycle;
 mod local;
 mod memory;
+#[cfg(all(test, feature = "postgres"))]
+mod pg_testserver;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod records;
 pub mod rules;
 mod sqlite;
@@ -26,6 +31,8 @@ pub use backend::StoreBackend;
 pub use lifecycle::WorkerState;
 pub use local::LocalStore;
 pub use memory::MemStore;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PgClock, PgStore, PG_SCHEMA_VERSION};
 pub use cron_records::{
     FireKind, FireRecord, FireResult, JobCas, JobRecord, JobReject, JobStatus, Schedule, SettingsRecord,
 };

@@ -6,6 +6,10 @@
 //!   a file: every behaviour of every request, overflow included.
 //! - `sqlite.rs`: what only SQLite has: reopening, the schema and its
 //!   migrations, WAL, several connections on one file.
+//! - `postgres.rs` (feature `postgres`): the same cases on [`PgStore`]
+//!   (`postgres_schema::*`, a fresh schema on a throwaway server per
+//!   store), and what only Postgres has: reconnecting, migrations, several
+//!   pools racing the CAS writes and the capacity gates, the database clock.
 //! - `model.rs`: a property test: random sequences of every request, sent
 //!   through `StoreBackend::apply`, give the same replies and the same
 //!   records on both backends and the bare rulebook (so it also pins the
@@ -15,6 +19,8 @@ mod cron;
 mod fleet;
 mod lease;
 mod model;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use super::*;
@@ -229,6 +235,10 @@ macro_rules! conformance {
         }
         mod sqlite_file {
             $(#[test] fn $case() { super::with_files(stringify!($case), |mk| super::$case(mk)); })*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres_schema {
+            $(#[test] fn $case() { super::postgres::with_schemas(stringify!($case), |mk| super::$case(mk)); })*
         }
     };
 }

@@ -647,3 +647,29 @@ proptest! {
         }
     }
 }
+
+#[cfg(feature = "postgres")]
+proptest! {
+    // Fewer cases: each is a fresh schema on the test server, and every
+    // step a few round trips.
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_agrees_with_the_rulebook(seeded in any::<bool>(), ops in prop::collection::vec(op(), 0..60)) {
+        let Some(server) = crate::store::pg_testserver::server() else { return Ok(()) };
+        let schema = server.fresh_schema("model");
+        let mut pg = PgStore::connect(&server.url(&schema), 1, PgClock::Given).unwrap();
+        let mut bare = Bare::default();
+        let mut now: Millis = 0;
+        let seed = seeded.then_some((Op::Acquire { lease: 0, holder: 1, version: None, ttl: 2_000 }, 0));
+        for (i, (op, advance)) in seed.iter().chain(ops.iter()).enumerate() {
+            now += advance;
+            let req = request(op, &Snap::of(&bare.records()), now);
+            let want = bare.apply(&req, now);
+            prop_assert_eq!(&pg.apply(&req, now), &want, "PgStore, step {} {:?} at {}", i, req, now);
+            prop_assert_eq!(&Records::of(&mut pg), &bare.records(), "PgStore records after step {}", i);
+        }
+        drop(pg);
+        server.drop_schema(&schema);
+    }
+}
