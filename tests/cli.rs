@@ -420,7 +420,9 @@ fn ctrl_c_keeps_what_finished() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Time for the handler to be installed, even on a loaded machine (a
+    // SIGINT before it would kill the process outright).
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
