@@ -82,7 +82,7 @@ fn fields(e: &Event, names: &Names) -> Vec<String> {
         for (k, v) in map {
             match v {
                 serde_json::Value::String(s) if k != "ev" => out.push(s),
-                serde_json::Value::Number(n) if k == "from" || k == "as_owner" => {
+                serde_json::Value::Number(n) if haywire_traces::INSTANCE_FIELDS.contains(&k.as_str()) => {
                     out.push(names.actor(n.as_u64().unwrap_or_default()))
                 }
                 _ => {}

@@ -158,8 +158,12 @@ impl Injector {
     }
 
     fn leader_known(&self) -> bool {
-        let p = self.processes();
-        self.world.recorder.holder_now().and_then(|h| p.running(h)).is_some()
+        self.running_leader(&self.processes()).is_some()
+    }
+
+    /// The replica running the lease's holder, if one is.
+    fn running_leader(&self, p: &ProcessTable) -> Option<usize> {
+        self.world.recorder.holder_now().and_then(|h| p.running(h))
     }
 
     fn processes(&self) -> MutexGuard<'_, ProcessTable> {
@@ -174,7 +178,7 @@ impl Injector {
             // Plans are checked against the world before they run; the
             // modulo only keeps an unchecked one from indexing out of range.
             Target::Replica(r) => r.saturating_sub(1) % n,
-            Target::Leader => match self.world.recorder.holder_now().and_then(|h| p.running(h)) {
+            Target::Leader => match self.running_leader(&p) {
                 Some(i) => i,
                 None => self.world.rng.lock().gen_range(0..n),
             },

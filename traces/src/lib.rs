@@ -18,7 +18,7 @@ pub use diff::{first_divergence, first_event_divergence, Divergence};
 pub use event::{Event, EventKind, JobRow, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
 pub use perfetto::perfetto_json;
 pub use timeline_html::timeline_html;
-pub use trace::{canonical_event, event_json, fnv1a64, Names, Trace, TraceError, TraceHeader, FORMAT};
+pub use trace::{canonical_event, event_json, fnv1a64, Names, Trace, TraceError, TraceHeader, FORMAT, INSTANCE_FIELDS};
 
 #[cfg(test)]
 mod tests {

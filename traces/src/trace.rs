@@ -153,7 +153,7 @@ impl Names {
 }
 
 /// Fields that hold an instance id, shown by name.
-const INSTANCE_FIELDS: [&str; 2] = ["from", "as_owner"];
+pub const INSTANCE_FIELDS: [&str; 2] = ["from", "as_owner"];
 
 /// `[   12.345678s] r1/i3   lease_acquired epoch=2`, one event alone (a
 /// caller it cannot name is `i4`; [`Names`] names it `r1/i4`).
