@@ -11,13 +11,16 @@
 //! trace, byte for byte.
 
 // What a judge of any recorded run needs (the options, fault plans, bounds
-// and the oracle) compiles on real tokio too; the madsim world only under
-// `--cfg madsim`.
+// and the oracle), and the trace's names for core's events and store
+// replies, compile on real tokio too (the live mode hosts core there); the
+// madsim world only under `--cfg madsim`.
 pub mod bounds;
+pub mod core_events;
 pub mod faults;
 pub mod options;
 pub mod oracle;
 pub mod scenario;
+pub mod store_events;
 
 #[cfg(madsim)]
 pub mod admin_node;
@@ -47,8 +50,6 @@ pub mod rpc;
 pub mod runner;
 #[cfg(madsim)]
 pub mod shrink;
-#[cfg(madsim)]
-pub mod store_events;
 #[cfg(madsim)]
 pub mod store_node;
 #[cfg(madsim)]

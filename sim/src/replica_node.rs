@@ -32,31 +32,9 @@ pub struct TraceObserver {
 
 impl Observer for TraceObserver {
     fn observe(&self, e: CoreEvent) {
-        let kind = match e {
-            // The host records the start itself (see `process`).
-            CoreEvent::Started { .. } => return,
-            CoreEvent::LeaseAcquired { epoch } => EventKind::LeaseAcquired { epoch },
-            CoreEvent::LeaseRenewed { epoch } => EventKind::LeaseRenewed { epoch },
-            CoreEvent::SteppedDown { epoch, reason } => EventKind::SteppedDown { epoch, reason },
-            CoreEvent::LeaseReleased { epoch } => EventKind::LeaseReleased { epoch },
-            CoreEvent::ReleaseFailed { epoch, reason } => EventKind::ReleaseFailed { epoch, reason },
-            // The task probe below records when leader tasks really start
-            // and finish; core's own word for it would only repeat that.
-            CoreEvent::LoopStarted { .. } | CoreEvent::LoopStopped { .. } => return,
-            CoreEvent::LeaderWorkStopped { epoch } => EventKind::LeaderWorkStopped { epoch },
-            CoreEvent::EffectApplied { epoch, seq } => EventKind::EffectApplied { epoch, seq },
-            CoreEvent::EffectRejected { epoch, reason } => EventKind::EffectRejected { epoch, reason },
-            CoreEvent::EffectUnknown { epoch, error } => EventKind::EffectUnknown { epoch, error },
-            CoreEvent::ShutdownBegan => EventKind::ShutdownBegan,
-            CoreEvent::ShutdownDone => EventKind::ShutdownDone,
-            CoreEvent::HeartbeatFailed { error } => EventKind::HeartbeatFailed { error },
-            CoreEvent::Fenced { reason } => EventKind::Fenced { reason },
-            CoreEvent::SpawnFailed { worker, reason } => EventKind::SpawnFailed { worker, reason },
-            CoreEvent::ReapFailed { reaper, pass, error } => {
-                EventKind::ReapFailed { reaper: reaper.into(), pass: pass.into(), error }
-            }
-        };
-        self.world.recorder.record(&self.node, Some(self.inst), kind);
+        if let Some(kind) = crate::core_events::event_kind(e) {
+            self.world.recorder.record(&self.node, Some(self.inst), kind);
+        }
     }
 
     /// The task probe: wraps each leader-gated task so that the trace shows

@@ -287,6 +287,7 @@ pub fn run_with_plan(
             mutant: cfg.mutant.map(|m| m.name().to_string()),
             options: options_json,
             plan: if custom { Some(serde_json::to_value(&plan).map_err(|e| e.to_string())?) } else { None },
+            live: None,
         },
         events,
     };

@@ -1,8 +1,11 @@
-//! The trace events for what the store node did with a request: core's
-//! store types as the trace names them.
+//! The trace events for what the store did with a request: core's store
+//! types as the trace names them (the simulator's store node and the live
+//! mode's store gateway both record through [`describe`]).
 
-use crate::store_node::StoreResult;
-use haywire_core::store::{StoreReply, StoreRequest};
+/// What the store answered a request.
+pub type StoreResult = Result<StoreReply, StoreError>;
+
+use haywire_core::store::{StoreError, StoreReply, StoreRequest};
 use haywire_core::InstanceId;
 use haywire_traces::{EventKind, JobRow, LeaseOp, LeaseState, Lifecycle, SlotOp, SlotReply, WorkerOp, WorkerRow};
 

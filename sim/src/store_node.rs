@@ -8,7 +8,7 @@ use crate::recorder::RunRecorder;
 use crate::rpc::{self, STORE_TAG};
 use crate::store_events::describe;
 use crate::world::{Shared, World};
-use haywire_core::store::{StoreBackend, StoreError, StoreReply, StoreRequest};
+use haywire_core::store::{StoreBackend, StoreError, StoreRequest};
 use haywire_core::InstanceId;
 use haywire_traces::EventKind;
 use madsim::net::Endpoint;
@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type StoreResult = Result<StoreReply, StoreError>;
+pub use crate::store_events::StoreResult;
 
 /// Where the store node listens.
 pub const STORE_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 5000);

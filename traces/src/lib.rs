@@ -33,6 +33,7 @@ mod tests {
                 mutant: None,
                 options: serde_json::json!({"replicas": 3}),
                 plan: None,
+                live: None,
             },
             events: vec![
                 Event { t: 0, node: "r1".into(), inst: Some(1), kind: EventKind::Started },

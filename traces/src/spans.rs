@@ -556,6 +556,7 @@ pub(crate) mod tests {
                 mutant: Some("release-before-cancel".into()),
                 options: serde_json::json!({}),
                 plan: None,
+                live: None,
             },
             events,
         }

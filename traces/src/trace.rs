@@ -22,6 +22,10 @@ pub struct TraceHeader {
     /// edited plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<serde_json::Value>,
+    /// A live run's own facts (store, jitter allowance the oracle's bounds
+    /// were widened by, where the journals are); absent from simulations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +121,9 @@ fn header_line(h: &TraceHeader) -> String {
     let mut line = format!("# scenario={} seed={} mutant={} options={}", h.scenario, h.seed, mutant, h.options);
     if let Some(plan) = &h.plan {
         line.push_str(&format!(" plan={plan}"));
+    }
+    if let Some(live) = &h.live {
+        line.push_str(&format!(" live={live}"));
     }
     line
 }
