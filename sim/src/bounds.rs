@@ -41,6 +41,7 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
                 ms => ms * 1000,
             },
             resume_window_us: real(f.resume_window_ms),
+            client_timeout_us: real(f.client_timeout_ms),
             drain_bound_us: real(f.drain_timeout_ms + l.release_timeout_ms + 2 * f.call_timeout_ms)
                 + opts.bounds.rpc_slack_ms * 1000,
             reconnect_us: opts.workload.reconnect_ms * 1000,

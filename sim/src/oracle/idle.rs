@@ -126,8 +126,16 @@ impl IdleCheck {
         let mut able = Self::able_since(p, m, owner, t, parked)?;
         // A dead owner's row bound to a session (a write that landed after
         // its client gave up) waits out the resume window first.
-        if row.is_some_and(|r| r.state == Lifecycle::Hot && r.session.is_some()) && m.dead.contains_key(&owner) {
+        let bound = row.filter(|r| r.state == Lifecycle::Hot && r.session.is_some());
+        if bound.is_some() && m.dead.contains_key(&owner) {
             able += p.fleet.resume_window_us;
+        } else if let Some(r) = bound {
+            // A live owner's row bound to a session no client holds (a grant
+            // that landed after its client gave up: a replica frozen past
+            // the client's patience, found live): the pool parks a session
+            // it has not heard from within the client timeout, and the
+            // parked worker then has its TTL.
+            able = able.max(r.since + p.fleet.client_timeout_us + p.fleet.ttl_us);
         }
         if owner == w.owner {
             able = able.max(w.owned_since);

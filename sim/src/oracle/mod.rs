@@ -158,6 +158,9 @@ pub struct FleetParams {
     /// How long after its owner's death a session's worker waits for its
     /// client to reconnect before the reapers may take it.
     pub resume_window_us: u64,
+    /// How long a pool keeps a session whose client it has not heard from
+    /// before parking its worker (`fleet.client_timeout_ms`).
+    pub client_timeout_us: u64,
     /// Longest from a shutdown request to the process's exit: the drain
     /// timeout, then the lease release and the last retirements.
     pub drain_bound_us: u64,

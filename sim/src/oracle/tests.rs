@@ -35,6 +35,7 @@ fn params() -> OracleParams {
             headroom_nodes: 0,
             health_bound_us: 5 * S,
             resume_window_us: 30 * S,
+            client_timeout_us: 60 * S,
             drain_bound_us: 20 * S,
             reconnect_us: 50 * S,
         },
@@ -659,6 +660,33 @@ fn l2_an_idle_worker_beyond_the_floor_starts_draining_within_ttl_reap_and_slack(
     let mut r = idle_beyond_floor();
     retire(&mut r, 70.5, "w1.1");
     assert_eq!(r.ticks(70.9, 200.0), None);
+}
+
+#[test]
+fn l2_a_grant_after_its_client_gave_up_is_parked_within_the_client_timeout() {
+    // c2 asks while i1 is frozen and gives up; i1 wakes and binds w1.1 to
+    // that session at 38.6 s. No client holds it: the pool must park it
+    // within the client timeout (60 s), and then it has its TTL (60 s):
+    // due 38.6 + 60 + 60 + 10 + 2 = 170.6 s, not 78.1 s.
+    let abandoned = || {
+        let mut r = idle_beyond_floor();
+        r.sim(8.5, K::Pause { target: "r1".into(), ms: 30_000 });
+        r.ok(9.0, "c2", None, K::SessionRequested { session: 2, org: "o".into(), replica: "r1".into() });
+        r.ok(20.0, "c2", None, K::SessionTimedOut { session: 2 });
+        r.sim(38.5, K::Resume { target: "r1".into() });
+        assert_eq!(r.write(38.6, update(1, "w1.1", 1, L::Hot, Some(2))), None);
+        r
+    };
+    let mut r = abandoned();
+    assert_eq!(r.ticks(38.7, 170.5), None);
+    assert_eq!(inv(r.ticks(170.7, 171.0)), "L2");
+    // Parked at the client timeout: fine. It is now i1's newest idle
+    // worker (its floor, and may stay); w1.2 left the floor and goes.
+    let mut r = abandoned();
+    assert_eq!(r.ticks(38.7, 98.0), None);
+    assert_eq!(r.write(98.6, update(1, "w1.1", 1, L::HotIdle, None)), None);
+    retire(&mut r, 105.0, "w1.2");
+    assert_eq!(r.ticks(105.4, 250.0), None);
 }
 
 #[test]
