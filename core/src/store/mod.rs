@@ -19,6 +19,8 @@ mod fleet_records;
 mod lifecycle;
 mod local;
 mod memory;
+#[cfg(feature = "postgres")]
+mod pg_server;
 #[cfg(all(test, feature = "postgres"))]
 mod pg_testserver;
 #[cfg(feature = "postgres")]
@@ -31,6 +33,8 @@ pub use backend::StoreBackend;
 pub use lifecycle::WorkerState;
 pub use local::LocalStore;
 pub use memory::MemStore;
+#[cfg(feature = "postgres")]
+pub use self::pg_server::PgServer;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PgClock, PgStore, PG_SCHEMA_VERSION};
 pub use cron_records::{

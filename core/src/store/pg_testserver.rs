@@ -12,11 +12,11 @@
 //! (`CI` set) they fail, since CI installs them.
 
 use postgres::{Client, NoTls};
+use super::pg_server::{command, find_binaries, free_port, initdb, run_as};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
@@ -84,67 +84,11 @@ impl TestServer {
     }
 }
 
-/// The directory holding `initdb` and `postgres`: PATH first, then
-/// Debian's `/usr/lib/postgresql/<version>/bin`, newest first.
-fn find_binaries() -> Option<PathBuf> {
-    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        // Debian links /usr/bin tools to a wrapper; the real binaries sit
-        // together in the versioned dir the link leads to.
-        if let Ok(real) = std::fs::canonicalize(dir.join("initdb")) {
-            if let Some(bin) = real.parent().filter(|d| has_both(d)) {
-                return Some(bin.to_path_buf());
-            }
-        }
-    }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has_both(&bin).then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin)
-}
-
 fn start() -> Start {
     let Some(bin) = find_binaries() else { return Start::Missing };
     match launch(&bin) {
         Ok(server) => Start::Up(Box::new(server)),
         Err(why) => Start::Failed(why),
-    }
-}
-
-/// `Some(user)` to run the server as, when we are root.
-fn run_as() -> Result<Option<(String, u32, u32)>, String> {
-    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
-    if !root {
-        return Ok(None);
-    }
-    let id = |user: &str, flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, user]).output().ok()?;
-        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-    };
-    for user in ["postgres", "nobody"] {
-        if let (Some(uid), Some(gid)) = (id(user, "-u"), id(user, "-g")) {
-            return Ok(Some((user.to_string(), uid, gid)));
-        }
-    }
-    Err("running as root, and neither a postgres nor a nobody user exists to run the server as".into())
-}
-
-/// `program args...`, as `user` when given.
-fn command(user: Option<&str>, program: &Path) -> Command {
-    match user {
-        Some(user) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--"]).arg(program);
-            c
-        }
-        None => Command::new(program),
     }
 }
 
@@ -165,18 +109,7 @@ fn init_and_start(bin: &Path, dir: &Path, user: Option<&(String, u32, u32)>) -> 
     if let Some((_, uid, gid)) = user {
         std::os::unix::fs::chown(dir, Some(*uid), Some(*gid)).map_err(|e| format!("chown {}: {e}", dir.display()))?;
     }
-    let data = dir.join("data");
-    let out = command(name, &bin.join("initdb"))
-        .arg("-D")
-        .arg(&data)
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("run initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("initdb failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
-    }
+    initdb(bin, dir, name)?;
     // A port can be taken between picking and binding it: try a few.
     let mut last = String::new();
     for _ in 0..3 {
@@ -192,11 +125,6 @@ fn init_and_start(bin: &Path, dir: &Path, user: Option<&(String, u32, u32)>) -> 
         }
     }
     Err(last)
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("find a free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| format!("find a free port: {e}"))
 }
 
 /// The server under a shell that waits for the test process to go, then
