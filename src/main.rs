@@ -4,7 +4,8 @@
 //! One module per family of commands: `sweep_cmd` (sweep, mutants),
 //! `merge_cmd` (merge shards), `replay_cmd` (replay, shrink, diff); what
 //! they share is in `output` (stdout, JSON records, progress, JUnit) and
-//! `names` (scenario and mutant lookup with "did you mean").
+//! `names` (scenario and mutant lookup with "did you mean"); `live_cmd`
+//! runs the live mode (only in the live build, on real tokio).
 
 /// Print a line to stdout (see [`output::line`]: a reader that went away
 /// stops the program with a message, never a panic).
@@ -14,10 +15,14 @@ macro_rules! say {
     };
 }
 
+mod live_cmd;
+#[cfg(madsim)]
 mod merge_cmd;
 mod names;
 mod output;
+#[cfg(madsim)]
 mod replay_cmd;
+#[cfg(madsim)]
 mod sweep_cmd;
 
 use clap::{Parser, Subcommand};
@@ -209,7 +214,23 @@ enum Cmd {
         #[arg(long, default_value_t = 10, value_name = "N")]
         max_failures: usize,
     },
+    /// Run the unchanged core live: N replica processes on real tokio
+    /// against a SQLite file or PostgreSQL, clients, and real faults
+    /// (SIGKILL, SIGSTOP/SIGCONT, SIGTERM, a database restart) on a seeded
+    /// schedule; then judge the merged trace with the oracle. Needs the
+    /// live build (see the README, "Run it live"); not reproducible: a
+    /// failure is triaged from its trace.
+    #[command(after_help = EXIT_CODES)]
+    Live(live_cmd::LiveCli),
+    /// One replica process of a live run (started by `haywire live`).
+    #[command(hide = true)]
+    LiveReplica(live_cmd::ReplicaCli),
 }
+
+/// What the live build says of the simulator's commands.
+#[cfg(not(madsim))]
+const SIM_BUILD: &str = "this is haywire's live build (real tokio): it runs `live` only. The simulator's commands are in \
+                         the default build: cargo build --release && target/release/haywire --help";
 
 /// A usage or input error: message, exit 2.
 pub struct Usage(pub String);
@@ -221,10 +242,12 @@ impl From<String> for Usage {
 }
 
 fn main() -> ExitCode {
+    #[cfg(madsim)]
     if let Some(argv0) = std::env::args().next() {
         haywire_sim::set_program(&argv0);
     }
     let cli = Cli::parse();
+    #[cfg(madsim)]
     let res = match cli.cmd {
         Cmd::List => Ok(names::list()),
         Cmd::Sweep { scenario, seeds, run, jobs, first, shard, format, junit, max_failures } => {
@@ -267,6 +290,15 @@ fn main() -> ExitCode {
         Cmd::Merge { files, format, junit, max_failures } => {
             merge_cmd::merge(&files, format, junit.as_deref(), max_failures)
         }
+        Cmd::Live(args) => live_cmd::live(args),
+        Cmd::LiveReplica(args) => live_cmd::replica(args),
+    };
+    #[cfg(not(madsim))]
+    let res = match cli.cmd {
+        Cmd::List => Ok(names::list()),
+        Cmd::Live(args) => live_cmd::live(args),
+        Cmd::LiveReplica(args) => live_cmd::replica(args),
+        _ => Err(Usage(SIM_BUILD.into())),
     };
     match res {
         Ok(code) => code,

@@ -1,9 +1,13 @@
 //! Scenarios and mutants by name: `list`, lookups that suggest the name
 //! a user probably meant, and the run configuration from the arguments.
+// The live build has the live command only: the simulator's records and
+// lookups are unused there.
+#![cfg_attr(not(madsim), allow(unused_imports, dead_code))]
 
 use crate::Usage;
 use haywire_core::Mutant;
 use haywire_scenarios as scenarios;
+#[cfg(madsim)]
 use haywire_sim::{RunConfig, StoreKind};
 use std::process::ExitCode;
 
@@ -33,6 +37,7 @@ pub fn mutant(name: &str) -> Result<Mutant, Usage> {
     })
 }
 
+#[cfg(madsim)]
 pub fn run_config(mutant_name: Option<&str>, store: Option<&str>) -> Result<RunConfig, Usage> {
     let mutant = mutant_name.map(mutant).transpose()?;
     let store = store

@@ -2,8 +2,12 @@
 //! away, the JSON records of `--format json` (which `merge` reads back),
 //! the per-scenario summary shared by `sweep` and `merge`, the progress bar
 //! on a terminal's stderr, JUnit XML, and Ctrl-C.
+// The live build has the live command only: the simulator's records and
+// lookups are unused there.
+#![cfg_attr(not(madsim), allow(unused_imports, dead_code))]
 
 use crate::Usage;
+#[cfg(madsim)]
 use haywire_sim::{Continuity, CronTally, Stats};
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
@@ -35,6 +39,7 @@ pub enum Format {
     Json,
 }
 
+#[cfg(madsim)]
 /// One line of `--format json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -45,12 +50,14 @@ pub enum Record {
     Mutant(MutantRecord),
 }
 
+#[cfg(madsim)]
 impl Record {
     pub fn print(&self) {
         line(&serde_json::to_string(self).expect("records serialize"));
     }
 }
 
+#[cfg(madsim)]
 /// One seed's verdict.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SeedRecord {
@@ -70,12 +77,14 @@ pub struct SeedRecord {
     pub trace_hash: Option<String>,
 }
 
+#[cfg(madsim)]
 impl SeedRecord {
     pub fn failed(&self) -> bool {
         self.verdict != "pass"
     }
 }
 
+#[cfg(madsim)]
 /// A scenario's totals in one sweep (or shard).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScenarioRecord {
@@ -90,6 +99,7 @@ pub struct ScenarioRecord {
     pub sim_per_wall: f64,
 }
 
+#[cfg(madsim)]
 /// The whole sweep: what ran and how it ended.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SummaryRecord {
@@ -105,6 +115,7 @@ pub struct SummaryRecord {
     pub haywire: String,
 }
 
+#[cfg(madsim)]
 /// One mutant's sweep over its home scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MutantRecord {
@@ -120,6 +131,7 @@ pub struct MutantRecord {
     pub replay: Option<String>,
 }
 
+#[cfg(madsim)]
 /// A scenario's seeds, summed, for its summary line.
 pub struct Totals {
     pub scenario: String,
@@ -128,6 +140,7 @@ pub struct Totals {
     pub fleet: bool,
 }
 
+#[cfg(madsim)]
 impl Totals {
     pub fn record(&self) -> ScenarioRecord {
         let failed = self.seeds.iter().filter(|s| s.failed()).count() as u64;
@@ -206,6 +219,7 @@ impl Totals {
     }
 }
 
+#[cfg(madsim)]
 /// A file the command will write at the end, checked at the start: a sweep
 /// of an hour must not end in "cannot write".
 pub struct OutFile {
@@ -213,6 +227,7 @@ pub struct OutFile {
     existed: bool,
 }
 
+#[cfg(madsim)]
 impl OutFile {
     pub fn check(path: &str, what: &str) -> Result<OutFile, Usage> {
         let existed = std::path::Path::new(path).exists();
@@ -240,6 +255,7 @@ impl OutFile {
     }
 }
 
+#[cfg(madsim)]
 /// JUnit XML: one test suite, one test case per `cases` entry (name, wall
 /// time, failure message and details).
 pub fn junit(suite: &str, cases: &[(String, Duration, Option<(String, String)>)]) -> String {
@@ -265,6 +281,7 @@ pub fn junit(suite: &str, cases: &[(String, Duration, Option<(String, String)>)]
     report.to_string().unwrap_or_default()
 }
 
+#[cfg(madsim)]
 /// The JUnit case of a scenario: failures list their replay commands.
 pub fn junit_case(t: &Totals) -> (String, Duration, Option<(String, String)>) {
     let fails: Vec<&SeedRecord> = t.seeds.iter().filter(|s| s.failed()).collect();
@@ -294,10 +311,12 @@ pub fn junit_case(t: &Totals) -> (String, Duration, Option<(String, String)>) {
     (t.scenario.clone(), t.wall, failure)
 }
 
+#[cfg(madsim)]
 /// Set by the first Ctrl-C: sweeps start no new seed, report what
 /// finished and exit 130. A second Ctrl-C exits at once.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+#[cfg(madsim)]
 pub fn catch_ctrl_c() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -307,16 +326,19 @@ pub fn catch_ctrl_c() {
     });
 }
 
+#[cfg(madsim)]
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+#[cfg(madsim)]
 /// A progress bar on stderr, only when stderr is a terminal (nothing in a
 /// pipe or a CI log); plain when `NO_COLOR` is set.
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
+#[cfg(madsim)]
 impl Progress {
     pub fn new(total: u64, unit: &str) -> Progress {
         if !std::io::stderr().is_terminal() {
