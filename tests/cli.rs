@@ -429,3 +429,12 @@ fn ctrl_c_keeps_what_finished() {
     let text = stdout(&o);
     assert!(text.contains("chaos ") && text.contains("INTERRUPTED"), "{text}");
 }
+
+#[test]
+fn live_on_the_simulators_build_says_how_to_build_the_live_one() {
+    let o = haywire(&["live", "--store", "sqlite:/tmp/haywire-cli-test-never-created.db"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("RUSTFLAGS= cargo build --release --target-dir target/live"), "{err}");
+    assert!(!std::path::Path::new("/tmp/haywire-cli-test-never-created.db").exists(), "nothing was run");
+}
