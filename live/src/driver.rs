@@ -484,6 +484,10 @@ pub fn run(args: LiveArgs) -> Result<LiveReport, String> {
 
 async fn run_async(args: LiveArgs) -> Result<LiveReport, String> {
     let opts = live_options(&args)?;
+    if args.dir.join("driver.jsonl").exists() {
+        // Its journals would be merged into this run's trace.
+        return Err(format!("{} holds an earlier live run: give a new --dir", args.dir.display()));
+    }
     std::fs::create_dir_all(&args.dir).map_err(|e| format!("create {}: {e}", args.dir.display()))?;
     let options_path = args.dir.join("options.json");
     std::fs::write(&options_path, serde_json::to_string_pretty(&opts).map_err(|e| e.to_string())?)
