@@ -42,6 +42,8 @@ pub struct Stats {
     pub sessions: u64,
     pub workers: u64,
     pub events: u64,
+    /// Requests that reached the store node.
+    pub store_requests: u64,
     pub sim_ms: u64,
     pub acquisitions: u64,
     pub effects: u64,
@@ -273,7 +275,7 @@ pub fn run_with_plan(
     // and seeded once, and madsim can make them deterministic only on a
     // thread that has built no HashMap yet. Nothing may build one before the
     // runtime (the SQLite backend does, so it is opened after).
-    let (events, violation, overdue, headroom) = std::thread::scope(|s| {
+    let ((events, violation, overdue, headroom), store_requests) = std::thread::scope(|s| {
         s.spawn(|| simulate_seed(seed, &opts, &plan))
             .join()
             .map_err(|p| format!("scenario {} seed {seed} panicked: {}", scenario.name(), panic_message(&p)))
@@ -292,6 +294,7 @@ pub fn run_with_plan(
         events,
     };
     let mut stats = stats(&trace, plan.faults.len());
+    stats.store_requests = store_requests;
     (stats.idle_overdue_ms, stats.idle_overdue_quiet_ms) = (overdue.0 / 1000, overdue.1 / 1000);
     (stats.placeholder_peak, stats.placeholder_ms) = (headroom.0 as u64, (headroom.1 / 1000) as u64);
     Ok(Outcome {
@@ -338,7 +341,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// One seed on the current (fresh) thread: what its recorder recorded.
-fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Recording, String> {
+fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<(Recording, u64), String> {
     let mut config = madsim::Config::default();
     let (lo, hi) = opts.latency_ms;
     config.net.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi.max(lo + 1));
@@ -351,7 +354,8 @@ fn simulate_seed(seed: u64, opts: &RunOptions, plan: &FaultPlan) -> Result<Recor
         let oracle = Oracle::new(params, world_opts.replicas);
         let world = World::new(&world_opts, seed, backend, oracle);
         simulate(world.clone(), &world_opts, world_plan).await;
-        world.recorder.take()
+        let requests = world.store.lock().requests;
+        (world.recorder.take(), requests)
     }))
 }
 

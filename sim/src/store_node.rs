@@ -28,6 +28,8 @@ pub const STORE_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net
 pub struct StoreNode {
     pub backend: Box<dyn StoreBackend>,
     pub faults: StoreFaultState,
+    /// Requests that reached the node (the bench's per-request cost).
+    pub requests: u64,
 }
 
 /// Store-side fault switches.
@@ -44,7 +46,7 @@ pub struct StoreFaultState {
 
 impl StoreNode {
     pub fn new(backend: Box<dyn StoreBackend>, replicas: usize) -> Self {
-        StoreNode { backend, faults: StoreFaultState { slow_ms: vec![0; replicas], ..Default::default() } }
+        StoreNode { backend, faults: StoreFaultState { slow_ms: vec![0; replicas], ..Default::default() }, requests: 0 }
     }
 }
 
@@ -87,7 +89,11 @@ async fn handle(
     (from, replica): (InstanceId, usize),
     req: StoreRequest,
 ) -> Option<StoreResult> {
-    let slow = store.lock().faults.slow_ms.get(replica).copied().unwrap_or(0);
+    let slow = {
+        let mut node = store.lock();
+        node.requests += 1;
+        node.faults.slow_ms.get(replica).copied().unwrap_or(0)
+    };
     if slow > 0 {
         madsim::time::sleep(Duration::from_millis(slow)).await;
     }
