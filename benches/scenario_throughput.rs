@@ -64,21 +64,18 @@ fn ratios(_: &mut Criterion) {
     if !filters.is_empty() && !filters.iter().any(|f| "ratios".contains(f.as_str())) {
         return;
     }
-    let base_requests = baseline_batch() as f64;
-    let base = median(REPS, || {
-        baseline_batch();
-    });
-    let base_us = base.as_secs_f64() * 1e6 / base_requests;
+    // Runs are deterministic: every timed run returns the same counts.
+    let mut base_requests = 0;
+    let base = median(REPS, || base_requests = baseline_batch());
+    let base_us = base.as_secs_f64() * 1e6 / base_requests as f64;
     println!("\nwall time per store request and per event, as a ratio to bare madsim's per request ({base_us:.2} µs)");
     println!("{:<12} {:>10} {:>10} {:>9} {:>10} {:>9} {:>12}", "scenario", "requests", "µs/req", "÷ base", "µs/event", "÷ base", "sim/wall");
     for name in ["chaos", "idle-churn", "steady", "cron-edits"] {
-        let stats = batch_stats(name);
+        let mut stats = Vec::new();
+        let t = median(REPS, || stats = batch_stats(name));
         let requests = stats.iter().map(|s| s.store_requests).sum::<u64>() as f64;
         let events = stats.iter().map(|s| s.events).sum::<u64>() as f64;
         let sim_s = stats.iter().map(|s| s.sim_ms).sum::<u64>() as f64 / 1e3;
-        let t = median(REPS, || {
-            batch(name);
-        });
         let (per_req, per_event) = (t.as_secs_f64() * 1e6 / requests, t.as_secs_f64() * 1e6 / events);
         println!(
             "{name:<12} {requests:>10} {per_req:>10.2} {:>9.2} {per_event:>10.2} {:>9.2} {:>11.0}x",

@@ -32,7 +32,7 @@ pub fn seed(seed: u64) -> u64 {
 
 fn run(seed: u64) -> u64 {
     let mut config = madsim::Config::default();
-    // The same latency range haywire's scenarios draw from.
+    // Inside the range haywire's scenarios draw from (1 ms to 2–20 ms).
     config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
     let rt = madsim::runtime::Runtime::with_seed_and_config(seed, config);
     rt.block_on(async move {
