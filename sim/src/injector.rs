@@ -47,6 +47,19 @@ fn sleep_ms(ms: u64) -> madsim::time::Sleep {
     madsim::time::sleep(Duration::from_millis(ms))
 }
 
+/// The running faults' tasks, aborted if the injector's run is dropped (a
+/// violation ends a run early): a pending task would hold the world past
+/// the run (madsim-rs/madsim#242).
+struct FaultTasks(Vec<madsim::task::JoinHandle<()>>);
+
+impl Drop for FaultTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 impl Injector {
     pub fn new(world: Arc<World>, servers: Servers, opts: &RunOptions) -> Arc<Self> {
         Arc::new(Injector { world, servers, handle: Handle::current(), grace_ms: opts.shutdown_grace_ms })
@@ -56,14 +69,14 @@ impl Injector {
     /// faults can overlap.
     pub async fn run(self: Arc<Self>, plan: FaultPlan) {
         let start = madsim::time::Instant::now();
-        let mut tasks = Vec::new();
+        let mut tasks = FaultTasks(Vec::new());
         for planned in plan.faults {
             let at = start + Duration::from_millis(planned.at_ms);
             madsim::time::sleep_until(at).await;
             let me = self.clone();
-            tasks.push(madsim::task::spawn(async move { me.fire(planned.fault).await }));
+            tasks.0.push(madsim::task::spawn(async move { me.fire(planned.fault).await }));
         }
-        for t in tasks {
+        for t in tasks.0.iter_mut() {
             let _ = t.await;
         }
     }

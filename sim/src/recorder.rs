@@ -28,6 +28,9 @@ struct Log {
     events: Vec<Event>,
     oracle: Oracle,
     violation: Option<Violation>,
+    /// The run's recording was taken: what its tasks do as they are torn
+    /// down is no part of it.
+    taken: bool,
 }
 
 impl RunRecorder {
@@ -35,7 +38,7 @@ impl RunRecorder {
     pub fn new(oracle: Oracle) -> Self {
         RunRecorder {
             origin: Instant::now(),
-            log: Mutex::new(Log { events: Vec::new(), oracle, violation: None }),
+            log: Mutex::new(Log { events: Vec::new(), oracle, violation: None, taken: false }),
             violated: Notify::new(),
         }
     }
@@ -61,7 +64,7 @@ impl RunRecorder {
     /// Record an event and let the oracle judge it.
     pub fn record(&self, node: &str, inst: Option<u64>, kind: EventKind) {
         let mut g = self.log();
-        if g.violation.is_some() {
+        if g.violation.is_some() || g.taken {
             return; // the run is over; keep the trace ending at the violation
         }
         let event = Event { t: self.now_us(), node: node.to_string(), inst, kind };
@@ -127,6 +130,7 @@ impl RunRecorder {
     /// Take what the run recorded.
     pub fn take(&self) -> Recording {
         let mut g = self.log();
+        g.taken = true;
         let overdue = g.oracle.idle_overdue_us();
         let headroom = g.oracle.headroom_measure();
         (std::mem::take(&mut g.events), g.violation.take(), overdue, headroom)
