@@ -8,7 +8,7 @@
 
 use crate::clock::{Clock, Millis};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
@@ -166,12 +166,55 @@ fn matches(labels: &Labels, selector: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// Names by label: each `(key, value)` a pod or secret carries, the names
+/// carrying it. A list walks the smallest set its selector names instead of
+/// every object (a replica's health check lists its own pods every couple
+/// of seconds; docs/design.md §10).
+#[derive(Clone, Debug, Default)]
+struct LabelIndex(BTreeMap<(String, String), BTreeSet<String>>);
+
+impl LabelIndex {
+    fn insert(&mut self, name: &str, labels: &Labels) {
+        for (k, v) in labels {
+            self.0.entry((k.clone(), v.clone())).or_default().insert(name.to_string());
+        }
+    }
+
+    fn remove(&mut self, name: &str, labels: &Labels) {
+        for (k, v) in labels {
+            let key = (k.clone(), v.clone());
+            if let Some(names) = self.0.get_mut(&key) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.0.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The fewest names that can match `selector`, in name order; `None`
+    /// for an empty selector (everything matches).
+    fn candidates(&self, selector: &Labels) -> Option<Vec<&str>> {
+        let mut best: Option<&BTreeSet<String>> = None;
+        for (k, v) in selector {
+            match self.0.get(&(k.clone(), v.clone())) {
+                None => return Some(Vec::new()),
+                Some(names) if best.is_none_or(|b| names.len() < b.len()) => best = Some(names),
+                Some(_) => {}
+            }
+        }
+        best.map(|b| b.iter().map(String::as_str).collect())
+    }
+}
+
 /// An in-memory cluster. A pod becomes `Running` `start_ms` after it was
 /// created (set per pod by the host through [`MemCluster::set_next_start_ms`]).
 #[derive(Clone, Debug, Default)]
 pub struct MemCluster {
     pods: BTreeMap<String, (Pod, Millis)>,
     secrets: BTreeMap<String, Secret>,
+    pod_labels: LabelIndex,
+    secret_labels: LabelIndex,
     next_start_ms: Millis,
 }
 
@@ -220,39 +263,57 @@ impl MemCluster {
         self.secrets.values().cloned().collect()
     }
 
+    /// Names of pods matching `selector`, in name order.
+    fn pods_matching(&self, selector: &Labels) -> Vec<&str> {
+        let names = match self.pod_labels.candidates(selector) {
+            Some(names) => names,
+            None => self.pods.keys().map(String::as_str).collect(),
+        };
+        names.into_iter().filter(|n| self.pods.get(*n).is_some_and(|(p, _)| matches(&p.labels, selector))).collect()
+    }
+
+    fn secrets_matching(&self, selector: &Labels) -> Vec<Secret> {
+        let names = match self.secret_labels.candidates(selector) {
+            Some(names) => names,
+            None => self.secrets.keys().map(String::as_str).collect(),
+        };
+        names.into_iter().filter_map(|n| self.secrets.get(n)).filter(|s| matches(&s.labels, selector)).cloned().collect()
+    }
+
     pub fn apply(&mut self, req: &ClusterRequest, now: Millis) -> Result<ClusterReply, ClusterError> {
         Ok(match req {
             ClusterRequest::CreateSecret { name, labels } => {
                 if self.secrets.contains_key(name) {
                     return Err(ClusterError::AlreadyExists(name.clone()));
                 }
+                self.secret_labels.insert(name, labels);
                 self.secrets.insert(name.clone(), Secret { name: name.clone(), labels: labels.clone(), created_at: now });
                 ClusterReply::Done
             }
             ClusterRequest::DeleteSecret { name } => {
-                self.secrets.remove(name).ok_or_else(|| ClusterError::NotFound(name.clone()))?;
+                let gone = self.secrets.remove(name).ok_or_else(|| ClusterError::NotFound(name.clone()))?;
+                self.secret_labels.remove(name, &gone.labels);
                 ClusterReply::Done
             }
-            ClusterRequest::ListSecrets { selector } => ClusterReply::Secrets {
-                now,
-                list: self.secrets.values().filter(|s| matches(&s.labels, selector)).cloned().collect(),
-            },
+            ClusterRequest::ListSecrets { selector } => ClusterReply::Secrets { now, list: self.secrets_matching(selector) },
             ClusterRequest::CreatePod { name, labels } => {
                 if self.pods.contains_key(name) {
                     return Err(ClusterError::AlreadyExists(name.clone()));
                 }
                 let pod = Pod { name: name.clone(), labels: labels.clone(), created_at: now, phase: PodPhase::Pending };
+                self.pod_labels.insert(name, labels);
                 self.pods.insert(name.clone(), (pod, now.saturating_add(self.next_start_ms)));
                 ClusterReply::Done
             }
             ClusterRequest::DeletePod { name } => {
-                self.pods.remove(name).ok_or_else(|| ClusterError::NotFound(name.clone()))?;
+                let (gone, _) = self.pods.remove(name).ok_or_else(|| ClusterError::NotFound(name.clone()))?;
+                self.pod_labels.remove(name, &gone.labels);
                 ClusterReply::Done
             }
             ClusterRequest::GetPod { name } => ClusterReply::Pod(self.pod_at(name, now)),
             ClusterRequest::ListPods { selector } => ClusterReply::Pods {
                 now,
-                list: self.pods(now).into_iter().filter(|p| matches(&p.labels, selector)).collect(),
+                list: self.pods_matching(selector).into_iter().filter_map(|n| self.pod_at(n, now)).collect(),
             },
         })
     }
@@ -314,6 +375,41 @@ mod tests {
         c.apply(&ClusterRequest::DeleteSecret { name: "s".into() }, 2).unwrap();
         assert_eq!(c.apply(&ClusterRequest::DeleteSecret { name: "s".into() }, 3), Err(ClusterError::NotFound("s".into())));
         assert_eq!(c.apply(&ClusterRequest::DeletePod { name: "p".into() }, 3), Err(ClusterError::NotFound("p".into())));
+    }
+
+    proptest::proptest! {
+        /// The label index answers every list as a walk over every object
+        /// would, in the same order, through creates and deletes.
+        #[test]
+        fn indexed_lists_match_a_full_walk(ops in proptest::collection::vec((0u8..3, 0u8..6, 0u8..3, 0u8..3), 1..60)) {
+            let mut c = MemCluster::new();
+            for (op, name, app, inst) in ops {
+                let name = format!("o{name}");
+                let l = labels(&[("app", &format!("a{app}")), ("inst", &format!("i{inst}"))]);
+                let reqs = match op {
+                    0 => vec![ClusterRequest::CreatePod { name: name.clone(), labels: l.clone() }, ClusterRequest::CreateSecret { name, labels: l }],
+                    1 => vec![ClusterRequest::DeletePod { name: name.clone() }, ClusterRequest::DeleteSecret { name }],
+                    _ => vec![],
+                };
+                for r in reqs {
+                    let _ = c.apply(&r, 1);
+                }
+                for sel in [labels(&[]), labels(&[("app", "a1")]), labels(&[("app", "a0"), ("inst", "i2")]), labels(&[("nope", "x")])] {
+                    let walk: Vec<String> = c.pods(5).into_iter().filter(|p| matches(&p.labels, &sel)).map(|p| p.name).collect();
+                    let listed = match c.apply(&ClusterRequest::ListPods { selector: sel.clone() }, 5).unwrap() {
+                        ClusterReply::Pods { list, .. } => list.into_iter().map(|p| p.name).collect::<Vec<_>>(),
+                        r => panic!("{r:?}"),
+                    };
+                    proptest::prop_assert_eq!(&listed, &walk);
+                    let walk: Vec<String> = c.secrets().into_iter().filter(|s| matches(&s.labels, &sel)).map(|s| s.name).collect();
+                    let listed = match c.apply(&ClusterRequest::ListSecrets { selector: sel }, 5).unwrap() {
+                        ClusterReply::Secrets { list, .. } => list.into_iter().map(|s| s.name).collect::<Vec<_>>(),
+                        r => panic!("{r:?}"),
+                    };
+                    proptest::prop_assert_eq!(&listed, &walk);
+                }
+            }
+        }
     }
 
     #[test]
