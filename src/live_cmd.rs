@@ -4,13 +4,14 @@
 //! build they say how to make it.
 
 use crate::Usage;
+use haywire_sim::options::{MAX_CLIENTS, MAX_REPLICAS};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct LiveCli {
     /// Replica processes.
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICAS as i64))]
     replicas: u32,
     /// The store: sqlite:PATH (a new file), postgres:URL (a database with
     /// no haywire tables yet; URL as postgresql://user@host:port/db), or
@@ -27,7 +28,7 @@ pub struct LiveCli {
     #[arg(long, value_name = "NAME")]
     mutant: Option<String>,
     /// Client tasks opening and closing sessions.
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_CLIENTS as i64))]
     clients: u32,
     /// Where the journals, replica logs, options and the merged trace go
     /// (default: a new directory in the temp dir).

@@ -11,6 +11,7 @@ use crate::schedule::{self, LiveFault, Timed};
 use crate::wire;
 use haywire_core::store::{PgClock, PgServer, PgStore, SqliteStore, StoreBackend, StoreError};
 use haywire_core::Mutant;
+use haywire_sim::options::MAX_REPLICAS;
 use haywire_sim::{ClockSpec, FaultRates, RunOptions, Violation};
 use haywire_traces::{EventKind, Trace};
 use nix::sys::signal::{kill, Signal};
@@ -468,8 +469,8 @@ impl Driver {
 /// store that will not open, a replica that will not start); a broken
 /// invariant is an `Ok` report with a violation.
 pub fn run(args: LiveArgs) -> Result<LiveReport, String> {
-    if args.replicas == 0 || args.replicas > 64 {
-        return Err(format!("--replicas must be 1..=64, got {}", args.replicas));
+    if args.replicas == 0 || args.replicas > MAX_REPLICAS {
+        return Err(format!("--replicas must be 1..={MAX_REPLICAS}, got {}", args.replicas));
     }
     if args.seconds == 0 {
         return Err("--seconds must be positive".into());

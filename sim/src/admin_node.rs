@@ -7,7 +7,8 @@
 //! The readers ask every running replica for the settings it serves, so
 //! the oracle sees what a client of each replica would (C5).
 
-use crate::client_node::{replica_addr, think as wait};
+use crate::addresses::replica_addr;
+use crate::client_node::think as wait;
 use crate::options::CronWorkload;
 use crate::remote_store::RemoteStore;
 use crate::replica_node::{SessionReply, SessionRequest};

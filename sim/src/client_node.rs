@@ -3,23 +3,19 @@
 //! quiet period begins. Every choice comes from the world's seeded RNG.
 
 use crate::replica_node::{SessionReply, SessionRequest};
-use crate::rpc::{Caller, SESSION_PORT, SESSION_TAG};
+use crate::addresses::replica_addr;
+use crate::rpc::{Caller, SESSION_TAG};
 use crate::options::Workload;
 use crate::world::{Shared, World};
 use haywire_traces::EventKind;
 use madsim::net::Endpoint;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a client waits for a release to be acknowledged.
 const RELEASE_PATIENCE: Duration = Duration::from_secs(5);
-
-pub fn replica_addr(i: usize) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, (i + 1) as u8)), SESSION_PORT)
-}
 
 /// What the client nodes share.
 pub struct Clients {

@@ -23,6 +23,8 @@ pub mod scenario;
 pub mod store_events;
 
 #[cfg(madsim)]
+pub mod addresses;
+#[cfg(madsim)]
 pub mod admin_node;
 #[cfg(madsim)]
 pub mod client_node;

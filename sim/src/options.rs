@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// The largest fleet a run may have: `fleet-scale` draws up to 300
+/// replicas and 2,000 clients; the limits leave room above that while
+/// keeping every node an address (sim/src/addresses.rs).
+pub const MAX_REPLICAS: usize = 1_000;
+pub const MAX_CLIENTS: usize = 10_000;
+
 /// Which backend the store node runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -233,8 +239,8 @@ impl RunOptions {
 
     /// Reject options that cannot run (bad input from a scenario or user).
     pub fn validate(&self) -> Result<(), String> {
-        if self.replicas == 0 || self.replicas > 64 {
-            return Err(format!("replicas must be 1..=64, got {}", self.replicas));
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            return Err(format!("replicas must be 1..={MAX_REPLICAS}, got {}", self.replicas));
         }
         if self.clocks.len() != self.replicas {
             return Err(format!("{} clock specs for {} replicas", self.clocks.len(), self.replicas));
@@ -249,8 +255,8 @@ impl RunOptions {
             return Err(format!("initial_replicas must be 1..={}, got {}", self.replicas, self.initial_replicas));
         }
         let w = &self.workload;
-        if w.clients > 64 {
-            return Err(format!("at most 64 clients, got {}", w.clients));
+        if w.clients > MAX_CLIENTS {
+            return Err(format!("at most {MAX_CLIENTS} clients, got {}", w.clients));
         }
         if w.clients > 0 && (w.orgs == 0 || w.session_ms.0 > w.session_ms.1 || w.patience_ms == 0) {
             return Err(format!("bad workload {w:?}"));
