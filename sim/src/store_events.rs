@@ -133,7 +133,16 @@ pub fn describe(from: InstanceId, req: &StoreRequest, result: &StoreResult, repl
     }
     let fence = req.fence().map(|f| f.epoch);
     Some(match (req, result) {
-        (StoreRequest::ListInstances | StoreRequest::ListSlots | StoreRequest::ListWorkers, Ok(_)) => return None,
+        (
+            StoreRequest::ListInstances
+            | StoreRequest::ListSlots
+            | StoreRequest::ListSlotsOf { .. }
+            | StoreRequest::ListWorkers
+            | StoreRequest::ListWorkersOf { .. }
+            | StoreRequest::ListIdleWorkers { .. }
+            | StoreRequest::ListSessionWorkers { .. },
+            Ok(_),
+        ) => return None,
         (StoreRequest::HeartbeatInstance { .. } | StoreRequest::RegisterInstance { .. }, Ok(StoreReply::InstanceDead)) => {
             EventKind::HeartbeatRefused { from }
         }

@@ -2,6 +2,7 @@
 
 use super::cron_records::*;
 use super::fleet_records::*;
+use super::rules;
 use super::rules::cron::Fire;
 use super::records::*;
 use super::lifecycle::WorkerState;
@@ -136,6 +137,28 @@ pub trait StoreBackend: Send {
     ) -> Result<WorkerCas, StoreError>;
     /// All workers, by id.
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError>;
+    /// The rows `scope` names ([`rules::workers::in_scope`]), ordered by id.
+    /// This default reads every row; a backend with indexes reads only those.
+    fn list_workers_of(&mut self, scope: &OwnScope, now: Millis) -> Result<Vec<WorkerRecord>, StoreError> {
+        let live = crate::registry::live_instances(&self.list_instances()?, now, scope.dead_after_ms);
+        Ok(self.list_workers()?.into_iter().filter(|w| rules::workers::in_scope(w, scope, &live)).collect())
+    }
+    /// The hot-idle rows of `org` bound to no session, ordered by id.
+    fn list_idle_workers(&mut self, org: &str) -> Result<Vec<WorkerRecord>, StoreError> {
+        Ok(self.list_workers()?.into_iter().filter(|w| rules::workers::idle_in(w, org)).collect())
+    }
+    /// The rows bound to `session`, ordered by id.
+    fn list_session_workers(&mut self, session: u64) -> Result<Vec<WorkerRecord>, StoreError> {
+        Ok(self.list_workers()?.into_iter().filter(|w| w.session == Some(session)).collect())
+    }
+    /// The slots `scope` names ([`rules::workers::slot_in_scope`]), ordered
+    /// by worker.
+    fn list_slots_of(&mut self, scope: &OwnScope) -> Result<Vec<SlotRecord>, StoreError> {
+        let owners: std::collections::BTreeMap<String, InstanceId> =
+            self.list_workers()?.into_iter().map(|w| (w.id, w.owner)).collect();
+        let slots = self.list_slots()?;
+        Ok(slots.into_iter().filter(|s| rules::workers::slot_in_scope(s, owners.get(&s.worker).copied(), scope)).collect())
+    }
 
     // --- cron coordination (rules in `rules/cron.rs`) ---
 
@@ -200,6 +223,7 @@ pub trait StoreBackend: Send {
             }
             StoreRequest::FreeSlot { worker, fence } => StoreReply::Slot(self.free_slot(worker, fence.as_ref(), now)?),
             StoreRequest::ListSlots => StoreReply::Slots { now, list: self.list_slots()? },
+            StoreRequest::ListSlotsOf { scope } => StoreReply::Slots { now, list: self.list_slots_of(scope)? },
             StoreRequest::InsertWorker { worker } => StoreReply::Worker(self.insert_worker(worker, now)?),
             StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence } => StoreReply::Worker(
                 self.update_worker(id, *owner, *epoch, *from, *to, *session, fence.as_ref(), now)?,
@@ -208,6 +232,11 @@ pub trait StoreBackend: Send {
                 StoreReply::Worker(self.claim_worker_to(id, *owner, *epoch, *from, *to, *new_owner, fence.as_ref(), now)?)
             }
             StoreRequest::ListWorkers => StoreReply::Workers { now, list: self.list_workers()? },
+            StoreRequest::ListWorkersOf { scope } => StoreReply::Workers { now, list: self.list_workers_of(scope, now)? },
+            StoreRequest::ListIdleWorkers { org } => StoreReply::Workers { now, list: self.list_idle_workers(org)? },
+            StoreRequest::ListSessionWorkers { session } => {
+                StoreReply::Workers { now, list: self.list_session_workers(*session)? }
+            }
             StoreRequest::CreateJob { id, schedule } => StoreReply::Job(self.create_job(id, schedule, now)?),
             StoreRequest::EditJob { id, schedule, status } => {
                 StoreReply::Job(self.edit_job(id, schedule.as_ref(), *status, now)?)

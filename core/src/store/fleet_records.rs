@@ -50,6 +50,24 @@ pub struct SlotRecord {
     pub reserved_at: Millis,
 }
 
+/// The part of the fleet one replica's own reaper can act on (docs/design.md
+/// §2.4, §10): instead of every row, the store answers with the rows (or
+/// slots) a fallback pass reads, through its indexes, so that a replica's
+/// pass costs what its own share of the fleet costs, not the whole fleet.
+/// The rule is [`super::rules::workers::in_scope`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnScope {
+    /// The reaping instance: every row it owns.
+    pub instance: InstanceId,
+    /// Every worker it minted: ids starting with this.
+    pub minted_prefix: String,
+    /// Rows it is in the middle of taking over, whatever their owner.
+    pub ids: Vec<String>,
+    /// And the unended rows of every owner the store does not hold alive by
+    /// this threshold at its `now` (dead, or unknown to it).
+    pub dead_after_ms: u64,
+}
+
 /// Leader-gated writes carry the lease epoch that authorised them; the
 /// store applies them only while `holder` holds the lease at `epoch`,
 /// unexpired.

@@ -40,7 +40,9 @@ pub use self::postgres::{PgClock, PgStore, PG_SCHEMA_VERSION};
 pub use cron_records::{
     FireKind, FireRecord, FireResult, JobCas, JobRecord, JobReject, JobStatus, Schedule, SettingsRecord,
 };
-pub use fleet_records::{InstanceRecord, LeaseFence, SlotRecord, SlotResult, WorkerCas, WorkerRecord, WorkerReject};
+pub use fleet_records::{
+    InstanceRecord, LeaseFence, OwnScope, SlotRecord, SlotResult, WorkerCas, WorkerRecord, WorkerReject,
+};
 pub use records::{
     CasResult, EffectResult, EffectRow, FenceReject, LeaseRecord, Reject, StoreError, StoreReply, StoreRequest,
 };

@@ -68,6 +68,8 @@ pub enum StoreRequest {
     ReserveSlot { worker: String, org: String, org_cap: u32, global_cap: u32 },
     FreeSlot { worker: String, fence: Option<LeaseFence> },
     ListSlots,
+    /// The slots [`OwnScope`] names, ordered by worker (a fallback pass).
+    ListSlotsOf { scope: OwnScope },
     /// Create a worker row (the store stamps its times; version 1).
     InsertWorker { worker: WorkerRecord },
     /// CAS a worker from `from` to `to` as `(owner, epoch)`, binding it to
@@ -96,6 +98,13 @@ pub enum StoreRequest {
         fence: Option<LeaseFence>,
     },
     ListWorkers,
+    /// The rows [`OwnScope`] names, ordered by id (a fallback pass).
+    ListWorkersOf { scope: OwnScope },
+    /// The hot-idle rows of `org` bound to no session, ordered by id (a
+    /// spawn looking for another replica's idle worker to claim).
+    ListIdleWorkers { org: String },
+    /// The rows bound to `session`, ordered by id (a reconnect).
+    ListSessionWorkers { session: u64 },
 
     // --- cron coordination (docs/design.md §2.7) ---
     /// Create an active, unowned job (an admin's write).
@@ -146,10 +155,14 @@ impl StoreRequest {
             StoreRequest::ReserveSlot { .. } => "reserve_slot",
             StoreRequest::FreeSlot { .. } => "free_slot",
             StoreRequest::ListSlots => "list_slots",
+            StoreRequest::ListSlotsOf { .. } => "list_slots_of",
             StoreRequest::InsertWorker { .. } => "insert_worker",
             StoreRequest::UpdateWorker { .. } => "update_worker",
             StoreRequest::ClaimWorker { .. } => "claim_worker",
             StoreRequest::ListWorkers => "list_workers",
+            StoreRequest::ListWorkersOf { .. } => "list_workers_of",
+            StoreRequest::ListIdleWorkers { .. } => "list_idle_workers",
+            StoreRequest::ListSessionWorkers { .. } => "list_session_workers",
             StoreRequest::CreateJob { .. } => "create_job",
             StoreRequest::EditJob { .. } => "edit_job",
             StoreRequest::ClaimJob { .. } => "claim_job",
@@ -180,7 +193,11 @@ impl StoreRequest {
             StoreRequest::ReadLease { .. }
                 | StoreRequest::ListInstances
                 | StoreRequest::ListSlots
+                | StoreRequest::ListSlotsOf { .. }
                 | StoreRequest::ListWorkers
+                | StoreRequest::ListWorkersOf { .. }
+                | StoreRequest::ListIdleWorkers { .. }
+                | StoreRequest::ListSessionWorkers { .. }
                 | StoreRequest::ListJobs
                 | StoreRequest::ReadFire { .. }
                 | StoreRequest::ListRunning

@@ -23,6 +23,7 @@ use super::StoreBackend;
 use crate::clock::Millis;
 use crate::ids::InstanceId;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -42,7 +43,11 @@ use std::time::Duration;
 /// - 5: cron coordination: `jobs`, `fires` (one row per (job, slot), its
 ///   primary key: a slot commits at most once) and the one-row `settings`
 ///   (docs/design.md §2.7).
-const SCHEMA: [&str; 5] = [
+/// - 6: indexes on `workers` by owner, by (org, state) and by session: a
+///   replica's own reaper, a spawn claiming another's idle worker and a
+///   reconnect read the rows they act on rather than every row
+///   (docs/design.md §10).
+const SCHEMA: [&str; 6] = [
     "
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT    PRIMARY KEY NOT NULL,
@@ -123,6 +128,11 @@ CREATE TABLE IF NOT EXISTS settings (
     version    INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
+",
+    "
+CREATE INDEX IF NOT EXISTS workers_by_owner ON workers (owner);
+CREATE INDEX IF NOT EXISTS workers_by_org_state ON workers (org, state);
+CREATE INDEX IF NOT EXISTS workers_by_session ON workers (session);
 ",
 ];
 
@@ -581,6 +591,76 @@ impl StoreBackend for SqliteStore {
         rows.map(|r| r.map_err(backend).and_then(RawWorker::decode)).collect()
     }
 
+    /// Through the indexes: the instance's rows by owner, its minted ids by
+    /// key range, the take-overs by key, and the unended rows of owners not
+    /// alive (found from the owners the rows name, an index walk).
+    fn list_workers_of(&mut self, scope: &OwnScope, now: Millis) -> Result<Vec<WorkerRecord>, StoreError> {
+        let live = crate::registry::live_instances(&self.list_instances()?, now, scope.dead_after_ms);
+        let conn = &self.conn;
+        let mut rows = BTreeMap::new();
+        let mut owners: Vec<i64> = Vec::new();
+        {
+            let mut stmt = conn.prepare_cached("SELECT DISTINCT owner FROM workers").map_err(backend)?;
+            let found = stmt.query_map([], |row| row.get::<_, i64>(0)).map_err(backend)?;
+            for o in found {
+                let o = o.map_err(backend)?;
+                if dec(o) == scope.instance.0 || !live.contains(&InstanceId(dec(o))) {
+                    owners.push(o);
+                }
+            }
+        }
+        let by_owner = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = ?1");
+        for o in owners {
+            for w in workers_where(conn, &by_owner, params![o])? {
+                if rules::workers::in_scope(&w, scope, &live) {
+                    rows.insert(w.id.clone(), w);
+                }
+            }
+        }
+        for w in minted(conn, &scope.minted_prefix)? {
+            rows.insert(w.id.clone(), w);
+        }
+        for id in &scope.ids {
+            if let Some(w) = read_worker(conn, id)? {
+                rows.insert(w.id.clone(), w);
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    fn list_idle_workers(&mut self, org: &str) -> Result<Vec<WorkerRecord>, StoreError> {
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE org = ?1 AND state = ?2 ORDER BY id");
+        let rows = workers_where(&self.conn, &sql, params![org, WorkerState::HotIdle.name()])?;
+        Ok(rows.into_iter().filter(|w| rules::workers::idle_in(w, org)).collect())
+    }
+
+    fn list_session_workers(&mut self, session: u64) -> Result<Vec<WorkerRecord>, StoreError> {
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE session = ?1 ORDER BY id");
+        workers_where(&self.conn, &sql, params![enc(session)])
+    }
+
+    fn list_slots_of(&mut self, scope: &OwnScope) -> Result<Vec<SlotRecord>, StoreError> {
+        let conn = &self.conn;
+        let mut slots = BTreeMap::new();
+        {
+            let (sql, range) = key_range("SELECT worker, org, reserved_at FROM slots", "worker", &scope.minted_prefix);
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            for s in stmt.query_map(rusqlite::params_from_iter(range), slot_from_row).map_err(backend)? {
+                let s = s.map_err(backend)?;
+                if s.worker.starts_with(&scope.minted_prefix) {
+                    slots.insert(s.worker.clone(), s);
+                }
+            }
+        }
+        let sql = "SELECT s.worker, s.org, s.reserved_at FROM workers w JOIN slots s ON s.worker = w.id WHERE w.owner = ?1";
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        for s in stmt.query_map(params![enc(scope.instance.0)], slot_from_row).map_err(backend)? {
+            let s = s.map_err(backend)?;
+            slots.insert(s.worker.clone(), s);
+        }
+        Ok(slots.into_values().collect())
+    }
+
     fn create_job(&mut self, id: &str, schedule: &Schedule, now: Millis) -> Result<JobCas, StoreError> {
         let tx = self.write_tx()?;
         let current = read_job(&tx, id)?;
@@ -958,6 +1038,40 @@ impl RawWorker {
             version: dec(self.version),
         })
     }
+}
+
+/// `select` narrowed to the keys `column` starting with `prefix`, as a
+/// range of the key's index, and the range's bounds: `[prefix, above)`,
+/// with `above` the prefix's last byte below 0x7f raised by one (SQLite
+/// compares text bytewise, as `str` does); no upper bound when there is no
+/// such byte. Callers still check the prefix of what it returns.
+fn key_range(select: &str, column: &str, prefix: &str) -> (String, Vec<String>) {
+    let mut above = prefix.as_bytes().to_vec();
+    while let Some(last) = above.pop() {
+        if last < 0x7f {
+            above.push(last + 1);
+            if let Ok(above) = String::from_utf8(above) {
+                let sql = format!("{select} WHERE {column} >= ?1 AND {column} < ?2 ORDER BY {column}");
+                return (sql, vec![prefix.to_string(), above]);
+            }
+            break;
+        }
+    }
+    (format!("{select} WHERE {column} >= ?1 ORDER BY {column}"), vec![prefix.to_string()])
+}
+
+/// The rows `sql` (selecting [`WORKER_COLUMNS`]) finds.
+fn workers_where(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<WorkerRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt.query_map(params, RawWorker::from_row).map_err(backend)?;
+    rows.map(|r| r.map_err(backend).and_then(RawWorker::decode)).collect()
+}
+
+/// The rows whose ids start with `prefix`, by key range.
+fn minted(conn: &Connection, prefix: &str) -> Result<Vec<WorkerRecord>, StoreError> {
+    let (sql, range) = key_range(&format!("SELECT {WORKER_COLUMNS} FROM workers"), "id", prefix);
+    let rows = workers_where(conn, &sql, rusqlite::params_from_iter(range))?;
+    Ok(rows.into_iter().filter(|w| w.id.starts_with(prefix)).collect())
 }
 
 fn read_worker(conn: &Connection, id: &str) -> Result<Option<WorkerRecord>, StoreError> {

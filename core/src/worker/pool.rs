@@ -356,9 +356,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// Whether `id` was minted by this instance's pool (ids are
     /// `w{instance}.{n}`), whether or not it is still held.
     pub fn minted_here(&self, id: &str) -> bool {
-        id.strip_prefix('w')
-            .and_then(|rest| rest.split_once('.'))
-            .is_some_and(|(inst, _)| inst == self.me.0.to_string())
+        id.starts_with(&self.minted_prefix())
+    }
+
+    /// How every id this instance mints begins (`w<instance>.`).
+    pub fn minted_prefix(&self) -> String {
+        format!("w{}.", self.me.0)
     }
 
     /// Whether this pool holds `id` in memory.
@@ -544,7 +547,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
 
     async fn spawn(&self, org: &str, session: u64) -> Result<String, PoolError> {
         let n = self.next_worker.fetch_add(1, Ordering::SeqCst);
-        let id = format!("w{}.{n}", self.me.0);
+        let id = format!("{}{n}", self.minted_prefix());
         let reserve = StoreRequest::ReserveSlot {
             worker: id.clone(),
             org: org.to_string(),

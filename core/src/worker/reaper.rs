@@ -29,7 +29,7 @@ use crate::mutants::{Mutant, Mutants};
 use crate::observe::{CoreEvent, Observer};
 use crate::registry::live_instances;
 use crate::store::{
-    InstanceRecord, LeaseFence, SlotRecord, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
+    InstanceRecord, LeaseFence, OwnScope, SlotRecord, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,6 +124,9 @@ struct View {
     /// When each instance the store holds was last heard from.
     beats: BTreeMap<InstanceId, Millis>,
     slots: Vec<SlotRecord>,
+    /// For an own view: the take-overs it was asked for (rows of others
+    /// outside them are not in it). `None`: every row.
+    scope: Option<BTreeSet<String>>,
 }
 
 type PassResult = Result<(), String>;
@@ -152,7 +155,37 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             other => return Err(format!("list slots: unexpected reply {other:?}")),
         };
         let beats = instances.iter().map(|r| (r.id, r.heartbeat_at)).collect();
-        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), beats, slots })
+        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), beats, slots, scope: None })
+    }
+
+    /// What this replica's own fallback pass reads: the rows and slots of
+    /// its scope (its own, what it minted, its take-overs, dead owners'
+    /// unended rows; docs/design.md §10), not the fleet's. Every row its
+    /// passes act on is in it: the rows they skip are other live owners'
+    /// and ended ones, so a pass decides as it would over every row, at a
+    /// cost that follows this replica's share of the fleet.
+    async fn own_view(&self, g: &Gate) -> Result<View, String> {
+        let scope = OwnScope {
+            instance: self.me,
+            minted_prefix: self.pool.minted_prefix(),
+            ids: self.unsettled().keys().cloned().collect(),
+            dead_after_ms: self.cfg.dead_after_ms,
+        };
+        let (now, workers) = match self.list(g, StoreRequest::ListWorkersOf { scope: scope.clone() }).await? {
+            StoreReply::Workers { now, list } => (now, list),
+            other => return Err(format!("list workers: unexpected reply {other:?}")),
+        };
+        let instances: Vec<InstanceRecord> = match self.list(g, StoreRequest::ListInstances).await? {
+            StoreReply::Instances { list, .. } => list,
+            other => return Err(format!("list instances: unexpected reply {other:?}")),
+        };
+        let slots = match self.list(g, StoreRequest::ListSlotsOf { scope: scope.clone() }).await? {
+            StoreReply::Slots { list, .. } => list,
+            other => return Err(format!("list slots: unexpected reply {other:?}")),
+        };
+        let beats = instances.iter().map(|r| (r.id, r.heartbeat_at)).collect();
+        let live = live_instances(&instances, now, self.cfg.dead_after_ms);
+        Ok(View { now, workers, live, beats, slots, scope: Some(scope.ids.into_iter().collect()) })
     }
 
     /// A worker whose owner is gone: not live, and quiet for the dead
@@ -322,7 +355,13 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         // are still ours to delete (the slot goes with the own-slots pass).
         let mut ended = Vec::new();
         for (id, seen) in ids {
-            match v.workers.iter().find(|w| w.id == id) {
+            let row = v.workers.iter().find(|w| w.id == id);
+            // A take-over begun after an own view was read (by this
+            // replica's janitor) is not in it: left for the next pass.
+            if row.is_none() && v.scope.as_ref().is_some_and(|asked| !asked.contains(&id)) {
+                continue;
+            }
+            match row {
                 Some(w) if w.state.is_terminal() => {
                     if w.owner == self.me {
                         ended.push(w);
@@ -576,7 +615,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// One fallback pass: own expired idle workers, and orphans.
     pub async fn fallback_pass(&self) {
         let g = &Gate::none();
-        let v = match self.view(g).await {
+        let v = match self.own_view(g).await {
             Ok(v) => v,
             Err(e) => {
                 self.failed("fallback", "list", Err(e));

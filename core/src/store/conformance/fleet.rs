@@ -498,6 +498,71 @@ pub(super) fn fleet_lists_are_ordered<B: StoreBackend>(mk: impl Fn() -> B) {
     assert_eq!(b.list_instances().unwrap().into_iter().map(|i| i.id.0).collect::<Vec<_>>(), want);
 }
 
+/// A replica's own reaper reads its own rows, the rows it minted, its
+/// take-overs and the unended rows of owners not alive; and the slots of
+/// what it minted or owns. Nothing else, in id order.
+pub(super) fn own_scope_lists_what_a_fallback_pass_reads<B: StoreBackend>(mk: impl Fn() -> B) {
+    let mut b = mk();
+    b.register_instance(id(2), None, 0).unwrap();
+    b.register_instance(id(1), None, 100).unwrap();
+    b.register_instance(id(3), None, 100).unwrap();
+    let rows = [
+        ("w1.1", 1, S::Hot),
+        ("w1.2", 3, S::Hot),
+        ("w2.1", 2, S::Hot),
+        ("w2.2", 2, S::Retired),
+        ("w3.1", 3, S::Hot),
+        ("w3.2", 1, S::HotIdle),
+        ("w3.3", 3, S::Draining),
+        ("w9.1", 9, S::Spawning),
+        ("w1", 3, S::Hot),
+    ];
+    for (wid, owner, state) in rows {
+        w_applied(b.insert_worker(&worker(wid, "o", state, owner, 1), 100));
+        assert_eq!(reserve(&mut b, wid, "o", 100, 100, 100), SlotResult::Reserved);
+    }
+    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec!["w3.3".into(), "gone".into()], dead_after_ms: 50 };
+    let ids = |r: StoreReply| match r {
+        StoreReply::Workers { now, list } => (now, list.into_iter().map(|w| w.id).collect::<Vec<_>>()),
+        StoreReply::Slots { now, list } => (now, list.into_iter().map(|s| s.worker).collect::<Vec<_>>()),
+        other => panic!("{other:?}"),
+    };
+    let listed = ids(b.apply(&StoreRequest::ListWorkersOf { scope: scope.clone() }, 100).unwrap());
+    assert_eq!(listed, (100, vec!["w1.1".into(), "w1.2".into(), "w2.1".into(), "w3.2".into(), "w3.3".into(), "w9.1".into()]));
+    let listed = ids(b.apply(&StoreRequest::ListSlotsOf { scope: scope.clone() }, 100).unwrap());
+    assert_eq!(listed, (100, vec!["w1.1".to_string(), "w1.2".into(), "w3.2".into()]));
+    // Later, 1 and 3 are dead too: every unended row is read.
+    let listed = ids(b.apply(&StoreRequest::ListWorkersOf { scope: scope.clone() }, 200).unwrap()).1;
+    assert_eq!(listed, ["w1", "w1.1", "w1.2", "w2.1", "w3.1", "w3.2", "w3.3", "w9.1"]);
+    // An empty prefix is every id.
+    let every = OwnScope { minted_prefix: String::new(), ..scope };
+    assert_eq!(ids(b.apply(&StoreRequest::ListSlotsOf { scope: every }, 100).unwrap()).1.len(), rows.len());
+}
+
+/// A spawn reads an org's hot-idle rows bound to no session; a reconnect
+/// the rows bound to its session. In id order, nothing else.
+pub(super) fn idle_and_session_lists<B: StoreBackend>(mk: impl Fn() -> B) {
+    let mut b = mk();
+    let mut insert = |wid: &str, org: &str, state, session: Option<u64>| {
+        let w = WorkerRecord { session, ..worker(wid, org, state, 1, 1) };
+        w_applied(b.insert_worker(&w, 10));
+    };
+    insert("c", "o", S::HotIdle, None);
+    insert("a", "o", S::HotIdle, None);
+    insert("b", "o", S::HotIdle, Some(7));
+    insert("d", "p", S::HotIdle, None);
+    insert("e", "o", S::Hot, Some(7));
+    insert("f", "o", S::Retired, None);
+    let ids = |r: StoreReply| match r {
+        StoreReply::Workers { list, .. } => list.into_iter().map(|w| w.id).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ids(b.apply(&StoreRequest::ListIdleWorkers { org: "o".into() }, 20).unwrap()), ["a", "c"]);
+    assert_eq!(ids(b.apply(&StoreRequest::ListIdleWorkers { org: "q".into() }, 20).unwrap()), Vec::<String>::new());
+    assert_eq!(ids(b.apply(&StoreRequest::ListSessionWorkers { session: 7 }, 20).unwrap()), ["b", "e"]);
+    assert_eq!(ids(b.apply(&StoreRequest::ListSessionWorkers { session: u64::MAX }, 20).unwrap()), Vec::<String>::new());
+}
+
 pub(super) fn fleet_u64_values_round_trip<B: StoreBackend>(mk: impl Fn() -> B) {
     let mut b = mk();
     let big = u64::MAX;

@@ -276,6 +276,8 @@ conformance!(
     claim_worker_to_moves_the_state_in_the_same_write,
     fenced_worker_writes,
     fleet_lists_are_ordered,
+    own_scope_lists_what_a_fallback_pass_reads,
+    idle_and_session_lists,
     fleet_u64_values_round_trip,
     fleet_overflow_is_an_error_not_a_panic,
     jobs_are_created_edited_and_listed,

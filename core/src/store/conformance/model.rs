@@ -9,6 +9,8 @@ use proptest::prelude::*;
 const NAMES: [&str; 2] = ["a", "b"];
 const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
 const ORGS: [&str; 2] = ["o1", "o2"];
+/// Minted-id prefixes a scoped list asks for: one id, all, none, every.
+const PREFIXES: [&str; 4] = ["w1", "w", "x", ""];
 const JOBS: [&str; 2] = ["j1", "j2"];
 
 /// Schedules jobs are created and edited with (the last one never parses).
@@ -47,6 +49,21 @@ enum Op {
     /// List instances (0), slots (1) or workers (2): the lists carry `now`.
     List {
         which: usize,
+    },
+    /// List what one replica's own reaper reads (its slots or its rows):
+    /// `prefix` indexes [`PREFIXES`], `ids` [`WORKERS`].
+    /// List an org's unbound hot-idle rows, or a session's rows.
+    ListBy {
+        idle: bool,
+        org: usize,
+        session: u64,
+    },
+    ListOf {
+        slots: bool,
+        inst: u64,
+        prefix: usize,
+        ids: Vec<usize>,
+        dead: u64,
     },
     /// `version`: `None` asks for a missing record, else an offset from the
     /// current version (or from 0 if there is none).
@@ -164,6 +181,10 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
     let op = prop_oneof![
         1 => lease.clone().prop_map(|lease| Op::Read { lease }),
         1 => (0..3usize).prop_map(|which| Op::List { which }),
+        2 => (any::<bool>(), prop_oneof![3 => 1..4u64, 1 => Just(u64::MAX)], 0..PREFIXES.len(),
+              prop::collection::vec(0..WORKERS.len(), 0..3), 0..150u64)
+            .prop_map(|(slots, inst, prefix, ids, dead)| Op::ListOf { slots, inst, prefix, ids, dead }),
+        2 => (any::<bool>(), 0..ORGS.len(), 0..3u64).prop_map(|(idle, org, session)| Op::ListBy { idle, org, session }),
         4 => (lease.clone(), holder.clone(), prop::option::weighted(0.8, off.clone()), ttl.clone())
             .prop_map(|(lease, holder, version, ttl)| Op::Acquire { lease, holder, version, ttl }),
         3 => (lease.clone(), holder.clone(), off.clone(), ttl)
@@ -301,6 +322,21 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
     match op {
         &Op::Read { lease } => StoreRequest::ReadLease { name: name(lease) },
         &Op::List { which } => [StoreRequest::ListInstances, StoreRequest::ListSlots, StoreRequest::ListWorkers][which].clone(),
+        &Op::ListBy { idle: true, org, .. } => StoreRequest::ListIdleWorkers { org: ORGS[org].to_string() },
+        &Op::ListBy { idle: false, session, .. } => StoreRequest::ListSessionWorkers { session },
+        Op::ListOf { slots, inst, prefix, ids, dead } => {
+            let scope = OwnScope {
+                instance: InstanceId(*inst),
+                minted_prefix: PREFIXES[*prefix].to_string(),
+                ids: ids.iter().map(|&w| WORKERS[w].to_string()).collect(),
+                dead_after_ms: *dead,
+            };
+            if *slots {
+                StoreRequest::ListSlotsOf { scope }
+            } else {
+                StoreRequest::ListWorkersOf { scope }
+            }
+        }
         &Op::Acquire { lease, holder, version, ttl } => StoreRequest::AcquireLease {
             name: name(lease),
             holder: InstanceId(holder),
@@ -575,6 +611,24 @@ impl Bare {
                 StoreReply::Worker(put(&mut self.workers, |r| r.id == *id, out))
             }
             Q::ListWorkers => StoreReply::Workers { now, list: self.records().workers },
+            Q::ListWorkersOf { scope } => {
+                let live = crate::registry::live_instances(&self.records().instances, now, scope.dead_after_ms);
+                let list = self.records().workers.into_iter().filter(|w| rules::workers::in_scope(w, scope, &live)).collect();
+                StoreReply::Workers { now, list }
+            }
+            Q::ListIdleWorkers { org } => {
+                let list = self.records().workers.into_iter().filter(|w| rules::workers::idle_in(w, org)).collect();
+                StoreReply::Workers { now, list }
+            }
+            Q::ListSessionWorkers { session } => {
+                let list = self.records().workers.into_iter().filter(|w| w.session == Some(*session)).collect();
+                StoreReply::Workers { now, list }
+            }
+            Q::ListSlotsOf { scope } => {
+                let owner = |s: &SlotRecord| self.worker(&s.worker).map(|w| w.owner);
+                let list = self.records().slots.into_iter().filter(|s| rules::workers::slot_in_scope(s, owner(s), scope)).collect();
+                StoreReply::Slots { now, list }
+            }
             Q::CreateJob { id, schedule } => {
                 let out = rules::cron::create(self.job(id), id, schedule, now);
                 StoreReply::Job(put(&mut self.jobs, |j| j.id == *id, out))

@@ -38,7 +38,7 @@ fn file_uses_wal_and_records_schema_version() {
     let conn = rusqlite::Connection::open(&db.path).unwrap();
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
 }
 
 #[test]
@@ -162,11 +162,11 @@ fn version_one_database_is_migrated() {
         // The old effect's key is taken.
         assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
     }
-    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
     assert_eq!(tables(&db.path), ["effects", "fires", "instances", "jobs", "leases", "settings", "slots", "workers"]);
     // Reopening a migrated database changes nothing.
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
     assert_eq!(read(&mut s, L), Some(lease));
     assert_eq!(s.effects().unwrap(), vec![old]);
     assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
@@ -202,7 +202,7 @@ fn version_two_database_gains_the_effect_key_index() {
     }
     assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (5, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (6, 1));
     assert_eq!(s.effects().unwrap(), old);
     assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
     // The index itself refuses a second row for the key.
@@ -215,143 +215,41 @@ fn version_two_database_gains_the_effect_key_index() {
 }
 
 #[test]
-fn version_six_is_rejected() {
-    let db = TempDb::new("schema6");
+fn version_seven_is_rejected() {
+    let db = TempDb::new("schema7");
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
     }
     assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
-    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
     assert_eq!(tables(&db.path), Vec::<String>::new());
 }
 
-/// A version-4 database (no cron tables) is migrated to 5: the fleet is
-/// kept, and jobs, fires and settings work, and survive a reopen.
+/// A version-5 database gains the owner index a replica's own reaper
+/// reads through, its rows kept.
 #[test]
-fn version_four_database_gains_the_cron_tables() {
-    let db = TempDb::new("migrate4");
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        super::super::sqlite::create_at_version(&conn, 4).unwrap();
-        conn.execute("INSERT INTO instances (id, started_at, heartbeat_at, draining) VALUES (1, 10, 20, 1)", []).unwrap();
-    }
-    let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
-    assert_eq!(s.list_instances().unwrap(), vec![InstanceRecord { draining: true, ..inst(1, 10, 20) }]);
-    assert!(matches!(s.create_job("a", &Schedule::Every { ms: 10 }, 0).unwrap(), JobCas::Applied(_)));
-    assert_eq!(s.write_settings("x", 1).unwrap(), 1);
-    let fire = crate::store::rules::cron::Fire { slot: 10, owner: None, epoch: 0, kind: FireKind::Run, cap: None, hold_ms: 5, late_after_ms: 0, spec: 1 };
-    assert!(matches!(s.commit_fire("a", &fire, 10).unwrap(), FireResult::Committed(_)));
-    drop(s);
-    let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(s.list_jobs().unwrap()[0].last_slot, Some(10));
-    assert_eq!(s.fires().unwrap().len(), 1);
-    assert_eq!(s.read_settings().unwrap().map(|r| r.version), Some(1));
-}
-
-/// A version-3 database (instances without `draining`) is migrated to 4:
-/// its instances are kept, none draining, and can be marked; the
-/// non-idempotent `ALTER TABLE` step runs once however often it is opened.
-#[test]
-fn version_three_database_gains_the_draining_column() {
-    let db = TempDb::new("migrate3");
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        super::super::sqlite::create_at_version(&conn, 3).unwrap();
-        conn.execute("INSERT INTO instances (id, started_at, heartbeat_at) VALUES (1, 10, 20)", []).unwrap();
-    }
-    let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 5);
-    assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 20)]);
-    assert!(s.drain_instance(id(1), None, 30).unwrap());
-    drop(s);
-    let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(s.list_instances().unwrap(), vec![InstanceRecord { draining: true, ..inst(1, 10, 20) }]);
-}
-
-#[test]
-fn reopen_keeps_the_fleet() {
-    let db = TempDb::new("reopen-fleet");
-    let (instances, slot_rows, worker_rows) = {
-        let mut s = SqliteStore::open(&db.path).unwrap();
-        s.register_instance(id(u64::MAX), None, 5).unwrap();
-        s.heartbeat_instance(id(1), None, 6).unwrap();
-        assert_eq!(reserve(&mut s, "w1", "o", 2, 2, 7), SlotResult::Reserved);
-        let w = WorkerRecord { session: Some(3), ..worker("w1", "o", S::Hot, 1, 1) };
-        w_applied(s.insert_worker(&w, 8));
-        w_applied(s.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 9));
-        w_applied(s.claim_worker("w1", id(1), 1, None, id(2), None, 10));
-        (s.list_instances().unwrap(), slots(&mut s), workers(&mut s))
-    };
-    let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(s.list_instances().unwrap(), instances);
-    assert_eq!(slots(&mut s), slot_rows);
-    assert_eq!(workers(&mut s), worker_rows);
-    // And it carries on where it left off.
-    assert_eq!(w_rejected(s.claim_worker("w1", id(1), 1, None, id(1), None, 11)).0, WorkerReject::StaleOwner);
-    let c = w_applied(s.claim_worker("w1", id(2), 2, None, id(3), None, 11));
-    assert_eq!((c.owner_epoch, c.version, c.idle_since, c.created_at), (3, 4, 9, 8));
-}
-
-#[test]
-fn unknown_worker_state_is_a_backend_error() {
-    let db = TempDb::new("badstate");
-    let mut s = SqliteStore::open(&db.path).unwrap();
-    w_applied(s.insert_worker(&worker("w1", "o", S::Hot, 1, 1), 0));
-    w_applied(s.insert_worker(&worker("w2", "o", S::Hot, 1, 1), 0));
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        assert_eq!(conn.execute("UPDATE workers SET state = 'idle' WHERE id = 'w1'", []).unwrap(), 1);
-    }
-    let is_backend = |r: Result<WorkerCas, StoreError>| match r {
-        Err(StoreError::Backend(m)) => assert!(m.contains("idle"), "{m}"),
-        other => panic!("expected a backend error, got {other:?}"),
-    };
-    assert!(matches!(s.list_workers(), Err(StoreError::Backend(m)) if m.contains("idle")));
-    is_backend(s.update_worker("w1", id(1), 1, S::Hot, S::HotIdle, None, None, 1));
-    is_backend(s.claim_worker("w1", id(1), 1, None, id(2), None, 1));
-    is_backend(s.insert_worker(&worker("w1", "o", S::Hot, 1, 1), 1));
-    // Other rows are unaffected, and the failed writes left no lock behind.
-    w_applied(s.update_worker("w2", id(1), 1, S::Hot, S::HotIdle, None, None, 2));
-    assert_eq!(reserve(&mut s, "w2", "o", 1, 1, 2), SlotResult::Reserved);
-}
-
-#[test]
-fn concurrent_reservations_respect_the_caps() {
-    // Threads on their own connections race to reserve; the caps hold
-    // exactly, because each reservation counts and inserts in one
-    // IMMEDIATE transaction.
-    let db = TempDb::new("slots-threads");
-    drop(SqliteStore::open(&db.path).unwrap());
-    let (threads, per_thread, org_cap, global_cap) = (4usize, 12usize, 5u32, 17u32);
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let path = db.path.clone();
-            std::thread::spawn(move || {
-                let mut s = SqliteStore::open(&path).unwrap();
-                (0..per_thread)
-                    .filter(|k| {
-                        let org = format!("org{}", k % 3);
-                        match s.reserve_slot(&format!("t{t}-{k}"), &org, org_cap, global_cap, 0).unwrap() {
-                            SlotResult::Reserved => true,
-                            SlotResult::OrgCap | SlotResult::GlobalCap => false,
-                            other => panic!("unexpected {other:?}"),
-                        }
-                    })
-                    .count()
-            })
+fn version_five_database_gains_the_owner_index() {
+    let db = TempDb::new("migrate5");
+    let owner_index = |path: &Path| -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'workers_by_owner'", [], |r| {
+            r.get(0)
         })
-        .collect();
-    let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let mut s = SqliteStore::open(&db.path).unwrap();
-    let rows = slots(&mut s);
-    // 3 orgs of at most 5: the org caps bind before the global one.
-    assert_eq!(total, 15);
-    assert_eq!(rows.len(), total);
-    for org in ["org0", "org1", "org2"] {
-        assert_eq!(rows.iter().filter(|r| r.org == org).count(), org_cap as usize);
+        .unwrap()
+    };
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        super::super::sqlite::create_at_version(&conn, 5).unwrap();
     }
+    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (5, 0));
+    {
+        let mut s = SqliteStore::open(&db.path).unwrap();
+        w_applied(s.insert_worker(&worker("w1.1", "o", S::Spawning, 1, 1), 10));
+    }
+    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (6, 1));
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(workers(&mut s).len(), 1);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 use super::{assert_bumped, bump, fence_holds, FenceView, Outcome};
 use crate::clock::Millis;
 use crate::ids::InstanceId;
-use crate::store::{StoreError, WorkerCas, WorkerReject, WorkerRecord, WorkerState};
+use crate::store::{OwnScope, SlotRecord, StoreError, WorkerCas, WorkerReject, WorkerRecord, WorkerState};
+use std::collections::BTreeSet;
 
 pub type WorkerOutcome = Outcome<WorkerCas, WorkerRecord>;
 
@@ -196,4 +197,27 @@ mod tests {
         let out = update(Some(&top_epoch), None, me, u64::MAX, S::Hot, S::HotIdle, None, 5).unwrap();
         assert_eq!(out.next.map(|w| (w.owner_epoch, w.version, w.idle_since)), Some((u64::MAX, 2, 5)));
     }
+}
+
+/// Whether `row` is one a fallback pass of `scope`'s instance reads: its
+/// own or minted by it, one it is taking over, or an unended row of an
+/// owner not in `live` (the instances alive at the store's now by
+/// `scope.dead_after_ms`).
+pub fn in_scope(row: &WorkerRecord, scope: &OwnScope, live: &BTreeSet<InstanceId>) -> bool {
+    row.owner == scope.instance
+        || row.id.starts_with(&scope.minted_prefix)
+        || scope.ids.contains(&row.id)
+        || (!row.state.is_terminal() && !live.contains(&row.owner))
+}
+
+/// Whether `slot` is one a fallback pass of `scope`'s instance reads: held
+/// for a worker it minted, or for a row it owns (`owner`: the owner of the
+/// slot's row, if the row exists).
+pub fn slot_in_scope(slot: &SlotRecord, owner: Option<InstanceId>, scope: &OwnScope) -> bool {
+    slot.worker.starts_with(&scope.minted_prefix) || owner == Some(scope.instance)
+}
+
+/// A hot-idle worker of `org` bound to no session: one a spawn may claim.
+pub fn idle_in(row: &WorkerRecord, org: &str) -> bool {
+    row.org == org && row.state == WorkerState::HotIdle && row.session.is_none()
 }

@@ -10,7 +10,7 @@ use crate::clock::{timeout, Clock};
 use crate::cluster::{Cluster, ClusterExt, PodPhase};
 use crate::config::ms;
 use crate::mutants::Mutant;
-use crate::store::{gives_up_sessions, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject};
+use crate::store::{gives_up_sessions, rules, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject};
 use crate::worker::belief::{Belief, Next};
 
 /// What one takeover claim came to.
@@ -34,9 +34,11 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// that binds the session had an unknown outcome: it may have landed,
     /// so no other worker may be bound to the session too.
     pub(super) async fn claim_shared_idle(&self, org: &str, session: u64) -> Result<Option<String>, PoolError> {
-        let Ok(StoreReply::Workers { list, .. }) = self.store_call(StoreRequest::ListWorkers).await else { return Ok(None) };
+        // Through the store's index, not every row (docs/design.md §10).
+        let idle_of_org = StoreRequest::ListIdleWorkers { org: org.to_string() };
+        let Ok(StoreReply::Workers { list, .. }) = self.store_call(idle_of_org).await else { return Ok(None) };
         let idle = list.into_iter().filter(|r| {
-            r.org == org && r.state == WorkerState::HotIdle && r.session.is_none() && r.owner != self.me && !self.owns(&r.id)
+            rules::workers::idle_in(r, org) && r.owner != self.me && !self.owns(&r.id)
         });
         for row in idle {
             let rec = match self.claim(&row, WorkerState::HotIdle).await {
@@ -91,7 +93,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             self.touch(session);
             return Ok(id);
         }
-        let list = match self.store_call(StoreRequest::ListWorkers).await {
+        let list = match self.store_call(StoreRequest::ListSessionWorkers { session }).await {
             Ok(StoreReply::Workers { list, .. }) => list,
             Ok(other) => return Err(PoolError::Store(format!("list workers: unexpected reply {other:?}"))),
             Err(e) => return Err(PoolError::Store(e)),
