@@ -47,6 +47,9 @@ pub enum ClusterRequest {
     DeletePod { name: String },
     GetPod { name: String },
     ListPods { selector: Labels },
+    /// Pods carrying every label of `selector` and, under `key`, one of
+    /// `values` (a set-based selector, `key in (values)`).
+    ListPodsIn { selector: Labels, key: String, values: BTreeSet<String> },
 }
 
 impl ClusterRequest {
@@ -58,7 +61,8 @@ impl ClusterRequest {
             ClusterRequest::CreatePod { .. } => "create_pod",
             ClusterRequest::DeletePod { .. } => "delete_pod",
             ClusterRequest::GetPod { .. } => "get_pod",
-            ClusterRequest::ListPods { .. } => "list_pods",
+            // A pod list either way: the same faults and delays apply.
+            ClusterRequest::ListPods { .. } | ClusterRequest::ListPodsIn { .. } => "list_pods",
         }
     }
 }
@@ -151,8 +155,21 @@ pub trait ClusterExt: Cluster {
         }
     }
     fn list_pods(&self, selector: Labels) -> impl Future<Output = Result<(Millis, Vec<Pod>), ClusterError>> + Send {
+        self.list_pods_where(ClusterRequest::ListPods { selector })
+    }
+    /// Pods matching `selector` whose `key` label is one of `values`.
+    fn list_pods_in(
+        &self,
+        selector: Labels,
+        key: &str,
+        values: BTreeSet<String>,
+    ) -> impl Future<Output = Result<(Millis, Vec<Pod>), ClusterError>> + Send {
+        self.list_pods_where(ClusterRequest::ListPodsIn { selector, key: key.to_string(), values })
+    }
+    #[doc(hidden)]
+    fn list_pods_where(&self, req: ClusterRequest) -> impl Future<Output = Result<(Millis, Vec<Pod>), ClusterError>> + Send {
         async move {
-            match self.call(ClusterRequest::ListPods { selector }).await? {
+            match self.call(req).await? {
                 ClusterReply::Pods { now, list } => Ok((now, list)),
                 r => Err(unexpected("list_pods", r)),
             }
@@ -315,6 +332,22 @@ impl MemCluster {
                 now,
                 list: self.pods_matching(selector).into_iter().filter_map(|n| self.pod_at(n, now)).collect(),
             },
+            ClusterRequest::ListPodsIn { selector, key, values } => {
+                // Each value's names through the index, in name order.
+                let names: BTreeSet<&str> = values
+                    .iter()
+                    .flat_map(|v| {
+                        let one = Labels::from([(key.clone(), v.clone())]);
+                        self.pod_labels.candidates(&one).unwrap_or_default()
+                    })
+                    .collect();
+                let list = names
+                    .into_iter()
+                    .filter(|n| self.pods.get(*n).is_some_and(|(p, _)| matches(&p.labels, selector)))
+                    .filter_map(|n| self.pod_at(n, now))
+                    .collect();
+                ClusterReply::Pods { now, list }
+            }
         })
     }
 }
@@ -401,6 +434,19 @@ mod tests {
                         r => panic!("{r:?}"),
                     };
                     proptest::prop_assert_eq!(&listed, &walk);
+                    let values: BTreeSet<String> = ["i0".to_string(), "i2".to_string()].into();
+                    let walk_in: Vec<String> = c
+                        .pods(5)
+                        .into_iter()
+                        .filter(|p| matches(&p.labels, &sel) && p.labels.get("inst").is_some_and(|v| values.contains(v)))
+                        .map(|p| p.name)
+                        .collect();
+                    let req = ClusterRequest::ListPodsIn { selector: sel.clone(), key: "inst".into(), values };
+                    let listed_in = match c.apply(&req, 5).unwrap() {
+                        ClusterReply::Pods { list, .. } => list.into_iter().map(|p| p.name).collect::<Vec<_>>(),
+                        r => panic!("{r:?}"),
+                    };
+                    proptest::prop_assert_eq!(&listed_in, &walk_in);
                     let walk: Vec<String> = c.secrets().into_iter().filter(|s| matches(&s.labels, &sel)).map(|s| s.name).collect();
                     let listed = match c.apply(&ClusterRequest::ListSecrets { selector: sel }, 5).unwrap() {
                         ClusterReply::Secrets { list, .. } => list.into_iter().map(|s| s.name).collect::<Vec<_>>(),

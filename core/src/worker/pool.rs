@@ -171,6 +171,13 @@ pub const SECRET_POD_LABEL: &str = "haywire/worker-pod";
 /// Label on a worker's pod and secret naming the instance that made them.
 pub const INSTANCE_LABEL: &str = "haywire/instance";
 
+/// The instance label value of the replica that minted worker `id`
+/// (`w<n>.<k>` was minted by `i<n>`, whose pod and secret carry it).
+pub fn maker_of(id: &str) -> Option<String> {
+    let (inst, _) = id.strip_prefix('w')?.split_once('.')?;
+    Some(format!("i{inst}"))
+}
+
 pub struct Pool<S, C, K> {
     me: InstanceId,
     cfg: FleetConfig,
@@ -905,14 +912,24 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             return;
         }
         let mut selector = deployment_selector(&self.cfg.deployment);
-        // Our own pods carry our instance label; a worker claimed from
-        // another replica carries its maker's, so then the deployment's
-        // list is judged.
-        if judged.iter().all(|(id, _)| self.minted_here(id)) {
-            selector.insert(INSTANCE_LABEL.into(), self.me.to_string());
-        }
         let call = ms(self.cfg.call_timeout_ms);
-        let Ok((_, pods)) = flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await) else { return };
+        // Our own pods carry our instance label; a worker claimed from
+        // another replica carries its maker's (its id names it), so then the
+        // pods of those makers are listed: never the whole fleet's
+        // (docs/design.md §10).
+        let makers: Option<BTreeSet<String>> = judged.iter().map(|(id, _)| maker_of(id)).collect();
+        let listed = match makers {
+            _ if judged.iter().all(|(id, _)| self.minted_here(id)) => {
+                selector.insert(INSTANCE_LABEL.into(), self.me.to_string());
+                flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await)
+            }
+            Some(makers) => {
+                flatten(timeout(&*self.clock, call, self.cluster.list_pods_in(selector, INSTANCE_LABEL, makers)).await)
+            }
+            // An id that names no maker: the deployment's pods.
+            None => flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await),
+        };
+        let Ok((_, pods)) = listed else { return };
         for (id, pod, death) in dead_pods(&judged, &pods, &self.mutants) {
             let Some(slot) = self.map().get(id).cloned() else { continue };
             let mut w = slot.lock().await;
@@ -1100,5 +1117,18 @@ impl<S: Store, C: Clock, K: Cluster> Sessions for Pool<S, C, K> {
     }
     fn reconnect(&self, session: u64) -> BoxFuture<'_, Result<String, PoolError>> {
         Box::pin(Pool::reconnect(self, session))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::maker_of;
+
+    #[test]
+    fn a_worker_id_names_its_maker_as_its_pods_label_does() {
+        assert_eq!(maker_of("w17.3").as_deref(), Some("i17"));
+        assert_eq!(maker_of("w17.3").unwrap(), crate::InstanceId(17).to_string());
+        assert_eq!(maker_of("x17.3"), None);
+        assert_eq!(maker_of("w17"), None);
     }
 }
