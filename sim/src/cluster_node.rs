@@ -114,7 +114,8 @@ pub async fn serve(world: Arc<World>) {
         Ok(ep) => ep,
         Err(e) => panic!("cluster node cannot bind {CLUSTER_ADDR}: {e}"),
     };
-    rpc::serve(ep, CLUSTER_TAG, move |sender: rpc::Requester, req: ClusterRequest| {
+    let loops = world.serve_loops;
+    rpc::serve_from(ep, CLUSTER_TAG, loops, move |sender: rpc::Requester, req: ClusterRequest| {
         let world = world.clone();
         async move { handle(&world.cluster, &world.rng, &world.recorder, &world.processes, sender, req).await }
     })

@@ -83,6 +83,35 @@ where
     F: Fn(Requester, Req) -> Fut,
     Fut: std::future::Future<Output = Option<Rep>> + Send + 'static,
 {
+    accept(&ep, tag, &handler).await
+}
+
+/// [`serve`] from `loops` receive loops at once (at least one). madsim
+/// delays every receive a little, so a node with one loop takes in about a
+/// thousand requests a simulated second, fewer than a fleet of hundreds of
+/// replicas sends its store: a real database takes requests on many
+/// connections at once (docs/design.md §12).
+pub async fn serve_from<Req, Rep, F, Fut>(ep: Endpoint, tag: u64, loops: usize, handler: F)
+where
+    Req: Any + Send + Sync,
+    Rep: Any + Send + Sync,
+    F: Fn(Requester, Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<Rep>> + Send + 'static,
+{
+    for _ in 1..loops {
+        let (ep, handler) = (ep.clone(), handler.clone());
+        madsim::task::spawn(async move { accept(&ep, tag, &handler).await });
+    }
+    accept(&ep, tag, &handler).await
+}
+
+async fn accept<Req, Rep, F, Fut>(ep: &Endpoint, tag: u64, handler: &F)
+where
+    Req: Any + Send + Sync,
+    Rep: Any + Send + Sync,
+    F: Fn(Requester, Req) -> Fut,
+    Fut: std::future::Future<Output = Option<Rep>> + Send + 'static,
+{
     loop {
         let Ok((payload, from_addr)) = ep.recv_from_raw(tag).await else { continue };
         let Ok(env) = payload.downcast::<Envelope<Req>>() else { continue };

@@ -71,7 +71,8 @@ pub async fn serve(world: Arc<World>) {
         Ok(ep) => ep,
         Err(e) => panic!("store node cannot bind {STORE_ADDR}: {e}"),
     };
-    rpc::serve(ep, STORE_TAG, move |sender: rpc::Requester, req: StoreRequest| {
+    let loops = world.serve_loops;
+    rpc::serve_from(ep, STORE_TAG, loops, move |sender: rpc::Requester, req: StoreRequest| {
         let world = world.clone();
         async move {
             let from = (InstanceId(sender.from), sender.replica);

@@ -45,7 +45,13 @@ pub struct World {
     /// a "leader" fault hits when there is none, clients' choices), in
     /// event order: one stream, whichever part draws.
     pub rng: Shared<ChaCha8Rng>,
+    /// Receive loops of the store and cluster nodes ([`crate::rpc::serve_from`]).
+    pub serve_loops: usize,
 }
+
+/// Nodes per receive loop of a server node: worlds up to this size (every
+/// scenario but `fleet-scale`) have one, as they always had.
+const NODES_PER_LOOP: usize = 64;
 
 impl World {
     pub fn new(opts: &RunOptions, seed: u64, backend: Box<dyn StoreBackend>, oracle: Oracle) -> Arc<World> {
@@ -57,6 +63,7 @@ impl World {
             clients: Shared::new(Clients::new(opts.workload.clone())),
             // A stream separate from madsim's and the plan's.
             rng: Shared::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_57_0e_e5)),
+            serve_loops: 1 + (opts.replicas + opts.workload.clients) / NODES_PER_LOOP,
         })
     }
 }
