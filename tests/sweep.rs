@@ -18,6 +18,10 @@ const FLEET_SEEDS: u64 = 150;
 /// Default seeds per cron scenario: each simulates a few minutes of jobs,
 /// runs and settings reads.
 const CRON_SEEDS: u64 = 100;
+/// `fleet-scale` simulates fleets of up to 300 replicas and 2,000 clients
+/// for up to an hour per seed: a handful by default (the CLI sweep and
+/// `HAYWIRE_SEEDS` run more).
+const FLEET_SCALE_SEEDS: u64 = 4;
 /// `long-activation` simulates up to ten minutes of minute-long pod starts
 /// per seed (about ten times a typical fleet seed): fewer by default.
 const LONG_ACTIVATION_SEEDS: u64 = 60;
@@ -26,6 +30,7 @@ fn sweep_scenario(name: &str) {
     let scenario = haywire_scenarios::by_name(name).expect("scenario exists");
     let default = match (name, scenario.fleet) {
         ("long-activation", _) => LONG_ACTIVATION_SEEDS,
+        ("fleet-scale", _) => FLEET_SCALE_SEEDS,
         (n, _) if n.starts_with("cron-") => CRON_SEEDS,
         (_, true) => FLEET_SEEDS,
         (_, false) => 1000,
@@ -137,6 +142,11 @@ fn shared_pool() {
 #[test]
 fn reconnect_storm() {
     sweep_scenario("reconnect-storm");
+}
+
+#[test]
+fn fleet_scale() {
+    sweep_scenario("fleet-scale");
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod cron_failover;
 mod cron_scale;
 mod cron_skew;
 mod false_death;
+pub mod fleet_scale;
 mod graceful_failover;
 mod idle_churn;
 mod leader_crash;
@@ -63,7 +64,7 @@ impl Scenario for Named {
 }
 
 /// Every scenario, in the order `haywire list` shows them.
-pub static ALL: [&Named; 24] = [
+pub static ALL: [&Named; 25] = [
     &steady::SCENARIO,
     &leader_crash::SCENARIO,
     &graceful_failover::SCENARIO,
@@ -83,6 +84,7 @@ pub static ALL: [&Named; 24] = [
     &slow_cluster_lists::SCENARIO,
     &shared_pool::SCENARIO,
     &reconnect_storm::SCENARIO,
+    &fleet_scale::SCENARIO,
     &cron_failover::SCENARIO,
     &cron_scale::SCENARIO,
     &cron_skew::SCENARIO,
