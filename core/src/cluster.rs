@@ -186,7 +186,7 @@ fn matches(labels: &Labels, selector: &Labels) -> bool {
 /// Names by label: each `(key, value)` a pod or secret carries, the names
 /// carrying it. A list walks the smallest set its selector names instead of
 /// every object (a replica's health check lists its own pods every couple
-/// of seconds; docs/design.md §10).
+/// of seconds; docs/design.md §12).
 #[derive(Clone, Debug, Default)]
 struct LabelIndex(BTreeMap<(String, String), BTreeSet<String>>);
 

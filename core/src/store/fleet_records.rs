@@ -51,7 +51,7 @@ pub struct SlotRecord {
 }
 
 /// The part of the fleet one replica's own reaper can act on (docs/design.md
-/// §2.4, §10): instead of every row, the store answers with the rows (or
+/// §2.4, §12): instead of every row, the store answers with the rows (or
 /// slots) a fallback pass reads, through its indexes, so that a replica's
 /// pass costs what its own share of the fleet costs, not the whole fleet.
 /// The rule is [`super::rules::workers::in_scope`].

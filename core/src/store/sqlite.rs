@@ -46,7 +46,7 @@ use std::time::Duration;
 /// - 6: indexes on `workers` by owner, by (org, state) and by session: a
 ///   replica's own reaper, a spawn claiming another's idle worker and a
 ///   reconnect read the rows they act on rather than every row
-///   (docs/design.md §10).
+///   (docs/design.md §12).
 const SCHEMA: [&str; 6] = [
     "
 CREATE TABLE IF NOT EXISTS leases (

@@ -916,7 +916,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         // Our own pods carry our instance label; a worker claimed from
         // another replica carries its maker's (its id names it), so then the
         // pods of those makers are listed: never the whole fleet's
-        // (docs/design.md §10).
+        // (docs/design.md §12).
         let makers: Option<BTreeSet<String>> = judged.iter().map(|(id, _)| maker_of(id)).collect();
         let listed = match makers {
             _ if judged.iter().all(|(id, _)| self.minted_here(id)) => {

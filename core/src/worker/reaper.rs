@@ -160,7 +160,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
 
     /// What this replica's own fallback pass reads: the rows and slots of
     /// its scope (its own, what it minted, its take-overs, dead owners'
-    /// unended rows; docs/design.md §10), not the fleet's. Every row its
+    /// unended rows; docs/design.md §12), not the fleet's. Every row its
     /// passes act on is in it: the rows they skip are other live owners'
     /// and ended ones, so a pass decides as it would over every row, at a
     /// cost that follows this replica's share of the fleet.

@@ -34,7 +34,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// that binds the session had an unknown outcome: it may have landed,
     /// so no other worker may be bound to the session too.
     pub(super) async fn claim_shared_idle(&self, org: &str, session: u64) -> Result<Option<String>, PoolError> {
-        // Through the store's index, not every row (docs/design.md §10).
+        // Through the store's index, not every row (docs/design.md §12).
         let idle_of_org = StoreRequest::ListIdleWorkers { org: org.to_string() };
         let Ok(StoreReply::Workers { list, .. }) = self.store_call(idle_of_org).await else { return Ok(None) };
         let idle = list.into_iter().filter(|r| {
