@@ -22,8 +22,9 @@ use super::rules::{self, Outcome};
 use super::StoreBackend;
 use crate::clock::Millis;
 use crate::ids::InstanceId;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::Path;
 use std::time::Duration;
 
@@ -246,25 +247,69 @@ impl SqliteStore {
         Ok(SqliteStore { conn })
     }
 
-    fn write_tx(&mut self) -> Result<Transaction<'_>, StoreError> {
-        self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)
+    fn write_tx(&mut self) -> Result<WriteTx<'_>, StoreError> {
+        WriteTx::begin(&self.conn)
     }
+}
+
+/// One write transaction, `BEGIN IMMEDIATE` to `COMMIT` or `ROLLBACK`, run
+/// as cached statements: rusqlite's `Transaction` parses them again on every
+/// call (a twentieth of a simulation, issue 14). Dropped still open (an
+/// error, or a failed commit) it rolls back, as rusqlite's does.
+struct WriteTx<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        run_cached(conn, "BEGIN IMMEDIATE")?;
+        Ok(WriteTx { conn })
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        run_cached(self.conn, "COMMIT")
+    }
+
+    fn rollback(self) -> Result<(), StoreError> {
+        run_cached(self.conn, "ROLLBACK")
+    }
+}
+
+impl Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = run_cached(self.conn, "ROLLBACK");
+        }
+    }
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql).map_err(backend)?.execute([]).map_err(backend)?;
+    Ok(())
 }
 
 /// Commit what the rule decided, written by `write` inside the same
 /// transaction, or roll back when it decided to write nothing; answer its
 /// reply. An error drops the transaction, which rolls it back.
 fn settle<R, N>(
-    tx: Transaction<'_>,
+    tx: WriteTx<'_>,
     out: Outcome<R, N>,
-    write: impl FnOnce(&Transaction<'_>, &N) -> Result<(), StoreError>,
+    write: impl FnOnce(&Connection, &N) -> Result<(), StoreError>,
 ) -> Result<R, StoreError> {
     match &out.next {
         Some(next) => {
             write(&tx, next)?;
-            tx.commit().map_err(backend)?;
+            tx.commit()?;
         }
-        None => tx.rollback().map_err(backend)?,
+        None => tx.rollback()?,
     }
     Ok(out.reply)
 }
@@ -282,7 +327,7 @@ fn changed_one(n: usize, what: impl FnOnce() -> String) -> Result<(), StoreError
 
 /// Write `next` over the lease the rule read (one conditional statement on
 /// its version), or create it if there was none.
-fn write_lease(tx: &Transaction<'_>, read: Option<&LeaseRecord>, next: &LeaseRecord) -> Result<(), StoreError> {
+fn write_lease(tx: &Connection, read: Option<&LeaseRecord>, next: &LeaseRecord) -> Result<(), StoreError> {
     let holder = next.holder.map(|h| enc(h.0));
     let n = match read {
         None => tx
@@ -837,7 +882,7 @@ fn read_job(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError
 
 /// Write `next` over the job the rule read (one conditional statement on
 /// its version), or create it if there was none.
-fn write_job(tx: &Transaction<'_>, next: &JobRecord, read: Option<&JobRecord>) -> Result<(), StoreError> {
+fn write_job(tx: &Connection, next: &JobRecord, read: Option<&JobRecord>) -> Result<(), StoreError> {
     let values = params![
         next.id,
         next.schedule.encode(),
@@ -908,7 +953,7 @@ fn unfinished_runs(conn: &Connection) -> Result<Vec<FireRecord>, StoreError> {
     query_fires(conn, &format!("SELECT {FIRE_COLUMNS} FROM fires WHERE kind = 'run' AND finished IS NULL"))
 }
 
-fn insert_fire(tx: &Transaction<'_>, rec: &FireRecord) -> Result<(), StoreError> {
+fn insert_fire(tx: &Connection, rec: &FireRecord) -> Result<(), StoreError> {
     let n = tx
         .prepare_cached(
             "INSERT INTO fires (job, slot, kind, owner, epoch, at, deadline, finished)
@@ -1087,7 +1132,7 @@ fn read_worker(conn: &Connection, id: &str) -> Result<Option<WorkerRecord>, Stor
 
 /// Write `next` over the worker row the rule read (one conditional
 /// statement on its version).
-fn cas_update_worker(tx: &Transaction<'_>, next: &WorkerRecord, read: Option<&WorkerRecord>) -> Result<(), StoreError> {
+fn cas_update_worker(tx: &Connection, next: &WorkerRecord, read: Option<&WorkerRecord>) -> Result<(), StoreError> {
     let Some(read) = read else {
         return Err(StoreError::Backend(format!("sqlite: CAS on worker {:?} that was not read", next.id)));
     };
