@@ -105,6 +105,10 @@ struct Job {
     owner_since: u64,
     /// Due slots up to here (ms) are settled or no longer due.
     checked_ms: u64,
+    /// The current schedule's first slot after `checked_ms`, and the mark
+    /// it was computed for: every tick asks, and a cron expression's next
+    /// slot is dear. Cleared when the schedule changes.
+    next_slot: Option<(u64, Option<u64>)>,
 }
 
 impl Job {
@@ -118,6 +122,19 @@ impl Job {
 
     fn owned(&self) -> bool {
         self.spec().status != "deleted"
+    }
+
+    /// The current schedule's first slot after `checked_ms`.
+    fn next_unchecked(&mut self) -> Option<u64> {
+        match self.next_slot {
+            Some((mark, next)) if mark == self.checked_ms => next,
+            _ => {
+                let spec = self.spec();
+                let next = spec.sched.next_after(spec.since_ms, self.checked_ms);
+                self.next_slot = Some((self.checked_ms, next));
+                next
+            }
+        }
     }
 }
 
@@ -164,7 +181,7 @@ impl CronCheck {
         match op.as_str() {
             "create" => {
                 let spec = Spec { sched: Sched::of(row), since_ms: row.since_ms, status: row.status.clone(), ended_at: None };
-                let job = Job { specs: vec![spec], owner: None, epoch: 0, owner_since: t, checked_ms: row.since_ms };
+                let job = Job { specs: vec![spec], owner: None, epoch: 0, owner_since: t, checked_ms: row.since_ms, next_slot: None };
                 self.jobs.insert(id.clone(), job);
             }
             "edit" => {
@@ -177,6 +194,7 @@ impl CronCheck {
                 let keep_from = j.specs.len().saturating_sub(4);
                 j.specs.drain(..keep_from);
                 j.checked_ms = j.checked_ms.max(row.since_ms);
+                j.next_slot = None;
             }
             _ => {
                 let j = self.jobs.get_mut(id)?;
@@ -428,9 +446,8 @@ impl CronCheck {
             if !j.active() {
                 continue;
             }
-            let spec = j.spec().clone();
             // Settled slots move the mark; the first unsettled one is judged.
-            while let Some(s) = spec.sched.next_after(spec.since_ms, j.checked_ms) {
+            while let Some(s) = j.next_unchecked() {
                 let s_us = s * 1000;
                 if s_us > t {
                     break;
