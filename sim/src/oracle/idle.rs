@@ -20,7 +20,7 @@
 //! - Measured: idle worker-time beyond TTL + one reap interval + slack, over
 //!   the run and after the quiet period settled (the latter must be zero).
 
-use super::model::Model;
+use super::model::{Model, Row};
 use super::{secs, violation, Check, OracleParams, Violation};
 use haywire_traces::{Event, EventKind, Lifecycle};
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,10 +63,15 @@ impl IdleCheck {
 
     /// Idle workers (hot or hot-idle in the store, idle to their clients).
     fn idle<'a>(&'a self, m: &'a Model) -> impl Iterator<Item = (&'a String, &'a IdleWorker, u64)> + 'a {
+        self.idle_rows(m).map(|(id, w, since, _)| (id, w, since))
+    }
+
+    /// [`Self::idle`], with each one's row in the model.
+    fn idle_rows<'a>(&'a self, m: &'a Model) -> impl Iterator<Item = (&'a String, &'a IdleWorker, u64, &'a Row)> + 'a {
         self.w.iter().filter_map(move |(id, w)| {
             let since = w.since?;
             let row = m.workers.get(id)?;
-            matches!(row.state, Lifecycle::Hot | Lifecycle::HotIdle).then_some((id, w, since))
+            matches!(row.state, Lifecycle::Hot | Lifecycle::HotIdle).then_some((id, w, since, row))
         })
     }
 
@@ -75,12 +80,17 @@ impl IdleCheck {
     /// (the row's owner, as the reapers see it; a worker left hot by a failed
     /// park is idle to its client but no reaper can tell). Dead instances
     /// keep none.
-    fn floor(&self, p: &OracleParams, m: &Model) -> BTreeSet<String> {
-        let mut by_owner: BTreeMap<u64, Vec<(u64, &String)>> = BTreeMap::new();
-        for (id, _, since) in self.idle(m) {
-            let Some(row) = m.workers.get(id).filter(|r| r.state == Lifecycle::HotIdle) else { continue };
+    /// (The ids are the model's keys: no copies, and `self` stays free to
+    /// change while the floor is held.)
+    fn floor<'m>(&self, p: &OracleParams, m: &'m Model) -> BTreeSet<&'m str> {
+        let mut by_owner: BTreeMap<u64, Vec<(u64, &str)>> = BTreeMap::new();
+        for (id, _, since, row) in self.idle_rows(m) {
+            if row.state != Lifecycle::HotIdle {
+                continue;
+            }
             if !m.dead.contains_key(&row.owner) {
-                by_owner.entry(row.owner).or_default().push((since, id));
+                let Some((id, _)) = m.workers.get_key_value(id) else { continue };
+                by_owner.entry(row.owner).or_default().push((since, id.as_str()));
             }
         }
         let mut kept = BTreeSet::new();
@@ -88,7 +98,7 @@ impl IdleCheck {
             // Newest first as the store stamps it (whole milliseconds),
             // ties by id: the design's floor rule.
             idle.sort_by(|a, b| (b.0 / 1000, b.1).cmp(&(a.0 / 1000, a.1)));
-            kept.extend(idle.into_iter().take(p.fleet.min_hot_idle as usize).map(|(_, id)| id.clone()));
+            kept.extend(idle.into_iter().take(p.fleet.min_hot_idle as usize).map(|(_, id)| id));
         }
         kept
     }
@@ -153,7 +163,7 @@ impl IdleCheck {
     /// every worker write, so a worker that was outside the floor only
     /// between two ticks (another one idle and newer for a moment, say, then
     /// claimed for a session) is seen so.
-    fn mark_floor(&mut self, p: &OracleParams, m: &Model, t: u64) -> BTreeSet<String> {
+    fn mark_floor<'m>(&mut self, p: &OracleParams, m: &'m Model, t: u64) -> BTreeSet<&'m str> {
         let floor = self.floor(p, m);
         for (id, w) in self.w.iter_mut() {
             let idle = w.since.is_some()
@@ -161,7 +171,7 @@ impl IdleCheck {
             if !idle {
                 continue;
             }
-            if floor.contains(id) {
+            if floor.contains(id.as_str()) {
                 w.in_floor_at = Some(t);
             } else {
                 w.outside_floor_at = Some(t);
@@ -276,7 +286,7 @@ impl Check for IdleCheck {
         let dt = t.saturating_sub(self.last_tick);
         self.last_tick = t;
         let floor = self.mark_floor(p, m, t);
-        let beyond: Vec<(&String, &IdleWorker, u64)> = self.idle(m).filter(|(id, ..)| !floor.contains(*id)).collect();
+        let beyond: Vec<(&String, &IdleWorker, u64)> = self.idle(m).filter(|(id, ..)| !floor.contains(id.as_str())).collect();
         // The measure: idle beyond TTL + one reap interval + slack, no
         // excuses for faults.
         let over = beyond.iter().filter(|(_, w, s)| t > self.expired(p, w, *s) + fp.reap_us + fp.slack_us).count() as u64;
