@@ -11,12 +11,15 @@
 //! table` prints the table alone (`SCALING_REPS=1` for one run a size
 //! instead of the median of three). Every run is one seed on one core.
 
+mod timing;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use haywire_scenarios::fleet_scale::{shape, Size};
 use haywire_scenarios::world;
 use haywire_sim::{run, FaultPlan, RunConfig, RunOptions, Scenario, Stats};
 use rand_chacha::ChaCha8Rng;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use timing::{median, wanted};
 
 /// The seed every size runs.
 const SEED: u64 = 1;
@@ -75,12 +78,6 @@ fn one_run(replicas: usize) -> Stats {
     out.stats
 }
 
-/// Whether `cargo bench -- <filter>` asked for `name` (no filter: all).
-fn wanted(name: &str) -> bool {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
-}
-
 fn sizes(c: &mut Criterion) {
     for replicas in SIZES {
         if !wanted(&format!("scaling/{replicas}-replicas")) {
@@ -94,19 +91,6 @@ fn sizes(c: &mut Criterion) {
         g.bench_function(format!("{events} events"), |b| b.iter(|| one_run(replicas)));
         g.finish();
     }
-}
-
-/// Median wall time of `reps` runs of `f`.
-fn median(reps: usize, mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[reps / 2]
 }
 
 fn table(_: &mut Criterion) {

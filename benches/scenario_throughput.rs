@@ -10,10 +10,10 @@
 //! Every batch runs its seeds one after another, on one core.
 
 mod baseline;
+mod timing;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use haywire_sim::{judge, oracle_params, run, RunConfig, Stats};
-use std::time::{Duration, Instant};
 
 /// Seeds per measured batch.
 const BATCH: u64 = 8;
@@ -42,37 +42,23 @@ fn bare_madsim(c: &mut Criterion) {
     g.finish();
 }
 
-/// Median wall time of `reps` runs of `f`.
-fn median(reps: usize, mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[reps / 2]
-}
-
 /// The ratio table: medians of five batches each, measured here, one after
 /// another, so that the scenarios and the baseline share one machine state.
 fn ratios(_: &mut Criterion) {
     const REPS: usize = 5;
     // `cargo bench -- <filter>` runs the table only when the filter names it.
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "ratios".contains(f.as_str())) {
+    if !timing::wanted("ratios") {
         return;
     }
     // Runs are deterministic: every timed run returns the same counts.
     let mut base_requests = 0;
-    let base = median(REPS, || base_requests = baseline_batch());
+    let base = timing::median(REPS, || base_requests = baseline_batch());
     let base_us = base.as_secs_f64() * 1e6 / base_requests as f64;
     println!("\nwall time per store request and per event, as a ratio to bare madsim's per request ({base_us:.2} µs)");
     println!("{:<12} {:>10} {:>10} {:>9} {:>10} {:>9} {:>12}", "scenario", "requests", "µs/req", "÷ base", "µs/event", "÷ base", "sim/wall");
     for name in ["chaos", "idle-churn", "steady", "cron-edits"] {
         let mut stats = Vec::new();
-        let t = median(REPS, || stats = batch_stats(name));
+        let t = timing::median(REPS, || stats = batch_stats(name));
         let requests = stats.iter().map(|s| s.store_requests).sum::<u64>() as f64;
         let events = stats.iter().map(|s| s.events).sum::<u64>() as f64;
         let sim_s = stats.iter().map(|s| s.sim_ms).sum::<u64>() as f64 / 1e3;
