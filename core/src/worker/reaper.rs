@@ -141,21 +141,9 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         }
     }
 
+    /// Every row and slot (the janitor's view).
     async fn view(&self, g: &Gate) -> Result<View, String> {
-        let (now, workers) = match self.list(g, StoreRequest::ListWorkers).await? {
-            StoreReply::Workers { now, list } => (now, list),
-            other => return Err(format!("list workers: unexpected reply {other:?}")),
-        };
-        let instances: Vec<InstanceRecord> = match self.list(g, StoreRequest::ListInstances).await? {
-            StoreReply::Instances { list, .. } => list,
-            other => return Err(format!("list instances: unexpected reply {other:?}")),
-        };
-        let slots = match self.list(g, StoreRequest::ListSlots).await? {
-            StoreReply::Slots { list, .. } => list,
-            other => return Err(format!("list slots: unexpected reply {other:?}")),
-        };
-        let beats = instances.iter().map(|r| (r.id, r.heartbeat_at)).collect();
-        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), beats, slots, scope: None })
+        self.read_view(g, StoreRequest::ListWorkers, StoreRequest::ListSlots, None).await
     }
 
     /// What this replica's own fallback pass reads: the rows and slots of
@@ -171,7 +159,21 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             ids: self.unsettled().keys().cloned().collect(),
             dead_after_ms: self.cfg.dead_after_ms,
         };
-        let (now, workers) = match self.list(g, StoreRequest::ListWorkersOf { scope: scope.clone() }).await? {
+        let asked = scope.ids.iter().cloned().collect();
+        let (workers, slots) = (StoreRequest::ListWorkersOf { scope: scope.clone() }, StoreRequest::ListSlotsOf { scope });
+        self.read_view(g, workers, slots, Some(asked)).await
+    }
+
+    /// The rows `workers` lists, every instance, and the slots `slots`
+    /// lists, at the store's `now` of the rows.
+    async fn read_view(
+        &self,
+        g: &Gate,
+        workers: StoreRequest,
+        slots: StoreRequest,
+        scope: Option<BTreeSet<String>>,
+    ) -> Result<View, String> {
+        let (now, workers) = match self.list(g, workers).await? {
             StoreReply::Workers { now, list } => (now, list),
             other => return Err(format!("list workers: unexpected reply {other:?}")),
         };
@@ -179,13 +181,12 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             StoreReply::Instances { list, .. } => list,
             other => return Err(format!("list instances: unexpected reply {other:?}")),
         };
-        let slots = match self.list(g, StoreRequest::ListSlotsOf { scope: scope.clone() }).await? {
+        let slots = match self.list(g, slots).await? {
             StoreReply::Slots { list, .. } => list,
             other => return Err(format!("list slots: unexpected reply {other:?}")),
         };
         let beats = instances.iter().map(|r| (r.id, r.heartbeat_at)).collect();
-        let live = live_instances(&instances, now, self.cfg.dead_after_ms);
-        Ok(View { now, workers, live, beats, slots, scope: Some(scope.ids.into_iter().collect()) })
+        Ok(View { now, workers, live: live_instances(&instances, now, self.cfg.dead_after_ms), beats, slots, scope })
     }
 
     /// A worker whose owner is gone: not live, and quiet for the dead
