@@ -917,16 +917,17 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         // another replica carries its maker's (its id names it), so then the
         // pods of those makers are listed: never the whole fleet's
         // (docs/design.md §12).
-        let makers: Option<BTreeSet<String>> = judged.iter().map(|(id, _)| maker_of(id)).collect();
+        let makers: Option<BTreeSet<String>> = if judged.iter().all(|(id, _)| self.minted_here(id)) {
+            selector.insert(INSTANCE_LABEL.into(), self.me.to_string());
+            None
+        } else {
+            judged.iter().map(|(id, _)| maker_of(id)).collect()
+        };
         let listed = match makers {
-            _ if judged.iter().all(|(id, _)| self.minted_here(id)) => {
-                selector.insert(INSTANCE_LABEL.into(), self.me.to_string());
-                flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await)
-            }
             Some(makers) => {
                 flatten(timeout(&*self.clock, call, self.cluster.list_pods_in(selector, INSTANCE_LABEL, makers)).await)
             }
-            // An id that names no maker: the deployment's pods.
+            // Ours alone, or (an id that names no maker) the deployment's.
             None => flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await),
         };
         let Ok((_, pods)) = listed else { return };
