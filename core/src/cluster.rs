@@ -209,6 +209,11 @@ impl LabelIndex {
         }
     }
 
+    /// The names carrying `key = value`.
+    fn named(&self, key: &str, value: &str) -> impl Iterator<Item = &str> {
+        self.0.get(&(key.to_string(), value.to_string())).into_iter().flatten().map(String::as_str)
+    }
+
     /// The fewest names that can match `selector`, in name order; `None`
     /// for an empty selector (everything matches).
     fn candidates(&self, selector: &Labels) -> Option<Vec<&str>> {
@@ -334,13 +339,7 @@ impl MemCluster {
             },
             ClusterRequest::ListPodsIn { selector, key, values } => {
                 // Each value's names through the index, in name order.
-                let names: BTreeSet<&str> = values
-                    .iter()
-                    .flat_map(|v| {
-                        let one = Labels::from([(key.clone(), v.clone())]);
-                        self.pod_labels.candidates(&one).unwrap_or_default()
-                    })
-                    .collect();
+                let names: BTreeSet<&str> = values.iter().flat_map(|v| self.pod_labels.named(key, v)).collect();
                 let list = names
                     .into_iter()
                     .filter(|n| self.pods.get(*n).is_some_and(|(p, _)| matches(&p.labels, selector)))
