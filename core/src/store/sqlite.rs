@@ -630,10 +630,7 @@ impl StoreBackend for SqliteStore {
     }
 
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
-        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY id");
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(backend)?;
-        let rows = stmt.query_map([], RawWorker::from_row).map_err(backend)?;
-        rows.map(|r| r.map_err(backend).and_then(RawWorker::decode)).collect()
+        workers_where(&self.conn, &format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY id"), [])
     }
 
     /// Through the indexes: the instance's rows by owner, its minted ids by
