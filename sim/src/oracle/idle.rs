@@ -20,7 +20,8 @@
 //! - Measured: idle worker-time beyond TTL + one reap interval + slack, over
 //!   the run and after the quiet period settled (the latter must be zero).
 
-use super::model::{Model, Row};
+use super::floor::Floors;
+use super::model::Model;
 use super::{secs, violation, Check, OracleParams, Violation};
 use haywire_traces::{Event, EventKind, Lifecycle};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,9 +41,15 @@ struct IdleWorker {
     /// When its drain began, and who owned it then.
     draining: Option<(u64, u64)>,
     /// Last time it was one of its owner's floor, and last time it was seen
-    /// idle outside it.
+    /// idle outside it, as of the mark before its current `marked` began
+    /// (read them through [`IdleCheck::in_floor_at`] and
+    /// [`IdleCheck::outside_floor_at`]).
     in_floor_at: Option<u64>,
     outside_floor_at: Option<u64>,
+    /// What the last mark saw: inside its owner's floor (true), idle
+    /// outside it (false), or not idle (None). It holds until one of its
+    /// inputs changes, so it is the same at every mark since.
+    marked: Option<bool>,
 }
 
 #[derive(Default)]
@@ -51,6 +58,13 @@ pub struct IdleCheck {
     w: BTreeMap<String, IdleWorker>,
     /// When each worker became retired or lost, and who owned it then.
     ended: BTreeMap<String, (u64, u64)>,
+    /// The floors as of the last mark, and the workers whose inputs (idle
+    /// time, row state or owner, presence) changed since; the owners whose
+    /// death it has seen.
+    floors: Floors,
+    dirty: BTreeSet<String>,
+    dead_seen: BTreeSet<u64>,
+    last_mark: u64,
     last_tick: u64,
     overdue_us: u64,
     overdue_quiet_us: u64,
@@ -63,44 +77,30 @@ impl IdleCheck {
 
     /// Idle workers (hot or hot-idle in the store, idle to their clients).
     fn idle<'a>(&'a self, m: &'a Model) -> impl Iterator<Item = (&'a String, &'a IdleWorker, u64)> + 'a {
-        self.idle_rows(m).map(|(id, w, since, _)| (id, w, since))
-    }
-
-    /// [`Self::idle`], with each one's row in the model.
-    fn idle_rows<'a>(&'a self, m: &'a Model) -> impl Iterator<Item = (&'a String, &'a IdleWorker, u64, &'a Row)> + 'a {
         self.w.iter().filter_map(move |(id, w)| {
             let since = w.since?;
             let row = m.workers.get(id)?;
-            matches!(row.state, Lifecycle::Hot | Lifecycle::HotIdle).then_some((id, w, since, row))
+            matches!(row.state, Lifecycle::Hot | Lifecycle::HotIdle).then_some((id, w, since))
         })
     }
 
-    /// The idle workers the floors keep: each live instance's newest
-    /// `min_hot_idle` of the workers the store holds hot-idle under its name
-    /// (the row's owner, as the reapers see it; a worker left hot by a failed
-    /// park is idle to its client but no reaper can tell). Dead instances
-    /// keep none.
-    /// (The ids are the model's keys: no copies, and `self` stays free to
-    /// change while the floor is held.)
-    fn floor<'m>(&self, p: &OracleParams, m: &'m Model) -> BTreeSet<&'m str> {
-        let mut by_owner: BTreeMap<u64, Vec<(u64, &str)>> = BTreeMap::new();
-        for (id, _, since, row) in self.idle_rows(m) {
-            if row.state != Lifecycle::HotIdle {
-                continue;
-            }
-            if !m.dead.contains_key(&row.owner) {
-                let Some((id, _)) = m.workers.get_key_value(id) else { continue };
-                by_owner.entry(row.owner).or_default().push((since, id.as_str()));
-            }
+    /// The last time `w` was seen in its owner's floor: at the last mark if
+    /// it is there still.
+    fn in_floor_at(&self, w: &IdleWorker) -> Option<u64> {
+        if w.marked == Some(true) {
+            Some(self.last_mark)
+        } else {
+            w.in_floor_at
         }
-        let mut kept = BTreeSet::new();
-        for (_, mut idle) in by_owner {
-            // Newest first as the store stamps it (whole milliseconds),
-            // ties by id: the design's floor rule.
-            idle.sort_by(|a, b| (b.0 / 1000, b.1).cmp(&(a.0 / 1000, a.1)));
-            kept.extend(idle.into_iter().take(p.fleet.min_hot_idle as usize).map(|(_, id)| id));
+    }
+
+    /// The last time `w` was seen idle outside its owner's floor.
+    fn outside_floor_at(&self, w: &IdleWorker) -> Option<u64> {
+        if w.marked == Some(false) {
+            Some(self.last_mark)
+        } else {
+            w.outside_floor_at
         }
-        kept
     }
 
     /// Since when a reaper responsible for `owner`'s workers has been able
@@ -155,29 +155,53 @@ impl IdleCheck {
 
     /// When an idle worker's TTL ran out, or it left its owner's floor.
     fn expired(&self, p: &OracleParams, w: &IdleWorker, since: u64) -> u64 {
-        (since + p.fleet.ttl_us).max(w.in_floor_at.unwrap_or(0))
+        (since + p.fleet.ttl_us).max(self.in_floor_at(w).unwrap_or(0))
     }
 
     /// Note, as of `t`, which idle workers are inside their owner's floor
-    /// and which outside; the floor itself. Called on every tick and before
-    /// every worker write, so a worker that was outside the floor only
-    /// between two ticks (another one idle and newer for a moment, say, then
-    /// claimed for a session) is seen so.
-    fn mark_floor<'m>(&mut self, p: &OracleParams, m: &'m Model, t: u64) -> BTreeSet<&'m str> {
-        let floor = self.floor(p, m);
-        for (id, w) in self.w.iter_mut() {
-            let idle = w.since.is_some()
-                && m.workers.get(id).is_some_and(|r| matches!(r.state, Lifecycle::Hot | Lifecycle::HotIdle));
-            if !idle {
-                continue;
-            }
-            if floor.contains(id.as_str()) {
-                w.in_floor_at = Some(t);
-            } else {
-                w.outside_floor_at = Some(t);
+    /// and which outside. Called on every tick and before every worker
+    /// write, so a worker that was outside the floor only between two ticks
+    /// (another one idle and newer for a moment, say, then claimed for a
+    /// session) is seen so.
+    ///
+    /// The floors are each live instance's newest `min_hot_idle` of the
+    /// workers the store holds hot-idle under its name (the row's owner, as
+    /// the reapers see it; a worker left hot by a failed park is idle to its
+    /// client but no reaper can tell); dead instances keep none. Only the
+    /// workers whose inputs changed since the last mark, and their owners'
+    /// floors, are looked at again ([`Floors`]).
+    fn mark_floor(&mut self, p: &OracleParams, m: &Model, t: u64) {
+        let mut owners = BTreeSet::new();
+        if m.dead.len() != self.dead_seen.len() {
+            for &inst in m.dead.keys() {
+                if self.dead_seen.insert(inst) {
+                    owners.insert(inst);
+                }
             }
         }
-        floor
+        let mut recheck = std::mem::take(&mut self.dirty);
+        for id in &recheck {
+            let cand = self.w.get(id).and_then(|w| w.since).and_then(|since| {
+                m.workers.get(id).filter(|r| r.state == Lifecycle::HotIdle).map(|r| (r.owner, since / 1000))
+            });
+            owners.extend(self.floors.refile(id, cand));
+        }
+        for owner in owners {
+            recheck.extend(self.floors.recompute(owner, m.dead.contains_key(&owner), p.fleet.min_hot_idle as usize));
+        }
+        for id in recheck {
+            let Some(w) = self.w.get_mut(&id) else { continue };
+            // What the last mark saw held until now.
+            match w.marked {
+                Some(true) => w.in_floor_at = Some(self.last_mark),
+                Some(false) => w.outside_floor_at = Some(self.last_mark),
+                None => {}
+            }
+            let idle = w.since.is_some()
+                && m.workers.get(&id).is_some_and(|r| matches!(r.state, Lifecycle::Hot | Lifecycle::HotIdle));
+            w.marked = idle.then(|| self.floors.contains(&id));
+        }
+        self.last_mark = t;
     }
 
     /// No premature reaping: `id` (hot-idle) is being drained by `from`.
@@ -206,7 +230,7 @@ impl IdleCheck {
         // Inside a live owner's floor now, and for longer than a reap
         // pass's view can be stale.
         let in_floor =
-            self.floor(p, m).contains(id) && w.outside_floor_at.is_none_or(|o| o + p.fleet.slack_us < t);
+            self.floors.contains(id) && self.outside_floor_at(w).is_none_or(|o| o + p.fleet.slack_us < t);
         if in_floor {
             return violation(
                 "L2",
@@ -259,11 +283,13 @@ impl Check for IdleCheck {
                     self.w.remove(id);
                     self.ended.insert(id.clone(), (t, after.owner));
                 }
+                self.dirty.insert(id.clone());
                 verdict
             }
             EventKind::SessionStarted { worker, .. } => {
                 if let Some(w) = self.w.get_mut(worker) {
                     w.since = None;
+                    self.dirty.insert(worker.clone());
                 }
                 None
             }
@@ -272,6 +298,7 @@ impl Check for IdleCheck {
                 if let (Some(w), Some(owner)) = (self.w.get_mut(worker), owner) {
                     w.since = Some(t);
                     w.owner = owner;
+                    self.dirty.insert(worker.clone());
                 }
                 None
             }
@@ -285,8 +312,8 @@ impl Check for IdleCheck {
         let fp = &p.fleet;
         let dt = t.saturating_sub(self.last_tick);
         self.last_tick = t;
-        let floor = self.mark_floor(p, m, t);
-        let beyond: Vec<(&String, &IdleWorker, u64)> = self.idle(m).filter(|(id, ..)| !floor.contains(id.as_str())).collect();
+        self.mark_floor(p, m, t);
+        let beyond: Vec<(&String, &IdleWorker, u64)> = self.idle(m).filter(|(id, ..)| !self.floors.contains(id)).collect();
         // The measure: idle beyond TTL + one reap interval + slack, no
         // excuses for faults.
         let over = beyond.iter().filter(|(_, w, s)| t > self.expired(p, w, *s) + fp.reap_us + fp.slack_us).count() as u64;

@@ -78,6 +78,7 @@ mod continuity;
 mod cron;
 mod effects;
 mod headroom;
+mod floor;
 mod idle;
 mod instances;
 mod lease;
