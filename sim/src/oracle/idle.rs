@@ -77,11 +77,13 @@ impl IdleCheck {
 
     /// Idle workers (hot or hot-idle in the store, idle to their clients).
     fn idle<'a>(&'a self, m: &'a Model) -> impl Iterator<Item = (&'a String, &'a IdleWorker, u64)> + 'a {
-        self.w.iter().filter_map(move |(id, w)| {
-            let since = w.since?;
-            let row = m.workers.get(id)?;
-            matches!(row.state, Lifecycle::Hot | Lifecycle::HotIdle).then_some((id, w, since))
-        })
+        self.w.iter().filter_map(move |(id, w)| Some((id, w, Self::idle_since(m, id, w)?)))
+    }
+
+    /// When `w` became idle, if it is idle now.
+    fn idle_since(m: &Model, id: &str, w: &IdleWorker) -> Option<u64> {
+        let since = w.since?;
+        m.workers.get(id).is_some_and(|r| matches!(r.state, Lifecycle::Hot | Lifecycle::HotIdle)).then_some(since)
     }
 
     /// The last time `w` was seen in its owner's floor: at the last mark if
@@ -197,9 +199,7 @@ impl IdleCheck {
                 Some(false) => w.outside_floor_at = Some(self.last_mark),
                 None => {}
             }
-            let idle = w.since.is_some()
-                && m.workers.get(&id).is_some_and(|r| matches!(r.state, Lifecycle::Hot | Lifecycle::HotIdle));
-            w.marked = idle.then(|| self.floors.contains(&id));
+            w.marked = Self::idle_since(m, &id, w).map(|_| self.floors.contains(&id));
         }
         self.last_mark = t;
     }
