@@ -9,7 +9,8 @@
 //! per event at most 1.5 times the smallest's; per simulated second at
 //! most in proportion to the live workers). `cargo bench --bench scaling --
 //! table` prints the table alone (`SCALING_REPS=1` for one run a size
-//! instead of the median of three). Every run is one seed on one core.
+//! instead of the median of three; `SCALING_SIZES=10,300` for some sizes
+//! only). Every run is one seed on one core.
 
 mod timing;
 
@@ -25,6 +26,15 @@ use timing::{median, wanted};
 const SEED: u64 = 1;
 /// Replicas of each size; clients are six per replica.
 const SIZES: [usize; 3] = [10, 100, 300];
+
+/// The sizes to run: `SCALING_SIZES=10,300` picks some (each one of
+/// [`SIZES`], so that the table's ratios stay comparable between runs).
+fn sizes_wanted() -> Vec<usize> {
+    let Ok(list) = std::env::var("SCALING_SIZES") else { return SIZES.to_vec() };
+    let picked: Vec<usize> = list.split(',').filter_map(|s| s.trim().parse().ok()).filter(|n| SIZES.contains(n)).collect();
+    assert!(!picked.is_empty(), "SCALING_SIZES={list:?} names none of the sizes {SIZES:?}");
+    picked
+}
 const PHASE_MS: u64 = 180_000;
 /// Each client opens a session about this often.
 const CYCLE_MS: u64 = 30_000;
@@ -79,7 +89,7 @@ fn one_run(replicas: usize) -> Stats {
 }
 
 fn sizes(c: &mut Criterion) {
-    for replicas in SIZES {
+    for replicas in sizes_wanted() {
         if !wanted(&format!("scaling/{replicas}-replicas")) {
             continue;
         }
@@ -105,7 +115,7 @@ fn table(_: &mut Criterion) {
         "replicas", "clients", "events", "workers", "sim s", "wall s", "µs/sim-s", "÷ first", "µs/event", "÷ first"
     );
     let mut first: Option<(f64, f64)> = None;
-    for replicas in SIZES {
+    for replicas in sizes_wanted() {
         let mut stats = Stats::default();
         let t = median(reps, || stats = one_run(replicas)).as_secs_f64();
         let sim_s = stats.sim_ms as f64 / 1e3;
