@@ -165,18 +165,14 @@ pub fn deployment_selector(deployment: &str) -> Labels {
         .collect()
 }
 
+/// Label on a worker's pod and secret naming the worker.
+pub const WORKER_LABEL: &str = "haywire/worker";
+
 /// Label on a secret naming the pod it belongs to.
 pub const SECRET_POD_LABEL: &str = "haywire/worker-pod";
 
 /// Label on a worker's pod and secret naming the instance that made them.
 pub const INSTANCE_LABEL: &str = "haywire/instance";
-
-/// The instance label value of the replica that minted worker `id`
-/// (`w<n>.<k>` was minted by `i<n>`, whose pod and secret carry it).
-pub fn maker_of(id: &str) -> Option<String> {
-    let (inst, _) = id.strip_prefix('w')?.split_once('.')?;
-    Some(format!("i{inst}"))
-}
 
 pub struct Pool<S, C, K> {
     me: InstanceId,
@@ -607,7 +603,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             }
         }
         let mut labels = deployment_selector(&self.cfg.deployment);
-        labels.insert("haywire/worker".into(), id.clone());
+        labels.insert(WORKER_LABEL.into(), id.clone());
         labels.insert(INSTANCE_LABEL.into(), self.me.to_string());
         let mut secret_labels = labels.clone();
         secret_labels.insert(SECRET_POD_LABEL.into(), w.pod.clone());
@@ -911,25 +907,14 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         if judged.is_empty() {
             return;
         }
-        let mut selector = deployment_selector(&self.cfg.deployment);
+        // The judged workers' own pods, by the worker label each carries
+        // from its spawn (whoever made it): a list that follows this
+        // replica's workers, never the fleet's, even when it holds workers
+        // claimed from many others (docs/design.md §12).
+        let selector = deployment_selector(&self.cfg.deployment);
         let call = ms(self.cfg.call_timeout_ms);
-        // Our own pods carry our instance label; a worker claimed from
-        // another replica carries its maker's (its id names it), so then the
-        // pods of those makers are listed: never the whole fleet's
-        // (docs/design.md §12).
-        let makers: Option<BTreeSet<String>> = if judged.iter().all(|(id, _)| self.minted_here(id)) {
-            selector.insert(INSTANCE_LABEL.into(), self.me.to_string());
-            None
-        } else {
-            judged.iter().map(|(id, _)| maker_of(id)).collect()
-        };
-        let listed = match makers {
-            Some(makers) => {
-                flatten(timeout(&*self.clock, call, self.cluster.list_pods_in(selector, INSTANCE_LABEL, makers)).await)
-            }
-            // Ours alone, or (an id that names no maker) the deployment's.
-            None => flatten(timeout(&*self.clock, call, self.cluster.list_pods(selector)).await),
-        };
+        let ids: BTreeSet<String> = judged.iter().map(|(id, _)| id.clone()).collect();
+        let listed = flatten(timeout(&*self.clock, call, self.cluster.list_pods_in(selector, WORKER_LABEL, ids)).await);
         let Ok((_, pods)) = listed else { return };
         for (id, pod, death) in dead_pods(&judged, &pods, &self.mutants) {
             let Some(slot) = self.map().get(id).cloned() else { continue };
@@ -1118,18 +1103,5 @@ impl<S: Store, C: Clock, K: Cluster> Sessions for Pool<S, C, K> {
     }
     fn reconnect(&self, session: u64) -> BoxFuture<'_, Result<String, PoolError>> {
         Box::pin(Pool::reconnect(self, session))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::maker_of;
-
-    #[test]
-    fn a_worker_id_names_its_maker_as_its_pods_label_does() {
-        assert_eq!(maker_of("w17.3").as_deref(), Some("i17"));
-        assert_eq!(maker_of("w17.3").unwrap(), crate::InstanceId(17).to_string());
-        assert_eq!(maker_of("x17.3"), None);
-        assert_eq!(maker_of("w17"), None);
     }
 }
