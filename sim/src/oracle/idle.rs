@@ -23,7 +23,7 @@
 use super::floor::Floors;
 use super::model::Model;
 use super::{secs, violation, Check, OracleParams, Violation};
-use haywire_traces::{Event, EventKind, Lifecycle};
+use haywire_traces::{Event, EventKind, Lifecycle, SlotOp, SlotReply};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, Default)]
@@ -54,10 +54,20 @@ struct IdleWorker {
 
 #[derive(Default)]
 pub struct IdleCheck {
-    /// Live workers only (a tick looks at each): ended ones move to `ended`.
+    /// Live workers only: ended ones move to `ended`.
     w: BTreeMap<String, IdleWorker>,
+    /// The workers of `w` with an idle time, by it: a tick looks only at
+    /// those idle long enough to be overdue, not at every live worker
+    /// (docs/design.md §12).
+    by_since: BTreeSet<(u64, String)>,
+    /// The workers of `w` whose drain began.
+    draining: BTreeSet<String>,
     /// When each worker became retired or lost, and who owned it then.
     ended: BTreeMap<String, (u64, u64)>,
+    /// Ended workers that may still hold a slot (ended with one, or one
+    /// reserved after they ended): the only slots a stray-slot check can
+    /// blame. Those found freed are dropped at the next tick.
+    ended_holding: BTreeSet<String>,
     /// The floors as of the last mark, and the workers whose inputs (idle
     /// time, row state or owner, presence) changed since; the owners whose
     /// death it has seen.
@@ -75,9 +85,35 @@ impl IdleCheck {
         (self.overdue_us, self.overdue_quiet_us)
     }
 
-    /// Idle workers (hot or hot-idle in the store, idle to their clients).
-    fn idle<'a>(&'a self, m: &'a Model) -> impl Iterator<Item = (&'a String, &'a IdleWorker, u64)> + 'a {
-        self.w.iter().filter_map(move |(id, w)| Some((id, w, Self::idle_since(m, id, w)?)))
+    /// Set when `id` (in `w`) became idle (None: it is not), keeping
+    /// `by_since` in step.
+    fn set_since(&mut self, id: &str, since: Option<u64>) {
+        let Some(w) = self.w.get_mut(id) else { return };
+        if w.since == since {
+            return;
+        }
+        if let Some(old) = w.since {
+            self.by_since.remove(&(old, id.to_string()));
+        }
+        if let Some(new) = since {
+            self.by_since.insert((new, id.to_string()));
+        }
+        w.since = since;
+    }
+
+    /// Idle workers outside their owners' floors that have been idle since
+    /// before `t - horizon_us`: every worker that can be overdue at `t`, as
+    /// its expiry is at least its idle time plus the TTL.
+    fn idle_before<'a>(&'a self, m: &'a Model, t: u64, horizon_us: u64) -> Vec<(&'a String, &'a IdleWorker, u64)> {
+        let Some(before) = t.checked_sub(horizon_us) else { return Vec::new() };
+        self.by_since
+            .range(..(before, String::new()))
+            .filter_map(|(_, id)| {
+                let (id, w) = self.w.get_key_value(id)?;
+                Some((id, w, Self::idle_since(m, id, w)?))
+            })
+            .filter(|(id, ..)| !self.floors.contains(id))
+            .collect()
     }
 
     /// When `w` became idle, if it is idle now.
@@ -264,31 +300,43 @@ impl Check for IdleCheck {
                     w.owner = after.owner;
                     w.owned_since = t;
                 }
+                let mut parked = false;
                 if before != Some(after.state) {
                     match after.state {
                         // Parked durably: its TTL starts now (as the store
                         // stamps it), whether or not a client was seen to end.
                         Lifecycle::HotIdle => {
-                            w.since = Some(t);
                             w.owner = after.owner;
+                            parked = true;
                         }
                         // Whoever drains it owns it from this write on (a
                         // take-over claims and drains in one CAS): if it dies
                         // mid-drain, its death must be seen first.
-                        Lifecycle::Draining => w.draining = Some((t, after.owner)),
+                        Lifecycle::Draining => {
+                            w.draining = Some((t, after.owner));
+                            self.draining.insert(id.clone());
+                        }
                         _ => {}
                     }
                 }
+                if parked {
+                    self.set_since(id, Some(t));
+                }
                 if after.state.is_terminal() {
+                    self.set_since(id, None);
                     self.w.remove(id);
+                    self.draining.remove(id);
                     self.ended.insert(id.clone(), (t, after.owner));
+                    if m.slots.contains_key(id) {
+                        self.ended_holding.insert(id.clone());
+                    }
                 }
                 self.dirty.insert(id.clone());
                 verdict
             }
             EventKind::SessionStarted { worker, .. } => {
-                if let Some(w) = self.w.get_mut(worker) {
-                    w.since = None;
+                if self.w.contains_key(worker) {
+                    self.set_since(worker, None);
                     self.dirty.insert(worker.clone());
                 }
                 None
@@ -296,9 +344,17 @@ impl Check for IdleCheck {
             EventKind::SessionEnded { worker, .. } | EventKind::SessionLost { worker, .. } => {
                 let owner = m.workers.get(worker).map(|r| r.owner);
                 if let (Some(w), Some(owner)) = (self.w.get_mut(worker), owner) {
-                    w.since = Some(t);
                     w.owner = owner;
+                    self.set_since(worker, Some(t));
                     self.dirty.insert(worker.clone());
+                }
+                None
+            }
+            EventKind::SlotWrite { op: SlotOp::Reserve, worker, result: SlotReply::Reserved, .. } => {
+                // A reservation that landed after its worker ended (a
+                // stalled write) holds a slot for an ended worker too.
+                if self.ended.contains_key(worker) {
+                    self.ended_holding.insert(worker.clone());
                 }
                 None
             }
@@ -313,7 +369,8 @@ impl Check for IdleCheck {
         let dt = t.saturating_sub(self.last_tick);
         self.last_tick = t;
         self.mark_floor(p, m, t);
-        let beyond: Vec<(&String, &IdleWorker, u64)> = self.idle(m).filter(|(id, ..)| !self.floors.contains(id)).collect();
+        self.ended_holding.retain(|id| m.slots.contains_key(id));
+        let beyond = self.idle_before(m, t, p.fleet.ttl_us + fp.reap_us + fp.slack_us);
         // The measure: idle beyond TTL + one reap interval + slack, no
         // excuses for faults.
         let over = beyond.iter().filter(|(_, w, s)| t > self.expired(p, w, *s) + fp.reap_us + fp.slack_us).count() as u64;
@@ -403,8 +460,8 @@ impl Check for IdleCheck {
 impl IdleCheck {
     /// A drain, once begun, finishes (or is finished by a reaper).
     fn stuck_drain(&self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
-        for (id, w) in &self.w {
-            let Some((since, by)) = w.draining else { continue };
+        for id in &self.draining {
+            let Some((since, by)) = self.w.get(id).and_then(|w| w.draining) else { continue };
             if m.workers.get(id).map(|r| r.state) != Some(Lifecycle::Draining) {
                 continue;
             }
@@ -426,7 +483,7 @@ impl IdleCheck {
     /// reap pass once it can. (Cluster trouble only slows the pod and secret
     /// deletes before the free, each bounded by a call timeout.)
     fn stray_slot(&self, p: &OracleParams, m: &Model, t: u64) -> Option<Violation> {
-        for worker in m.slots.keys() {
+        for worker in &self.ended_holding {
             let Some(&(ended, owner)) = self.ended.get(worker) else { continue };
             if m.dead.contains_key(&owner) || !m.store_calm() {
                 continue;
