@@ -640,20 +640,34 @@ impl StoreBackend for SqliteStore {
         let live = crate::registry::live_instances(&self.list_instances()?, now, scope.dead_after_ms);
         let conn = &self.conn;
         let mut rows = BTreeMap::new();
+        // Every owner a row names, one index probe each (a skip scan: the
+        // index holds a key per row, ended rows included, and a plain
+        // DISTINCT would walk them all on every pass of every replica).
         let mut owners: Vec<i64> = Vec::new();
         {
-            let mut stmt = conn.prepare_cached("SELECT DISTINCT owner FROM workers").map_err(backend)?;
-            let found = stmt.query_map([], |row| row.get::<_, i64>(0)).map_err(backend)?;
-            for o in found {
-                let o = o.map_err(backend)?;
+            let mut first = conn.prepare_cached("SELECT owner FROM workers ORDER BY owner LIMIT 1").map_err(backend)?;
+            let mut next = first.query_row([], |row| row.get::<_, i64>(0)).optional().map_err(backend)?;
+            let mut after =
+                conn.prepare_cached("SELECT owner FROM workers WHERE owner > ?1 ORDER BY owner LIMIT 1").map_err(backend)?;
+            while let Some(o) = next {
                 if dec(o) == scope.instance.0 || !live.contains(&InstanceId(dec(o))) {
                     owners.push(o);
                 }
+                next = after.query_row(params![o], |row| row.get::<_, i64>(0)).optional().map_err(backend)?;
             }
         }
-        let by_owner = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = ?1");
+        // Its own rows whole; another owner's unended ones only (its ended
+        // rows in scope are the minted and taken-over ones, read below).
+        let own = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = ?1");
+        let unended = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = ?1 AND state NOT IN (?2, ?3)");
+        let ended = [WorkerState::Retired, WorkerState::Lost].map(|s| s.name());
         for o in owners {
-            for w in workers_where(conn, &by_owner, params![o])? {
+            let found = if dec(o) == scope.instance.0 {
+                workers_where(conn, &own, params![o])?
+            } else {
+                workers_where(conn, &unended, params![o, ended[0], ended[1]])?
+            };
+            for w in found {
                 if rules::workers::in_scope(&w, scope, &live) {
                     rows.insert(w.id.clone(), w);
                 }

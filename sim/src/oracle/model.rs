@@ -132,6 +132,10 @@ pub struct Model {
     /// failure if they failed first, else their deletion), until created
     /// again.
     pub pods_gone: BTreeMap<String, u64>,
+    /// The same two facts by worker id, for the checks that ask of every
+    /// held worker on every tick: since when its pod has been dead (failed,
+    /// or deleted), until it is created again.
+    pod_dead: BTreeMap<String, u64>,
     /// Of those, the ones that had failed before they were deleted.
     pub failed_then_gone: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
@@ -596,6 +600,9 @@ impl Model {
                 self.note_object(name, worker_of_pod(name), t);
                 self.pods.insert(name.clone(), None);
                 self.pods_gone.remove(name);
+                if let Some(worker) = worker_of_pod(name) {
+                    self.pod_dead.remove(worker);
+                }
                 self.failed_then_gone.remove(name);
             }
             EventKind::PodDeleted { name, .. } => {
@@ -604,6 +611,9 @@ impl Model {
                 if let Some(failed) = self.pods.remove(name) {
                     // A pod that failed first stays dead since its failure.
                     self.pods_gone.insert(name.clone(), failed.unwrap_or(t));
+                    if let Some(worker) = worker_of_pod(name) {
+                        self.pod_dead.insert(worker.to_string(), failed.unwrap_or(t));
+                    }
                     if failed.is_some() {
                         self.failed_then_gone.insert(name.clone());
                     }
@@ -618,7 +628,10 @@ impl Model {
             }
             EventKind::PodDied { name } => {
                 if let Some(failed) = self.pods.get_mut(name) {
-                    failed.get_or_insert(t);
+                    let since = *failed.get_or_insert(t);
+                    if let Some(worker) = worker_of_pod(name) {
+                        self.pod_dead.insert(worker.to_string(), since);
+                    }
                 }
             }
             EventKind::SecretCreated { name, .. } => {
@@ -699,8 +712,7 @@ impl Model {
     /// The sessions whose clients hold `worker` now.
     /// When `worker`'s pod failed or went, as the cluster reported it.
     pub fn pod_dead_since(&self, worker: &str) -> Option<u64> {
-        let pod = format!("pod-{worker}");
-        self.pods.get(&pod).copied().flatten().or_else(|| self.pods_gone.get(&pod).copied())
+        self.pod_dead.get(worker).copied()
     }
 
     pub fn holders(&self, worker: &str) -> impl Iterator<Item = (u64, &Session)> + '_ {
