@@ -38,7 +38,7 @@ fn file_uses_wal_and_records_schema_version() {
     let conn = rusqlite::Connection::open(&db.path).unwrap();
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
 }
 
 #[test]
@@ -162,11 +162,14 @@ fn version_one_database_is_migrated() {
         // The old effect's key is taken.
         assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
     }
-    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
-    assert_eq!(tables(&db.path), ["effects", "fires", "instances", "jobs", "leases", "settings", "slots", "workers"]);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
+    assert_eq!(
+        tables(&db.path),
+        ["effects", "fires", "instances", "jobs", "leases", "settings", "slots", "worker_owners", "workers"]
+    );
     // Reopening a migrated database changes nothing.
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 6);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
     assert_eq!(read(&mut s, L), Some(lease));
     assert_eq!(s.effects().unwrap(), vec![old]);
     assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
@@ -202,7 +205,7 @@ fn version_two_database_gains_the_effect_key_index() {
     }
     assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (6, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (7, 1));
     assert_eq!(s.effects().unwrap(), old);
     assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
     // The index itself refuses a second row for the key.
@@ -215,14 +218,14 @@ fn version_two_database_gains_the_effect_key_index() {
 }
 
 #[test]
-fn version_seven_is_rejected() {
-    let db = TempDb::new("schema7");
+fn version_eight_is_rejected() {
+    let db = TempDb::new("schema8");
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.pragma_update(None, "user_version", 8).unwrap();
     }
     assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
-    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
     assert_eq!(tables(&db.path), Vec::<String>::new());
 }
 
@@ -247,9 +250,41 @@ fn version_five_database_gains_the_owner_index() {
         let mut s = SqliteStore::open(&db.path).unwrap();
         w_applied(s.insert_worker(&worker("w1.1", "o", S::Spawning, 1, 1), 10));
     }
-    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (6, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (7, 1));
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(workers(&mut s).len(), 1);
+}
+
+/// A version-6 database gains the table of owners a fallback pass reads,
+/// filled from the rows it has: a dead owner's row written before the
+/// migration is still found, and rows inserted or claimed after it name
+/// their owners through the triggers.
+#[test]
+fn version_six_database_gains_the_owners_table() {
+    let db = TempDb::new("migrate6");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        super::super::sqlite::create_at_version(&conn, 6).unwrap();
+        conn.execute(
+            "INSERT INTO workers VALUES ('w9.1', 'o', 'hot', 9, 1, 'p', 's', NULL, 10, 10, 10, 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
+    s.register_instance(id(1), None, 100).unwrap();
+    s.register_instance(id(2), None, 100).unwrap();
+    w_applied(s.insert_worker(&worker("w2.1", "o", S::Hot, 2, 1), 100));
+    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
+    let listed = |s: &mut SqliteStore, now| s.list_workers_of(&scope, now).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
+    // 9 never registered: its row is ours to take over; 2 is live.
+    assert_eq!(listed(&mut s, 100), ["w9.1"]);
+    // Claimed by 3, which never registers either: found under its new owner.
+    w_applied(s.claim_worker("w9.1", id(9), 1, None, id(3), None, 120));
+    assert_eq!(listed(&mut s, 120), ["w9.1"]);
+    // 2 dies: its row is found too.
+    assert_eq!(listed(&mut s, 200), ["w2.1", "w9.1"]);
 }
 
 #[test]
