@@ -132,10 +132,13 @@ pub struct Model {
     /// failure if they failed first, else their deletion), until created
     /// again.
     pub pods_gone: BTreeMap<String, u64>,
-    /// The same two facts by worker id, for the checks that ask of every
-    /// held worker on every tick: since when its pod has been dead (failed,
-    /// or deleted), until it is created again.
+    /// The same two facts by worker id, for the checks that ask them of a
+    /// held worker: since when its pod has been dead (failed, or deleted),
+    /// until it is created again.
     pod_dead: BTreeMap<String, u64>,
+    /// The held workers whose pods are dead (in both `held` and `pod_dead`):
+    /// the progress check's tick walks these, not every held worker.
+    held_dead: BTreeSet<String>,
     /// Of those, the ones that had failed before they were deleted.
     pub failed_then_gone: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
@@ -161,6 +164,10 @@ pub struct Model {
     pub sessions: BTreeMap<u64, Session>,
     /// worker → the sessions whose clients hold it now.
     pub held: BTreeMap<String, BTreeSet<u64>>,
+    /// Live (unended) workers per org and in all, kept with `workers`: the
+    /// cap check counts them on every insert.
+    live_by_org: BTreeMap<String, usize>,
+    live_all: usize,
 }
 
 /// Every kind of cluster request, as the fault layer names them.
@@ -392,11 +399,19 @@ impl Model {
         }
     }
 
+    fn note_pod_dead(&mut self, worker: &str, since: u64) {
+        self.pod_dead.insert(worker.to_string(), since);
+        if self.held.contains_key(worker) {
+            self.held_dead.insert(worker.to_string());
+        }
+    }
+
     fn end_hold(&mut self, session: u64, worker: &str) {
         if let Some(h) = self.held.get_mut(worker) {
             h.remove(&session);
             if h.is_empty() {
                 self.held.remove(worker);
+                self.held_dead.remove(worker);
             }
         }
     }
@@ -556,6 +571,18 @@ impl Model {
                 if let (Lifecycle::Hot, Some(s)) = (after.state, after.session) {
                     self.bindings.insert(s, (id.clone(), after.owner));
                 }
+                if let Some(old) = self.workers.get(id).filter(|w| !w.state.is_terminal()) {
+                    let n = self.live_by_org.get_mut(&old.org).expect("a live worker's org is counted");
+                    *n -= 1;
+                    if *n == 0 {
+                        self.live_by_org.remove(&old.org);
+                    }
+                    self.live_all -= 1;
+                }
+                if !after.state.is_terminal() {
+                    *self.live_by_org.entry(after.org.clone()).or_default() += 1;
+                    self.live_all += 1;
+                }
                 self.workers.insert(
                     id.clone(),
                     Row {
@@ -602,6 +629,7 @@ impl Model {
                 self.pods_gone.remove(name);
                 if let Some(worker) = worker_of_pod(name) {
                     self.pod_dead.remove(worker);
+                    self.held_dead.remove(worker);
                 }
                 self.failed_then_gone.remove(name);
             }
@@ -612,7 +640,7 @@ impl Model {
                     // A pod that failed first stays dead since its failure.
                     self.pods_gone.insert(name.clone(), failed.unwrap_or(t));
                     if let Some(worker) = worker_of_pod(name) {
-                        self.pod_dead.insert(worker.to_string(), failed.unwrap_or(t));
+                        self.note_pod_dead(worker, failed.unwrap_or(t));
                     }
                     if failed.is_some() {
                         self.failed_then_gone.insert(name.clone());
@@ -630,7 +658,7 @@ impl Model {
                 if let Some(failed) = self.pods.get_mut(name) {
                     let since = *failed.get_or_insert(t);
                     if let Some(worker) = worker_of_pod(name) {
-                        self.pod_dead.insert(worker.to_string(), since);
+                        self.note_pod_dead(worker, since);
                     }
                 }
             }
@@ -670,6 +698,9 @@ impl Model {
                     s.answer = Answer::Holding { worker: worker.clone(), at: t };
                 }
                 self.held.entry(worker.clone()).or_default().insert(*session);
+                if self.pod_dead.contains_key(worker) {
+                    self.held_dead.insert(worker.clone());
+                }
             }
             EventKind::SessionEnded { session, worker } | EventKind::SessionLost { session, worker, .. } => {
                 if let Some(s) = self.sessions.get_mut(session) {
@@ -706,13 +737,22 @@ impl Model {
 
     /// Live (not retired or lost) workers, in all or in one org.
     pub fn live_count(&self, org: Option<&str>) -> usize {
-        self.workers.values().filter(|w| !w.state.is_terminal() && org.is_none_or(|o| w.org == o)).count()
+        match org {
+            Some(o) => self.live_by_org.get(o).copied().unwrap_or(0),
+            None => self.live_all,
+        }
     }
 
     /// The sessions whose clients hold `worker` now.
     /// When `worker`'s pod failed or went, as the cluster reported it.
     pub fn pod_dead_since(&self, worker: &str) -> Option<u64> {
         self.pod_dead.get(worker).copied()
+    }
+
+    /// The held workers whose pods are dead, in worker order, with the
+    /// sessions holding each and since when the pod has been dead.
+    pub fn held_with_dead_pods(&self) -> impl Iterator<Item = (&String, &BTreeSet<u64>, u64)> + '_ {
+        self.held_dead.iter().filter_map(|w| Some((w, self.held.get(w)?, *self.pod_dead.get(w)?)))
     }
 
     pub fn holders(&self, worker: &str) -> impl Iterator<Item = (u64, &Session)> + '_ {

@@ -247,8 +247,7 @@ impl Check for SessionCheck {
         if !m.store_calm() || !m.cluster_calm() {
             return None;
         }
-        for (worker, sessions) in &m.held {
-            let Some(died) = m.pod_dead_since(worker) else { continue };
+        for (worker, sessions, died) in m.held_with_dead_pods() {
             for sid in sessions {
                 let Some(s) = m.sessions.get(sid) else { continue };
                 let Some(inst) = s.server else { continue };

@@ -630,6 +630,30 @@ fn l3_requests_to_a_healthy_replica_are_answered() {
     assert_ne!(inv(r.finish(7.0)), "L3");
 }
 
+/// A client still holding a worker whose pod died, past the health-check
+/// bound, while its replica is up and healthy: broken. Fine if the session
+/// ended, and judged again when a pod dies after the hold began or a hold
+/// begins on a worker whose pod just died.
+#[test]
+fn l3_a_session_on_a_dead_pod_is_ended_within_the_health_bound() {
+    let mut r = serving();
+    r.sim(7.0, K::PodDied { name: "pod-w1.1".into() });
+    assert_eq!(inv(r.ticks(7.0, 20.0)), "L3");
+    let mut r = serving();
+    r.sim(7.0, K::PodDied { name: "pod-w1.1".into() });
+    r.ok(8.0, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    assert_eq!(r.ticks(8.0, 30.0), None);
+    // A second client takes hold after the death: still judged once the
+    // first lets go.
+    let mut r = serving();
+    r.sim(7.0, K::PodDied { name: "pod-w1.1".into() });
+    r.ok(7.1, "c1", None, K::SessionEnded { session: 1, worker: "w1.1".into() });
+    r.ok(7.15, "c2", None, K::SessionRequested { session: 2, org: "o".into(), replica: "r1".into() });
+    assert_eq!(r.write(7.16, update(1, "w1.1", 1, L::Hot, Some(2))), None);
+    r.ok(7.2, "c2", None, K::SessionStarted { session: 2, worker: "w1.1".into() });
+    assert_eq!(inv(r.ticks(7.2, 20.0)), "L3");
+}
+
 // --- L2 no idle leak ---
 
 /// `serving()`, then c1 ends at 6 s and i1 parks the worker; i1 has a
