@@ -743,7 +743,6 @@ impl Model {
         }
     }
 
-    /// The sessions whose clients hold `worker` now.
     /// When `worker`'s pod failed or went, as the cluster reported it.
     pub fn pod_dead_since(&self, worker: &str) -> Option<u64> {
         self.pod_dead.get(worker).copied()
@@ -755,6 +754,7 @@ impl Model {
         self.held_dead.iter().filter_map(|w| Some((w, self.held.get(w)?, *self.pod_dead.get(w)?)))
     }
 
+    /// The sessions whose clients hold `worker` now.
     pub fn holders(&self, worker: &str) -> impl Iterator<Item = (u64, &Session)> + '_ {
         self.held.get(worker).into_iter().flatten().filter_map(|s| self.sessions.get(s).map(|x| (*s, x)))
     }
