@@ -188,30 +188,39 @@ fn matches(labels: &Labels, selector: &Labels) -> bool {
 /// every object (a replica's health check lists its own pods every couple
 /// of seconds; docs/design.md §12).
 #[derive(Clone, Debug, Default)]
-struct LabelIndex(BTreeMap<(String, String), BTreeSet<String>>);
+struct LabelIndex(BTreeMap<String, BTreeMap<String, BTreeSet<String>>>);
 
 impl LabelIndex {
     fn insert(&mut self, name: &str, labels: &Labels) {
         for (k, v) in labels {
-            self.0.entry((k.clone(), v.clone())).or_default().insert(name.to_string());
+            self.0.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(name.to_string());
         }
     }
 
     fn remove(&mut self, name: &str, labels: &Labels) {
         for (k, v) in labels {
-            let key = (k.clone(), v.clone());
-            if let Some(names) = self.0.get_mut(&key) {
+            let Some(values) = self.0.get_mut(k) else { continue };
+            if let Some(names) = values.get_mut(v) {
                 names.remove(name);
                 if names.is_empty() {
-                    self.0.remove(&key);
+                    values.remove(v);
                 }
+            }
+            if values.is_empty() {
+                self.0.remove(k);
             }
         }
     }
 
+    /// The set of names carrying `key = value`, looked up by reference (a
+    /// health check asks once per worker it judges).
+    fn set(&self, key: &str, value: &str) -> Option<&BTreeSet<String>> {
+        self.0.get(key)?.get(value)
+    }
+
     /// The names carrying `key = value`.
     fn named(&self, key: &str, value: &str) -> impl Iterator<Item = &str> {
-        self.0.get(&(key.to_string(), value.to_string())).into_iter().flatten().map(String::as_str)
+        self.set(key, value).into_iter().flatten().map(String::as_str)
     }
 
     /// The fewest names that can match `selector`, in name order; `None`
@@ -219,7 +228,7 @@ impl LabelIndex {
     fn candidates(&self, selector: &Labels) -> Option<Vec<&str>> {
         let mut best: Option<&BTreeSet<String>> = None;
         for (k, v) in selector {
-            match self.0.get(&(k.clone(), v.clone())) {
+            match self.set(k, v) {
                 None => return Some(Vec::new()),
                 Some(names) if best.is_none_or(|b| names.len() < b.len()) => best = Some(names),
                 Some(_) => {}
@@ -338,8 +347,11 @@ impl MemCluster {
                 list: self.pods_matching(selector).into_iter().filter_map(|n| self.pod_at(n, now)).collect(),
             },
             ClusterRequest::ListPodsIn { selector, key, values } => {
-                // Each value's names through the index, in name order.
-                let names: BTreeSet<&str> = values.iter().flat_map(|v| self.pod_labels.named(key, v)).collect();
+                // Each value's names through the index, in name order (a
+                // sorted vector: a set cost more than the lookups).
+                let mut names: Vec<&str> = values.iter().flat_map(|v| self.pod_labels.named(key, v)).collect();
+                names.sort_unstable();
+                names.dedup();
                 let list = names
                     .into_iter()
                     .filter(|n| self.pods.get(*n).is_some_and(|(p, _)| matches(&p.labels, selector)))
