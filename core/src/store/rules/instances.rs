@@ -9,7 +9,13 @@ use crate::store::InstanceRecord;
 /// instance owned is anyone's to take; the store and every reaper judge
 /// death by this one rule (`registry::is_dead` re-exports it).
 pub fn is_dead(rec: &InstanceRecord, now: Millis, dead_after_ms: u64) -> bool {
-    rec.heartbeat_at.saturating_add(dead_after_ms) <= now
+    heard_too_long_ago(rec.heartbeat_at, now, dead_after_ms)
+}
+
+/// [`is_dead`] of an instance last heard at `heartbeat_at` (a store that
+/// reads the heartbeat alone).
+pub fn heard_too_long_ago(heartbeat_at: Millis, now: Millis, dead_after_ms: u64) -> bool {
+    heartbeat_at.saturating_add(dead_after_ms) <= now
 }
 
 /// Register or heartbeat instance `id`: `heartbeat_at = now`, and
