@@ -135,6 +135,7 @@ pub fn describe(from: InstanceId, req: &StoreRequest, result: &StoreResult, repl
     Some(match (req, result) {
         (
             StoreRequest::ListInstances
+            | StoreRequest::ListInstancesOf { .. }
             | StoreRequest::ListSlots
             | StoreRequest::ListSlotsOf { .. }
             | StoreRequest::ListWorkers

@@ -66,6 +66,11 @@ pub trait StoreBackend: Send {
     fn heartbeat_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError>;
     /// All instances, by id.
     fn list_instances(&mut self) -> Result<Vec<InstanceRecord>, StoreError>;
+    /// The instances among `ids` the store holds, by id. This default
+    /// reads every one; a backend with a key lookup reads only those.
+    fn list_instances_of(&mut self, ids: &std::collections::BTreeSet<InstanceId>) -> Result<Vec<InstanceRecord>, StoreError> {
+        Ok(self.list_instances()?.into_iter().filter(|r| ids.contains(&r.id)).collect())
+    }
     /// Mark `id` draining ([`super::rules::instances::drain`]).
     fn drain_instance(&mut self, id: InstanceId, dead_after_ms: Option<u64>, now: Millis) -> Result<bool, StoreError>;
     /// Reserve a slot for `worker` iff it holds none and fewer than `org_cap`
@@ -218,6 +223,7 @@ pub trait StoreBackend: Send {
             }
             StoreRequest::DrainInstance { id, dead_after_ms } => stamped(self.drain_instance(*id, *dead_after_ms, now)?),
             StoreRequest::ListInstances => StoreReply::Instances { now, list: self.list_instances()? },
+            StoreRequest::ListInstancesOf { ids } => StoreReply::Instances { now, list: self.list_instances_of(ids)? },
             StoreRequest::ReserveSlot { worker, org, org_cap, global_cap } => {
                 StoreReply::Slot(self.reserve_slot(worker, org, *org_cap, *global_cap, now)?)
             }

@@ -6,6 +6,7 @@ use crate::clock::Millis;
 use crate::ids::InstanceId;
 use super::lifecycle::WorkerState;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// The durable lease record. `version` changes on every write (the CAS key);
@@ -63,6 +64,10 @@ pub enum StoreRequest {
     /// not hold it alive by `dead_after_ms`.
     DrainInstance { id: InstanceId, dead_after_ms: Option<u64> },
     ListInstances,
+    /// The records of `ids` the store holds, ordered by id: what a fallback
+    /// pass asks of the owners its rows name, not the fleet's every
+    /// instance (docs/design.md §12).
+    ListInstancesOf { ids: BTreeSet<InstanceId> },
     /// Take a capacity slot for `worker` unless the org or the fleet is at
     /// its cap.
     ReserveSlot { worker: String, org: String, org_cap: u32, global_cap: u32 },
@@ -151,7 +156,8 @@ impl StoreRequest {
             StoreRequest::RegisterInstance { .. } => "register_instance",
             StoreRequest::HeartbeatInstance { .. } => "heartbeat_instance",
             StoreRequest::DrainInstance { .. } => "drain_instance",
-            StoreRequest::ListInstances => "list_instances",
+            // The same read, narrowed: one name in traces and faults.
+            StoreRequest::ListInstances | StoreRequest::ListInstancesOf { .. } => "list_instances",
             StoreRequest::ReserveSlot { .. } => "reserve_slot",
             StoreRequest::FreeSlot { .. } => "free_slot",
             StoreRequest::ListSlots => "list_slots",
@@ -192,6 +198,7 @@ impl StoreRequest {
             self,
             StoreRequest::ReadLease { .. }
                 | StoreRequest::ListInstances
+                | StoreRequest::ListInstancesOf { .. }
                 | StoreRequest::ListSlots
                 | StoreRequest::ListSlotsOf { .. }
                 | StoreRequest::ListWorkers

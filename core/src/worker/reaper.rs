@@ -120,8 +120,10 @@ pub struct Reapers<S, C, K> {
 struct View {
     now: Millis,
     workers: Vec<WorkerRecord>,
+    /// For an own view: the live ones among its rows' owners.
     live: BTreeSet<InstanceId>,
-    /// When each instance the store holds was last heard from.
+    /// When each instance the store holds was last heard from (for an own
+    /// view: each owner of its rows).
     beats: BTreeMap<InstanceId, Millis>,
     slots: Vec<SlotRecord>,
     /// For an own view: the take-overs it was asked for (rows of others
@@ -164,8 +166,9 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         self.read_view(g, workers, slots, Some(asked)).await
     }
 
-    /// The rows `workers` lists, every instance, and the slots `slots`
-    /// lists, at the store's `now` of the rows.
+    /// The rows `workers` lists, the instances (every one, or for an own
+    /// view those owning its rows), and the slots `slots` lists, at the
+    /// store's `now` of the rows.
     async fn read_view(
         &self,
         g: &Gate,
@@ -177,7 +180,15 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             StoreReply::Workers { now, list } => (now, list),
             other => return Err(format!("list workers: unexpected reply {other:?}")),
         };
-        let instances: Vec<InstanceRecord> = match self.list(g, StoreRequest::ListInstances).await? {
+        // An own view's passes ask about the owners of its rows only (its
+        // secrets carry its own name), so it reads just those: every
+        // replica reading every instance each pass grew with the fleet
+        // squared (docs/design.md §12).
+        let ask = match scope {
+            Some(_) => StoreRequest::ListInstancesOf { ids: workers.iter().map(|w| w.owner).collect() },
+            None => StoreRequest::ListInstances,
+        };
+        let instances: Vec<InstanceRecord> = match self.list(g, ask).await? {
             StoreReply::Instances { list, .. } => list,
             other => return Err(format!("list instances: unexpected reply {other:?}")),
         };
@@ -466,7 +477,6 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         let live: Vec<&WorkerRecord> = v.workers.iter().filter(|w| !w.state.is_terminal()).collect();
         let live_pods: BTreeSet<&str> = live.iter().map(|w| w.pod.as_str()).collect();
         let live_secrets: BTreeSet<&str> = live.iter().map(|w| w.secret.as_str()).collect();
-        let live_instances: BTreeSet<String> = v.live.iter().map(|i| i.to_string()).collect();
         let me = self.me.to_string();
         let mut selector = deployment_selector(&self.cfg.deployment);
         if own {
@@ -482,7 +492,8 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 && !live_secrets.contains(s.name.as_str())
                 && !live_pods.contains(pod)
                 && self.aged(v, s.created_at);
-            let ours_to_reap = owner == me || !live_instances.contains(owner);
+            // A label that names no live instance (or no instance at all).
+            let ours_to_reap = owner == me || !InstanceId::from_label(owner).is_some_and(|o| v.live.contains(&o));
             if orphan && ours_to_reap {
                 g.open()?;
                 if let Err(e) = flat(timeout(&*self.clock, call, self.cluster.delete_secret(&s.name)).await) {

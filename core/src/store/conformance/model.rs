@@ -50,6 +50,10 @@ enum Op {
     List {
         which: usize,
     },
+    /// List the instances among `ids` (some held, some not).
+    ListInstancesOf {
+        ids: Vec<u64>,
+    },
     /// List what one replica's own reaper reads (its slots or its rows):
     /// `prefix` indexes [`PREFIXES`], `ids` [`WORKERS`].
     /// List an org's unbound hot-idle rows, or a session's rows.
@@ -181,6 +185,7 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
     let op = prop_oneof![
         1 => lease.clone().prop_map(|lease| Op::Read { lease }),
         1 => (0..3usize).prop_map(|which| Op::List { which }),
+        1 => prop::collection::vec(inst.clone(), 0..4).prop_map(|ids| Op::ListInstancesOf { ids }),
         2 => (any::<bool>(), prop_oneof![3 => 1..4u64, 1 => Just(u64::MAX)], 0..PREFIXES.len(),
               prop::collection::vec(0..WORKERS.len(), 0..3), 0..150u64)
             .prop_map(|(slots, inst, prefix, ids, dead)| Op::ListOf { slots, inst, prefix, ids, dead }),
@@ -322,6 +327,7 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
     match op {
         &Op::Read { lease } => StoreRequest::ReadLease { name: name(lease) },
         &Op::List { which } => [StoreRequest::ListInstances, StoreRequest::ListSlots, StoreRequest::ListWorkers][which].clone(),
+        Op::ListInstancesOf { ids } => StoreRequest::ListInstancesOf { ids: ids.iter().map(|&i| InstanceId(i)).collect() },
         &Op::ListBy { idle: true, org, .. } => StoreRequest::ListIdleWorkers { org: ORGS[org].to_string() },
         &Op::ListBy { idle: false, session, .. } => StoreRequest::ListSessionWorkers { session },
         Op::ListOf { slots, inst, prefix, ids, dead } => {
@@ -581,6 +587,10 @@ impl Bare {
                 }
             }
             Q::ListInstances => StoreReply::Instances { now, list: self.records().instances },
+            Q::ListInstancesOf { ids } => {
+                let list = self.records().instances.into_iter().filter(|r| ids.contains(&r.id)).collect();
+                StoreReply::Instances { now, list }
+            }
             Q::ReserveSlot { worker, org, org_cap, global_cap } => {
                 let held = self.slots.iter().find(|s| s.worker == *worker);
                 let in_org = self.slots.iter().filter(|s| s.org == *org).count();

@@ -181,7 +181,10 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     /// follows this read and is fenced on the owner and epoch it saw cannot
     /// take a worker its owner still serves.
     async fn owner_gave_up(&self, row: &WorkerRecord) -> Result<(), PoolError> {
-        match self.store_call(StoreRequest::ListInstances).await {
+        // The owner's record alone: a reconnect read every instance, a cost
+        // that grew with the fleet (docs/design.md §12).
+        let ask = StoreRequest::ListInstancesOf { ids: [row.owner].into() };
+        match self.store_call(ask).await {
             Ok(StoreReply::Instances { now, list }) if gives_up_sessions(&list, row.owner, now, self.cfg.dead_after_ms) => {
                 Ok(())
             }
