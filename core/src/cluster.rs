@@ -223,18 +223,43 @@ impl LabelIndex {
         self.set(key, value).into_iter().flatten().map(String::as_str)
     }
 
-    /// The fewest names that can match `selector`, in name order; `None`
-    /// for an empty selector (everything matches).
-    fn candidates(&self, selector: &Labels) -> Option<Vec<&str>> {
+    /// The fewest names that can match `selector`.
+    fn candidates(&self, selector: &Labels) -> Candidates<'_> {
         let mut best: Option<&BTreeSet<String>> = None;
         for (k, v) in selector {
             match self.set(k, v) {
-                None => return Some(Vec::new()),
+                None => return Candidates::Nothing,
                 Some(names) if best.is_none_or(|b| names.len() < b.len()) => best = Some(names),
                 Some(_) => {}
             }
         }
-        best.map(|b| b.iter().map(String::as_str).collect())
+        best.map_or(Candidates::All, Candidates::Named)
+    }
+}
+
+/// What a selector can match, by the label index.
+enum Candidates<'a> {
+    /// An empty selector: every object.
+    All,
+    /// A label no object carries: none.
+    Nothing,
+    /// At most these names (the smallest set a label of the selector names).
+    Named(&'a BTreeSet<String>),
+}
+
+impl<'a> Candidates<'a> {
+    /// The objects of `all` (keyed by name) that may match: through the
+    /// named set when it is under half of them, else one walk of all, as
+    /// a lookup per name cost more than the walk (a deployment's list;
+    /// docs/design.md §12). In name order either way.
+    fn of<V>(self, all: &'a BTreeMap<String, V>) -> Box<dyn Iterator<Item = &'a V> + 'a> {
+        match self {
+            Candidates::Nothing => Box::new(std::iter::empty()),
+            Candidates::Named(names) if names.len() < all.len() / 2 => {
+                Box::new(names.iter().filter_map(move |n| all.get(n)))
+            }
+            Candidates::All | Candidates::Named(_) => Box::new(all.values()),
+        }
     }
 }
 
@@ -276,13 +301,16 @@ impl MemCluster {
     }
 
     fn pod_at(&self, name: &str, now: Millis) -> Option<Pod> {
-        self.pods.get(name).map(|(p, ready_at)| {
-            let mut p = p.clone();
-            if p.phase == PodPhase::Pending && now >= *ready_at {
-                p.phase = PodPhase::Running;
-            }
-            p
-        })
+        self.pods.get(name).map(|entry| Self::as_at(entry, now))
+    }
+
+    /// A pod as it is at `now` (running once its start delay passed).
+    fn as_at((p, ready_at): &(Pod, Millis), now: Millis) -> Pod {
+        let mut p = p.clone();
+        if p.phase == PodPhase::Pending && now >= *ready_at {
+            p.phase = PodPhase::Running;
+        }
+        p
     }
 
     /// Every pod as it is at `now`.
@@ -294,21 +322,15 @@ impl MemCluster {
         self.secrets.values().cloned().collect()
     }
 
-    /// Names of pods matching `selector`, in name order.
-    fn pods_matching(&self, selector: &Labels) -> Vec<&str> {
-        let names = match self.pod_labels.candidates(selector) {
-            Some(names) => names,
-            None => self.pods.keys().map(String::as_str).collect(),
-        };
-        names.into_iter().filter(|n| self.pods.get(*n).is_some_and(|(p, _)| matches(&p.labels, selector))).collect()
+    /// Pods matching `selector` as they are at `now`, in name order.
+    fn pods_matching(&self, selector: &Labels, now: Millis) -> Vec<Pod> {
+        let candidates = self.pod_labels.candidates(selector).of(&self.pods);
+        candidates.filter(|(p, _)| matches(&p.labels, selector)).map(|entry| Self::as_at(entry, now)).collect()
     }
 
     fn secrets_matching(&self, selector: &Labels) -> Vec<Secret> {
-        let names = match self.secret_labels.candidates(selector) {
-            Some(names) => names,
-            None => self.secrets.keys().map(String::as_str).collect(),
-        };
-        names.into_iter().filter_map(|n| self.secrets.get(n)).filter(|s| matches(&s.labels, selector)).cloned().collect()
+        let candidates = self.secret_labels.candidates(selector).of(&self.secrets);
+        candidates.filter(|s| matches(&s.labels, selector)).cloned().collect()
     }
 
     pub fn apply(&mut self, req: &ClusterRequest, now: Millis) -> Result<ClusterReply, ClusterError> {
@@ -342,10 +364,7 @@ impl MemCluster {
                 ClusterReply::Done
             }
             ClusterRequest::GetPod { name } => ClusterReply::Pod(self.pod_at(name, now)),
-            ClusterRequest::ListPods { selector } => ClusterReply::Pods {
-                now,
-                list: self.pods_matching(selector).into_iter().filter_map(|n| self.pod_at(n, now)).collect(),
-            },
+            ClusterRequest::ListPods { selector } => ClusterReply::Pods { now, list: self.pods_matching(selector, now) },
             ClusterRequest::ListPodsIn { selector, key, values } => {
                 // Each value's names through the index, in name order (a
                 // sorted vector: a set cost more than the lookups).

@@ -670,11 +670,9 @@ impl StoreBackend for SqliteStore {
         // Every owner a row has named (a superset of the owners rows name
         // now) with its heartbeat, one small table read: a probe per owner
         // of the workers index cost a tenth of a 300-replica run, and
-        // decoding every instance record for the live set a twentieth
-        // (issue 14). `live` holds the live ones among these owners, all
-        // that `in_scope` asks of it for the rows read by owner below.
+        // decoding every instance record for a live set a twentieth
+        // (issue 14).
         let mut owners: Vec<i64> = Vec::new();
-        let mut live = BTreeSet::new();
         {
             let sql = "SELECT o.owner, i.heartbeat_at FROM worker_owners o LEFT JOIN instances i ON i.id = o.owner";
             let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
@@ -682,9 +680,6 @@ impl StoreBackend for SqliteStore {
             for pair in found.map_err(backend)? {
                 let (o, heard) = pair.map_err(backend)?;
                 let alive = heard.is_some_and(|h| !rules::instances::heard_too_long_ago(dec(h), now, scope.dead_after_ms));
-                if alive {
-                    live.insert(InstanceId(dec(o)));
-                }
                 if dec(o) == scope.instance.0 || !alive {
                     owners.push(o);
                 }
@@ -692,6 +687,9 @@ impl StoreBackend for SqliteStore {
         }
         // Its own rows whole; another owner's unended ones only (its ended
         // rows in scope are the minted and taken-over ones, read below).
+        // Each row read here is in scope by `in_scope`'s first clause (its
+        // own) or its last (unended, of an owner not alive), so none is
+        // filtered: the conformance model holds this to the rulebook.
         let own = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = ?1");
         let unended = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = ?1 AND state NOT IN (?2, ?3)");
         let ended = [WorkerState::Retired, WorkerState::Lost].map(|s| s.name());
@@ -702,9 +700,7 @@ impl StoreBackend for SqliteStore {
                 workers_where(conn, &unended, params![o, ended[0], ended[1]])?
             };
             for w in found {
-                if rules::workers::in_scope(&w, scope, &live) {
-                    rows.insert(w.id.clone(), w);
-                }
+                rows.insert(w.id.clone(), w);
             }
         }
         for w in minted(conn, &scope.minted_prefix)? {
