@@ -7,6 +7,12 @@
 //! `names` (scenario and mutant lookup with "did you mean"); `live_cmd`
 //! runs the live mode (only in the live build, on real tokio).
 
+/// mimalloc: glibc's malloc slowed as a large fleet's heap fragmented, a
+/// sixth of a 300-replica run in malloc and free (issue 14; docs/design.md
+/// §12). Nothing the trace holds depends on the allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Print a line to stdout (see [`output::line`]: a reader that went away
 /// stops the program with a message, never a panic).
 macro_rules! say {

@@ -3,6 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+/// The CLI's allocator (src/main.rs), so that a bench times what a sweep
+/// runs: glibc's malloc slowed as a large fleet's heap fragmented (issue
+/// 14; docs/design.md §12).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Median wall time of `reps` runs of `f`.
 pub fn median(reps: usize, mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..reps)
