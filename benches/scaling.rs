@@ -8,9 +8,11 @@
 //! and per event at each size and as a ratio to the smallest (the target:
 //! per event at most 1.5 times the smallest's; per simulated second at
 //! most in proportion to the live workers). `cargo bench --bench scaling --
-//! table` prints the table alone (`SCALING_REPS=1` for one run a size
-//! instead of the median of three; `SCALING_SIZES=10,300` for some sizes
-//! only). Every run is one seed on one core.
+//! table` prints the table alone. A size's figure is the median of at
+//! least three runs and of at least 5 s of runs, so the smallest world is
+//! timed over some twenty runs (`SCALING_REPS=1` for at least one run a
+//! size; `SCALING_SIZES=10,300` for some sizes only). Every run is one seed
+//! on one core.
 
 mod timing;
 
@@ -20,7 +22,7 @@ use haywire_scenarios::world;
 use haywire_sim::{run, FaultPlan, RunConfig, RunOptions, Scenario, Stats};
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
-use timing::{median, wanted};
+use timing::{median_over, wanted};
 
 /// The seed every size runs.
 const SEED: u64 = 1;
@@ -36,6 +38,9 @@ fn sizes_wanted() -> Vec<usize> {
     picked
 }
 const PHASE_MS: u64 = 180_000;
+/// The table runs a size at least this long in all, so the smallest
+/// world (a fifth of a second a run) is timed over many runs.
+const AT_LEAST: Duration = Duration::from_secs(5);
 /// Each client opens a session about this often.
 const CYCLE_MS: u64 = 30_000;
 
@@ -109,20 +114,25 @@ fn table(_: &mut Criterion) {
     if !wanted("table") {
         return;
     }
-    println!("\nwall time per simulated second and per event, by fleet size (median of {reps} runs of seed {SEED})");
     println!(
-        "{:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>12} {:>8} {:>10} {:>8}",
-        "replicas", "clients", "events", "workers", "sim s", "wall s", "µs/sim-s", "÷ first", "µs/event", "÷ first"
+        "\nwall time per simulated second and per event, by fleet size (seed {SEED}; the median of at least {reps} runs \
+         and of {}s of runs a size)",
+        AT_LEAST.as_secs()
+    );
+    println!(
+        "{:>8} {:>8} {:>9} {:>8} {:>9} {:>5} {:>8} {:>12} {:>8} {:>10} {:>8}",
+        "replicas", "clients", "events", "workers", "sim s", "runs", "wall s", "µs/sim-s", "÷ first", "µs/event", "÷ first"
     );
     let mut first: Option<(f64, f64)> = None;
     for replicas in sizes_wanted() {
         let mut stats = Stats::default();
-        let t = median(reps, || stats = one_run(replicas)).as_secs_f64();
+        let (t, runs) = median_over(reps, AT_LEAST, || stats = one_run(replicas));
+        let t = t.as_secs_f64();
         let sim_s = stats.sim_ms as f64 / 1e3;
         let (per_sim_s, per_event) = (t * 1e6 / sim_s, t * 1e6 / stats.events as f64);
         let (s0, e0) = *first.get_or_insert((per_sim_s, per_event));
         println!(
-            "{replicas:>8} {:>8} {:>9} {:>8} {sim_s:>9.0} {t:>8.2} {per_sim_s:>12.0} {:>8.2} {per_event:>10.2} {:>8.2}",
+            "{replicas:>8} {:>8} {:>9} {:>8} {sim_s:>9.0} {runs:>5} {t:>8.2} {per_sim_s:>12.0} {:>8.2} {per_event:>10.2} {:>8.2}",
             6 * replicas,
             stats.events,
             stats.workers,
