@@ -38,7 +38,7 @@ fn file_uses_wal_and_records_schema_version() {
     let conn = rusqlite::Connection::open(&db.path).unwrap();
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
 }
 
 #[test]
@@ -162,14 +162,14 @@ fn version_one_database_is_migrated() {
         // The old effect's key is taken.
         assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
     }
-    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
     assert_eq!(
         tables(&db.path),
         ["effects", "fires", "instances", "jobs", "leases", "settings", "slots", "worker_owners", "workers"]
     );
     // Reopening a migrated database changes nothing.
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
     assert_eq!(read(&mut s, L), Some(lease));
     assert_eq!(s.effects().unwrap(), vec![old]);
     assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
@@ -205,7 +205,7 @@ fn version_two_database_gains_the_effect_key_index() {
     }
     assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (7, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (8, 1));
     assert_eq!(s.effects().unwrap(), old);
     assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
     // The index itself refuses a second row for the key.
@@ -218,14 +218,14 @@ fn version_two_database_gains_the_effect_key_index() {
 }
 
 #[test]
-fn version_eight_is_rejected() {
-    let db = TempDb::new("schema8");
+fn version_nine_is_rejected() {
+    let db = TempDb::new("schema9");
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.pragma_update(None, "user_version", 9).unwrap();
     }
     assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
-    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     assert_eq!(tables(&db.path), Vec::<String>::new());
 }
 
@@ -250,7 +250,7 @@ fn version_five_database_gains_the_owner_index() {
         let mut s = SqliteStore::open(&db.path).unwrap();
         w_applied(s.insert_worker(&worker("w1.1", "o", S::Spawning, 1, 1), 10));
     }
-    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (7, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (8, 1));
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(workers(&mut s).len(), 1);
 }
@@ -272,7 +272,7 @@ fn version_six_database_gains_the_owners_table() {
         .unwrap();
     }
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 7);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
     s.register_instance(id(1), None, 100).unwrap();
     s.register_instance(id(2), None, 100).unwrap();
     w_applied(s.insert_worker(&worker("w2.1", "o", S::Hot, 2, 1), 100));
@@ -285,6 +285,48 @@ fn version_six_database_gains_the_owners_table() {
     assert_eq!(listed(&mut s, 120), ["w9.1"]);
     // 2 dies: its row is found too.
     assert_eq!(listed(&mut s, 200), ["w2.1", "w9.1"]);
+}
+
+/// A version-7 database gains the index of unended rows by owner that a
+/// fallback pass walks for a dead owner: its ended rows are skipped, its
+/// unended ones found, whether written before the migration or after.
+#[test]
+fn version_seven_database_gains_the_unended_owner_index() {
+    let db = TempDb::new("migrate7");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        super::super::sqlite::create_at_version(&conn, 7).unwrap();
+        for (id, state) in [("w9.1", "hot"), ("w9.2", "retired"), ("w9.3", "lost"), ("w9.4", "draining")] {
+            conn.execute(
+                "INSERT INTO workers VALUES (?1, 'o', ?2, 9, 1, 'p', 's', NULL, 10, 10, 10, 1)",
+                rusqlite::params![id, state],
+            )
+            .unwrap();
+        }
+    }
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
+    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
+    let listed = |s: &mut SqliteStore| s.list_workers_of(&scope, 100).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
+    assert_eq!(listed(&mut s), ["w9.1", "w9.4"]);
+    // Ended after the migration: out of the index, so out of the pass.
+    w_applied(s.update_worker("w9.4", id(9), 1, S::Draining, S::Retired, None, None, 110));
+    assert_eq!(listed(&mut s), ["w9.1"]);
+}
+
+/// The partial index spells the ended states out; they must be the names
+/// the rows are written with.
+#[test]
+fn unended_owner_index_names_the_ended_states() {
+    let db = TempDb::new("unended-names");
+    let _s = SqliteStore::open(&db.path).unwrap();
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let sql: String = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE name = 'workers_unended_by_owner'", [], |r| r.get(0))
+        .unwrap();
+    let ended: Vec<_> = S::ALL.iter().filter(|s| s.is_terminal()).map(|s| format!("'{}'", s.name())).collect();
+    assert_eq!(ended.len(), 2);
+    assert!(sql.ends_with(&format!("WHERE state NOT IN ({})", ended.join(", "))), "{sql}");
 }
 
 #[test]
