@@ -373,8 +373,9 @@ impl MemCluster {
                 names.dedup();
                 let list = names
                     .into_iter()
-                    .filter(|n| self.pods.get(*n).is_some_and(|(p, _)| matches(&p.labels, selector)))
-                    .filter_map(|n| self.pod_at(n, now))
+                    .filter_map(|n| self.pods.get(n))
+                    .filter(|(p, _)| matches(&p.labels, selector))
+                    .map(|entry| Self::as_at(entry, now))
                     .collect();
                 ClusterReply::Pods { now, list }
             }
