@@ -5,7 +5,8 @@
 //! 1. A control-plane instance force-deleted while it owns workers has all
 //!    its pods gone within 90 s: the pods of the workers the store held it
 //!    owning then, save those a reconnecting client's session took over
-//!    (they live on, by design: docs/design.md §2.5).
+//!    and those a live replica took from the shared idle pool for a new
+//!    session before then (they live on, by design: docs/design.md §2.5).
 //! 2. With a 1-minute TTL, once the last session has ended, the worker pod
 //!    count reaches the floor (each live instance's newest `min_hot_idle`)
 //!    within about 4 minutes.
@@ -91,9 +92,11 @@ fn worker_pods(events: &[Event]) -> BTreeMap<String, u64> {
 }
 
 /// The workers the store holds `inst` owning (live rows) at `at`, and the
-/// ones a reconnect took over after `at` (claimed with the row kept hot
-/// and bound to its session).
-fn owned_then_resumed(events: &[Event], inst: u64, at: u64) -> (BTreeSet<String>, BTreeSet<String>) {
+/// ones a live replica put back to use after `at`: a reconnect's takeover
+/// (claimed with the row kept hot and bound to its session), or, before
+/// `by`, the shared idle pool (a hot-idle worker claimed from any owner and
+/// bound to a new session, docs/design.md §2.5).
+fn owned_then_resumed(events: &[Event], inst: u64, at: u64, by: u64) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut owner: BTreeMap<String, u64> = BTreeMap::new();
     let mut resumed = BTreeSet::new();
     let mut owned = None;
@@ -107,8 +110,10 @@ fn owned_then_resumed(events: &[Event], inst: u64, at: u64) -> (BTreeSet<String>
             } else {
                 owner.insert(id.clone(), row.owner);
             }
-            let takeover = *op == haywire_traces::WorkerOp::Claim && row.state == haywire_traces::Lifecycle::Hot;
-            if e.t > at && takeover && row.session.is_some() {
+            let serving = row.state == haywire_traces::Lifecycle::Hot && row.session.is_some();
+            let takeover = *op == haywire_traces::WorkerOp::Claim && serving;
+            let reused = serving && row.owner != inst && e.t <= by;
+            if e.t > at && (takeover || reused) {
                 resumed.insert(id.clone());
             }
         }
@@ -140,7 +145,8 @@ fn a_force_deleted_instance_has_all_its_pods_gone_within_90_s() {
         let (inst, at) = crashed(events).expect("r1 was force-deleted");
         let before: Vec<Event> = events.iter().take_while(|e| e.t <= at).cloned().collect();
         let alive = worker_pods(&before);
-        let (workers, resumed) = owned_then_resumed(events, inst, at);
+        let by = at + 90 * S;
+        let (workers, resumed) = owned_then_resumed(events, inst, at, by);
         let owned: BTreeSet<String> = workers
             .difference(&resumed)
             .map(|id| format!("pod-{id}"))
@@ -150,7 +156,6 @@ fn a_force_deleted_instance_has_all_its_pods_gone_within_90_s() {
             continue;
         }
         owning += 1;
-        let by = at + 90 * S;
         let mut left = owned.clone();
         for e in events.iter().filter(|e| e.t <= by) {
             if let EventKind::PodDeleted { name, .. } = &e.kind {
