@@ -66,7 +66,7 @@ pub async fn admin(world: Arc<World>) {
             if let Ok(StoreReply::Job(_)) = store.call(req).await {
                 break;
             }
-            madsim::time::sleep(Duration::from_secs(1)).await;
+            crate::timer::sleep(Duration::from_secs(1)).await;
         }
     }
     let settings = {
@@ -75,7 +75,7 @@ pub async fn admin(world: Arc<World>) {
     };
     if c.admin_every_ms > 0 {
         loop {
-            madsim::time::sleep(wait(rng, c.admin_every_ms)).await;
+            crate::timer::sleep(wait(rng, c.admin_every_ms)).await;
             if world.clients.lock().quiet {
                 break;
             }
@@ -116,7 +116,7 @@ async fn write_settings(world: Arc<World>, every_ms: u64) {
     let store = store_for(2_000_001).await;
     let mut n = 0u64;
     loop {
-        madsim::time::sleep(wait(&world.rng, every_ms)).await;
+        crate::timer::sleep(wait(&world.rng, every_ms)).await;
         if world.clients.lock().quiet {
             return;
         }
@@ -138,14 +138,14 @@ pub async fn readers(world: Arc<World>) {
     };
     let caller = Caller::new(ep, 0, usize::MAX, 2_000_002);
     loop {
-        madsim::time::sleep(Duration::from_millis(every)).await;
+        crate::timer::sleep(Duration::from_millis(every)).await;
         let targets: Vec<(usize, String)> = {
             let p = world.processes.lock();
             (0..p.machines.len()).filter(|&i| p.machines[i].enabled).map(|i| (i, p.machines[i].name.clone())).collect()
         };
         for (i, name) in targets {
             let call = caller.call::<SessionRequest, SessionReply>(replica_addr(i), SESSION_TAG, SessionRequest::ReadSettings);
-            let Ok(Ok(Ok(v))) = madsim::time::timeout(READ_PATIENCE, call).await else { continue };
+            let Ok(Ok(Ok(v))) = crate::timer::timeout(READ_PATIENCE, call).await else { continue };
             let version = v.parse::<u64>().ok();
             world.recorder.record("sim", None, EventKind::SettingsServed { replica: name, version });
         }

@@ -81,7 +81,7 @@ impl Client<'_> {
 
     async fn call(&self, replica: usize, req: SessionRequest, patience: Duration) -> Option<SessionReply> {
         let call = self.caller.call::<_, SessionReply>(replica_addr(replica), SESSION_TAG, req);
-        match madsim::time::timeout(patience, call).await {
+        match crate::timer::timeout(patience, call).await {
             Ok(Ok(reply)) => Some(reply),
             _ => None,
         }
@@ -131,7 +131,7 @@ impl Client<'_> {
             let targets = self.targets(from, attempt);
             attempt += 1;
             if targets.is_empty() {
-                madsim::time::sleep(RECONNECT_RETRY).await;
+                crate::timer::sleep(RECONNECT_RETRY).await;
                 continue;
             }
             for &t in &targets {
@@ -161,7 +161,7 @@ impl Client<'_> {
                 self.record(EventKind::SessionLost { session, worker: worker.into(), error });
                 return None;
             }
-            madsim::time::sleep(RECONNECT_RETRY).await;
+            crate::timer::sleep(RECONNECT_RETRY).await;
         }
     }
 
@@ -224,7 +224,7 @@ pub async fn run(world: Arc<World>, client: usize) {
     let c = Client { world: &world, name, caller, w: w.clone() };
     let World { processes, clients, rng, .. } = &*world;
     loop {
-        madsim::time::sleep(think(rng, w.think_ms)).await;
+        crate::timer::sleep(think(rng, w.think_ms)).await;
         if clients.lock().quiet {
             return;
         }

@@ -38,6 +38,6 @@ impl Clock for SimClock {
         // A local duration d passes in d / rate of global time; round up so
         // a sleeper never wakes before its local deadline.
         let real = (d.as_micros() as f64 / self.rate()).ceil() as u64;
-        madsim::time::sleep(Duration::from_micros(real))
+        crate::timer::sleep(Duration::from_micros(real))
     }
 }

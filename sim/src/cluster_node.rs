@@ -189,7 +189,7 @@ async fn handle(
     // the caller gave up on is still done, but never later than sent).
     let slow = node.lock().faults.slow_ms + op_slow_ms;
     if slow > 0 {
-        madsim::time::sleep(Duration::from_millis(slow)).await;
+        crate::timer::sleep(Duration::from_millis(slow)).await;
     }
     Some(result)
 }

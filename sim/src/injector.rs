@@ -43,8 +43,8 @@ pub struct Injector {
     grace_ms: u64,
 }
 
-fn sleep_ms(ms: u64) -> madsim::time::Sleep {
-    madsim::time::sleep(Duration::from_millis(ms))
+fn sleep_ms(ms: u64) -> crate::timer::Sleep {
+    crate::timer::sleep(Duration::from_millis(ms))
 }
 
 /// The running faults' tasks, aborted if the injector's run is dropped (a
@@ -72,7 +72,7 @@ impl Injector {
         let mut tasks = FaultTasks(Vec::new());
         for planned in plan.faults {
             let at = start + Duration::from_millis(planned.at_ms);
-            madsim::time::sleep_until(at).await;
+            crate::timer::sleep_until(at).await;
             let me = self.clone();
             tasks.0.push(madsim::task::spawn(async move { me.fire(planned.fault).await }));
         }

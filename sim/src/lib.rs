@@ -57,6 +57,8 @@ pub mod store_node;
 #[cfg(madsim)]
 pub mod sweep;
 #[cfg(madsim)]
+pub mod timer;
+#[cfg(madsim)]
 pub mod world;
 
 pub use faults::{ClusterOps, Fault, FaultPlan, PlanFile, PlannedFault, Target};

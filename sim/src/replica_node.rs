@@ -116,7 +116,7 @@ impl JobRunner for SimRunner {
             // Moved whole into the future (not just its flag), so it drops
             // with the future.
             let mut end = end;
-            madsim::time::sleep(Duration::from_millis(ms)).await;
+            crate::timer::sleep(Duration::from_millis(ms)).await;
             end.done = true;
         })
     }
@@ -186,7 +186,7 @@ pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
                 SessionRequest::Watch { session } => tokio::select! {
                     biased;
                     e = sessions.watch(session) => Err(SessionError::of(e)),
-                    _ = madsim::time::sleep(WATCH_KEEPALIVE) => Ok(String::new()),
+                    _ = crate::timer::sleep(WATCH_KEEPALIVE) => Ok(String::new()),
                 },
                 SessionRequest::Reconnect { session } => sessions.reconnect(session).await.map_err(SessionError::of),
                 SessionRequest::ReadSettings => {
@@ -237,7 +237,7 @@ pub async fn process(world: Arc<World>, i: usize, config: ReplicaConfig) {
         let store_answers = async {
             loop {
                 let probe = StoreRequest::ListInstances;
-                let call = madsim::time::timeout(Duration::from_millis(REJOIN_POLL_MS), store.call(probe));
+                let call = crate::timer::timeout(Duration::from_millis(REJOIN_POLL_MS), store.call(probe));
                 if let Ok(Ok(_)) = call.await {
                     return;
                 }

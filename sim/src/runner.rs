@@ -372,7 +372,7 @@ async fn tear_down(nodes: &[madsim::task::NodeId]) {
     for &id in nodes {
         handle.kill(id);
     }
-    madsim::time::sleep(Duration::from_millis(1)).await;
+    crate::timer::sleep(Duration::from_millis(1)).await;
 }
 
 /// The simulation itself, inside madsim; the nodes it made.
@@ -440,7 +440,7 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
     let injector = Injector::new(world.clone(), servers, opts);
     let ticker = madsim::task::spawn(async move {
         loop {
-            madsim::time::sleep(Duration::from_micros(crate::oracle::TICK_US)).await;
+            crate::timer::sleep(Duration::from_micros(crate::oracle::TICK_US)).await;
             w.recorder.tick();
         }
     });
@@ -450,10 +450,10 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
     // The quiet period starts when the fault phase is over *and* every
     // fault has healed (a slow shutdown can outlast the phase).
     let phases = async {
-        tokio::join!(madsim::time::sleep(fault_phase), injector);
+        tokio::join!(crate::timer::sleep(fault_phase), injector);
         world.clients.lock().quiet = true;
         world.recorder.record("sim", None, EventKind::QuietPeriod);
-        madsim::time::sleep(quiet).await;
+        crate::timer::sleep(quiet).await;
     };
     tokio::select! {
         biased;

@@ -96,12 +96,12 @@ async fn handle(
         node.faults.slow_ms.get(replica).copied().unwrap_or(0)
     };
     if slow > 0 {
-        madsim::time::sleep(Duration::from_millis(slow)).await;
+        crate::timer::sleep(Duration::from_millis(slow)).await;
     }
     loop {
         let until = store.lock().faults.stall_until;
         match until {
-            Some(until) if until > madsim::time::Instant::now() => madsim::time::sleep_until(until).await,
+            Some(until) if until > madsim::time::Instant::now() => crate::timer::sleep_until(until).await,
             _ => break,
         }
     }

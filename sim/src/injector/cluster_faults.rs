@@ -140,7 +140,7 @@ impl Injector {
             if waited >= wait_ms {
                 break None;
             }
-            madsim::time::sleep(POLL).await;
+            crate::timer::sleep(POLL).await;
             waited += POLL.as_millis() as u64;
         };
         let Some(i) = sprung else {

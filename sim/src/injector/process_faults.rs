@@ -125,7 +125,7 @@ impl Injector {
         let exited = || self.processes().machines[i].exited;
         let mut waited = 0;
         while !exited() && waited < self.grace_ms {
-            madsim::time::sleep(POLL).await;
+            crate::timer::sleep(POLL).await;
             waited += POLL.as_millis() as u64;
         }
         if !exited() {
