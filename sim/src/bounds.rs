@@ -45,6 +45,10 @@ pub fn oracle_params(opts: &RunOptions) -> OracleParams {
             drain_bound_us: real(f.drain_timeout_ms + l.release_timeout_ms + 2 * f.call_timeout_ms)
                 + opts.bounds.rpc_slack_ms * 1000,
             reconnect_us: opts.workload.reconnect_ms * 1000,
+            // The network's longest latency, madsim's delay of a send and
+            // of a receive (its shortest sleep, 1 ms, each), and a
+            // millisecond for its timers' rounding.
+            reply_flight_us: (opts.latency_ms.1 + 3) * 1000,
         },
         cron: cron_params(opts, &real, slack_us),
     }

@@ -70,7 +70,7 @@ impl ContinuityCheck {
     }
 
     /// S7 when a client is told its session goes on at `replica`.
-    fn resumed(&self, m: &Model, t: u64, session: u64, worker: &str, replica: &str) -> Option<Violation> {
+    fn resumed(&self, p: &OracleParams, m: &Model, t: u64, session: u64, worker: &str, replica: &str) -> Option<Violation> {
         let bad = |why: String| violation("S7", t, format!("resumed as promised: session {session} resumed by {replica} on {worker}, but {why}"));
         let Some(s) = m.sessions.get(&session) else { return bad("it was never requested".into()) };
         match &s.answer {
@@ -84,8 +84,15 @@ impl ContinuityCheck {
         let Some(inst) = m.rep(replica).and_then(|r| r.inst).filter(|r| m.is_up(*r)) else {
             return bad("that replica is not up".into());
         };
-        if m.shutdown_asked.contains(&inst) {
-            return bad(format!("i{inst} is draining (asked to stop): it must take no session"));
+        // Asked to stop before the answer can have left: an answer still in
+        // flight when the request came was given before it.
+        let sent_by = t.saturating_sub(p.fleet.reply_flight_us);
+        if let Some(&asked) = m.shutdown_asked.get(&inst).filter(|&&asked| asked <= sent_by) {
+            return bad(format!(
+                "i{inst} is draining (asked to stop at {}, before the answer can have left, at {} at the earliest): it must take no session",
+                secs(asked),
+                secs(sent_by)
+            ));
         }
         // The store's last hot binding of the session: this worker, under
         // the instance that answered (it may have ended since, say its pod
@@ -172,7 +179,7 @@ impl Check for ContinuityCheck {
                 }
                 None
             }
-            EventKind::SessionResumed { session, worker, replica } => self.resumed(m, t, *session, worker, replica),
+            EventKind::SessionResumed { session, worker, replica } => self.resumed(p, m, t, *session, worker, replica),
             EventKind::SessionLost { session, worker, error } if error.starts_with(GAVE_UP) => {
                 self.gave_up(p, m, t, *session, worker)
             }

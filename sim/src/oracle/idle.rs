@@ -248,7 +248,7 @@ impl IdleCheck {
         // (the write may land after the process is gone); a dead owner's
         // workers are orphans, reaped whatever their age; so is a worker
         // whose pod died (the cluster's word, not a replica's).
-        if (from == w.owner && m.shutdown_asked.contains(&from)) || !m.is_up(w.owner) || m.pod_dead_since(id).is_some() {
+        if (from == w.owner && m.shutdown_asked.contains_key(&from)) || !m.is_up(w.owner) || m.pod_dead_since(id).is_some() {
             return None;
         }
         // The store stamps idle_since in whole milliseconds.

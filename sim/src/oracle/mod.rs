@@ -167,6 +167,10 @@ pub struct FleetParams {
     pub drain_bound_us: u64,
     /// How long a client keeps reconnecting a session (0: never).
     pub reconnect_us: u64,
+    /// Longest a reply is in flight from the replica that sent it to the
+    /// client that records it: what a client's answer says of the replica
+    /// holds at least this long before the client hears it.
+    pub reply_flight_us: u64,
 }
 
 /// One family of invariants. Every method sees the model as it is; in

@@ -102,8 +102,8 @@ pub struct Model {
     pub dead: BTreeMap<u64, u64>,
     /// The longest pause the injector has done and ended so far (µs).
     pub longest_pause_us: u64,
-    /// Instances the injector asked to shut down.
-    pub shutdown_asked: BTreeSet<u64>,
+    /// Instances the injector asked to shut down, and when it first did.
+    pub shutdown_asked: BTreeMap<u64, u64>,
     /// An instance that exited gracefully with no fault in its way: it
     /// should have released the lease before exiting.
     pub clean_exit: Option<(u64, u64)>,
@@ -460,7 +460,7 @@ impl Model {
             }
             EventKind::ShutdownRequested { target } => {
                 if let Some(inst) = self.rep(target).and_then(|r| r.inst) {
-                    self.shutdown_asked.insert(inst);
+                    self.shutdown_asked.entry(inst).or_insert(t);
                 }
                 let calm = self.store_calm();
                 if let Some(r) = self.rep_mut(target) {

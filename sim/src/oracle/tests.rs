@@ -38,6 +38,7 @@ fn params() -> OracleParams {
             client_timeout_us: 60 * S,
             drain_bound_us: 20 * S,
             reconnect_us: 50 * S,
+            reply_flight_us: S / 100,
         },
         cron: CronParams {
             enabled: true,
@@ -1059,6 +1060,18 @@ fn s7_a_reconnect_resumes_on_its_own_worker_through_one_replica() {
     let mut r = owner_crashed();
     assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
     r.sim(7.05, K::ShutdownRequested { target: "r2".into() });
+    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
+    // Asked to stop while its answer may still have been in flight (the
+    // params allow 10 ms): given before the request, fine.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    r.sim(7.095, K::ShutdownRequested { target: "r2".into() });
+    assert_eq!(r.at(7.1, "c1", None, resumed("r2", "w1.1")), None);
+    // The flight is counted from the first request, not a repeated one.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    r.sim(7.05, K::ShutdownRequested { target: "r2".into() });
+    r.sim(7.095, K::ShutdownRequested { target: "r2".into() });
     assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
 }
 
