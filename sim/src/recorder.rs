@@ -3,9 +3,13 @@
 //!
 //! Every event goes through [`RunRecorder::record`], which stamps it, appends
 //! it to the trace and hands it to the oracle at once; the first violation
-//! ends the trace (and wakes the runner).
+//! ends the trace (and wakes the runner). The oracle's deadline checks run
+//! on its tick, every [`TICK_US`] of simulated time: each event first runs
+//! the ticks that passed before it, as [`crate::oracle::judge`] does, so the
+//! world needs no ticker task of its own (a timer and a task poll per tick,
+//! more ticks than events in most scenarios; docs/design.md §7, §12).
 
-use crate::oracle::{Oracle, Violation};
+use crate::oracle::{Oracle, Violation, TICK_US};
 use haywire_traces::{Event, EventKind};
 use madsim::time::Instant;
 use std::sync::{Mutex, MutexGuard};
@@ -31,6 +35,9 @@ struct Log {
     /// The run's recording was taken: what its tasks do as they are torn
     /// down is no part of it.
     taken: bool,
+    /// The oracle's next tick (µs): every tick before an event runs before
+    /// the oracle sees the event.
+    next_tick: u64,
 }
 
 impl RunRecorder {
@@ -38,7 +45,7 @@ impl RunRecorder {
     pub fn new(oracle: Oracle) -> Self {
         RunRecorder {
             origin: Instant::now(),
-            log: Mutex::new(Log { events: Vec::new(), oracle, violation: None, taken: false }),
+            log: Mutex::new(Log { events: Vec::new(), oracle, violation: None, taken: false, next_tick: TICK_US }),
             violated: Notify::new(),
         }
     }
@@ -67,40 +74,50 @@ impl RunRecorder {
         if g.violation.is_some() || g.taken {
             return; // the run is over; keep the trace ending at the violation
         }
-        let event = Event { t: self.now_us(), node: node.to_string(), inst, kind };
+        let t = self.now_us();
+        // A deadline that passed before this event ends the trace there.
+        if self.ticks_before(&mut g, t) {
+            return;
+        }
+        let event = Event { t, node: node.to_string(), inst, kind };
         let verdict = g.oracle.observe(&event);
         g.events.push(event);
         if let Some(v) = verdict {
-            self.violate(&mut g, v);
+            self.violate(&mut g, t, v);
         }
     }
 
-    /// Let the oracle check deadlines that expire without any event.
-    pub fn tick(&self) {
-        let mut g = self.log();
-        if g.violation.is_some() {
-            return;
+    /// Run the oracle's ticks before `t` not yet run (deadlines that expire
+    /// without any event); true if one found a violation.
+    fn ticks_before(&self, g: &mut Log, t: u64) -> bool {
+        while g.next_tick < t {
+            let tick = g.next_tick;
+            g.next_tick += TICK_US;
+            if let Some(v) = g.oracle.check_time(tick) {
+                self.violate(g, tick, v);
+                return true;
+            }
         }
-        if let Some(v) = g.oracle.check_time(self.now_us()) {
-            self.violate(&mut g, v);
-        }
+        false
     }
 
-    /// End-of-run checks, after the quiet period.
+    /// End-of-run checks, after the quiet period: the ticks still due,
+    /// then the deadlines and end-of-run checks at the end itself.
     pub fn finish(&self) {
         let mut g = self.log();
-        if g.violation.is_some() {
+        let t = self.now_us();
+        if g.violation.is_some() || self.ticks_before(&mut g, t) {
             return;
         }
-        let t = self.now_us();
         if let Some(v) = g.oracle.check_time(t).or_else(|| g.oracle.finish(t)) {
-            self.violate(&mut g, v);
+            self.violate(&mut g, t, v);
         }
     }
 
-    fn violate(&self, g: &mut Log, v: Violation) {
+    /// End the trace at `t` with `v`.
+    fn violate(&self, g: &mut Log, t: u64, v: Violation) {
         g.events.push(Event {
-            t: self.now_us(),
+            t,
             node: "sim".into(),
             inst: None,
             kind: EventKind::Violation { invariant: v.invariant.to_string(), message: v.message.clone() },

@@ -436,14 +436,7 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
         nodes.push(node.id());
     }
 
-    let w = world.clone();
     let injector = Injector::new(world.clone(), servers, opts);
-    let ticker = madsim::task::spawn(async move {
-        loop {
-            crate::timer::sleep(Duration::from_micros(crate::oracle::TICK_US)).await;
-            w.recorder.tick();
-        }
-    });
     let injector = injector.run(plan);
     let fault_phase = Duration::from_millis(opts.fault_phase_ms);
     let quiet = Duration::from_millis(opts.quiet_ms);
@@ -460,7 +453,6 @@ async fn simulate(world: std::sync::Arc<World>, opts: &RunOptions, plan: FaultPl
         _ = world.recorder.violated() => {}
         _ = phases => world.recorder.finish(),
     }
-    ticker.abort();
     world.recorder.end_run();
     nodes
 }
