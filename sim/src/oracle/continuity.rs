@@ -81,12 +81,18 @@ impl ContinuityCheck {
         if s.reconnecting.is_none() {
             return bad("another replica had already resumed this reconnect: two replicas serve it".into());
         }
-        let Some(inst) = m.rep(replica).and_then(|r| r.inst).filter(|r| m.is_up(*r)) else {
-            return bad("that replica is not up".into());
-        };
-        // Asked to stop before the answer can have left: an answer still in
-        // flight when the request came was given before it.
+        // The answer left no earlier than this: an answer still in flight
+        // when its replica went down or was asked to stop was given before.
         let sent_by = t.saturating_sub(p.fleet.reply_flight_us);
+        let answering = m.instances_up_since(replica, sent_by);
+        // The instance the store bound it under, if it is one of them.
+        let inst = match (m.bindings.get(&session), answering.first()) {
+            (Some((_, owner)), _) if answering.contains(owner) => *owner,
+            (_, Some(&first)) => first,
+            (_, None) => {
+                return bad(format!("that replica is not up, and was not at {} (when the answer can have left at the earliest)", secs(sent_by)));
+            }
+        };
         if let Some(&asked) = m.shutdown_asked.get(&inst).filter(|&&asked| asked <= sent_by) {
             return bad(format!(
                 "i{inst} is draining (asked to stop at {}, before the answer can have left, at {} at the earliest): it must take no session",

@@ -17,8 +17,10 @@
 //! - C4 obedient: no run record commits for a paused or deleted job; after
 //!   an edit (plus the bound, counted once the owner could learn of it)
 //!   every run's slot is one of the current schedule; concurrent runs,
-//!   committed and real, stay under the cap; no run outlives its timeout
-//!   (beyond slack) unless its process was paused under it.
+//!   committed and real, stay under the cap (real runs not counting one
+//!   paused, or past its record's hold on a replica whose clock drifts
+//!   beyond its configured bound); no run outlives its timeout (beyond
+//!   slack) unless its process was paused under it.
 
 use super::model::Model;
 use super::{secs, violation, Check, OracleParams, Violation};
@@ -354,7 +356,15 @@ impl CronCheck {
                     }
                 }
                 if let Some(cap) = p.cron.cap {
-                    let live = self.running.values().filter(|r| !r.paused).count();
+                    // A run past its record's hold on a replica whose clock
+                    // drifts beyond its configured bound: the store freed
+                    // its place on time, and the replica cut it on a clock
+                    // the grace was not sized for (as a paused one).
+                    let overran = |k: &(String, u64), r: &Run| {
+                        let drifts = m.inst_rep.get(&r.inst).is_some_and(|&i| p.fleet.drift_beyond.get(i).copied().unwrap_or(false));
+                        drifts && self.records.get(k).and_then(|rec| rec.deadline_ms).is_some_and(|d| t >= d * 1000)
+                    };
+                    let live = self.running.iter().filter(|(k, r)| !r.paused && !overran(k, r)).count();
                     let paused = self.running.values().any(|r| r.paused);
                     if !paused && live >= cap as usize {
                         return violation(

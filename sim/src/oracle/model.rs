@@ -239,6 +239,16 @@ impl Model {
         self.reps.get(i).filter(|r| r.inst == Some(inst))
     }
 
+    /// The instances of replica `name` that may have sent something heard
+    /// now and sent no earlier than `since`: the one up now, and any whose
+    /// process went down (crashed, fenced, exited) at or after `since`.
+    pub fn instances_up_since(&self, name: &str, since: u64) -> Vec<u64> {
+        let i = rep_index(name);
+        let mut out: Vec<u64> = self.rep(name).and_then(|r| r.inst).filter(|&inst| self.is_up(inst)).into_iter().collect();
+        out.extend(self.dead.iter().filter(|&(inst, &at)| at >= since && self.inst_rep.get(inst).copied() == i).map(|(&inst, _)| inst));
+        out
+    }
+
     /// Whether the process of `inst` is up (not crashed or exited).
     pub fn is_up(&self, inst: u64) -> bool {
         !self.dead.contains_key(&inst) && self.proc_of(inst).is_some_and(|r| r.up)

@@ -1067,6 +1067,17 @@ fn s7_a_reconnect_resumes_on_its_own_worker_through_one_replica() {
     assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
     r.sim(7.095, K::ShutdownRequested { target: "r2".into() });
     assert_eq!(r.at(7.1, "c1", None, resumed("r2", "w1.1")), None);
+    // Its replica went down while the answer may still have been in
+    // flight: given while it was up, fine; down before it can have left:
+    // not up.
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    r.sim(7.095, K::SelfFenced { target: "r2".into() });
+    assert_eq!(r.at(7.1, "c1", None, resumed("r2", "w1.1")), None);
+    let mut r = owner_crashed();
+    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+    r.sim(7.05, K::Crash { target: "r2".into() });
+    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
     // The flight is counted from the first request, not a repeated one.
     let mut r = owner_crashed();
     assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
@@ -1258,6 +1269,29 @@ fn c4_pauses_edits_the_cap_and_the_timeout_are_obeyed() {
         } else {
             assert_eq!(inv(v), "C4", "the third concurrent run");
         }
+    }
+    // Likewise a run past its record's hold (25 s) on a replica whose clock
+    // drifts beyond its bound: not counted. Within its hold (the store
+    // freed its place early, by a finish) it is.
+    for (drifts, third_at, expect) in [(true, 35.5, None), (false, 35.5, Some("C4")), (true, 33.0, Some("C4"))] {
+        let mut p = params();
+        p.fleet.drift_beyond = vec![drifts, false, false];
+        let mut r = Run::with(p);
+        r.start(0.0, 1, 1);
+        r.start(0.0, 2, 2);
+        r.beating = vec![1, 2];
+        r.store(0.1, job(0, "create", jrow(10_000, "active", None, 0, 0, 1), None));
+        r.store(0.2, job(1, "claim", jrow(10_000, "active", Some(1), 1, 0, 1), None));
+        r.store(10.0, fire(1, 10_000, "run", 1));
+        r.ok(10.01, "r1", Some(1), started(10_000));
+        r.store(20.0, fire(1, 20_000, "run", 1));
+        r.ok(20.01, "r1", Some(1), started(20_000));
+        if third_at < 35.0 {
+            r.store(30.0, finished(10_000));
+        }
+        r.store(third_at - 0.01, fire(1, 30_000, "run", 1));
+        let v = r.at(third_at, "r1", Some(1), started(30_000));
+        assert_eq!(v.map(|v| v.invariant), expect, "drifts {drifts}, third run at {third_at}");
     }
     // The store itself never commits a run past the cap.
     let mut r = cron_world();
