@@ -9,7 +9,7 @@
 //! Environment:
 //! - `HAYWIRE_SCREENSHOT=path.png` also saves a 1600x900 screenshot of the
 //!   page. `docs/timeline.png` is made this way:
-//!   `HAYWIRE_TIMELINE_RUN="chaos 15 no-fallback-reaper" HAYWIRE_SCREENSHOT=docs/timeline.png cargo test --test timeline_html`
+//!   `HAYWIRE_TIMELINE_RUN="chaos 25 no-fallback-reaper" HAYWIRE_SCREENSHOT=docs/timeline.png cargo test --test timeline_html`
 //! - `HAYWIRE_TIMELINE_RUN="<scenario> <seed> <mutant>"` renders that run
 //!   instead of the default: the first failing seed of no-fallback-reaper's
 //!   home scenario (leases, faults, workers and a violation in one short run).
