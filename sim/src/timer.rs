@@ -8,15 +8,13 @@
 //! madsim's timer once, through a waker of its own that forwards to the
 //! task only while the sleep is alive: a dropped sleep's timer wakes nobody.
 
+use haywire_core::clock::Elapsed;
+use haywire_core::{Clock, Millis};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
-
-/// Why a [`timeout`] gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Elapsed;
 
 /// Sleep for `d` of simulated time (at least madsim's 1 ms).
 pub fn sleep(d: Duration) -> Sleep {
@@ -28,13 +26,23 @@ pub fn sleep_until(deadline: madsim::time::Instant) -> Sleep {
     Sleep { inner: madsim::time::sleep_until(deadline), slot: None }
 }
 
-/// Run `fut` for at most `d` of simulated time.
+/// Run `fut` for at most `d` of simulated time (core's bounded wait, on
+/// the world's own time).
 pub async fn timeout<F: Future>(d: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    // `biased`: no draw on tokio's RNG (determinism).
-    tokio::select! {
-        biased;
-        out = fut => Ok(out),
-        _ = sleep(d) => Err(Elapsed),
+    haywire_core::clock::timeout(&WorldTime, d, fut).await
+}
+
+/// The world's simulated time through core's clock seam: global, with no
+/// skew or drift (the replicas' own clocks are [`crate::clock::SimClock`]).
+struct WorldTime;
+
+impl Clock for WorldTime {
+    fn now(&self) -> Millis {
+        madsim::time::TimeHandle::current().elapsed().as_millis() as Millis
+    }
+
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send {
+        sleep(d)
     }
 }
 

@@ -361,8 +361,8 @@ impl CronCheck {
                     // its place on time, and the replica cut it on a clock
                     // the grace was not sized for (as a paused one).
                     let overran = |k: &(String, u64), r: &Run| {
-                        let drifts = m.inst_rep.get(&r.inst).is_some_and(|&i| p.fleet.drift_beyond.get(i).copied().unwrap_or(false));
-                        drifts && self.records.get(k).and_then(|rec| rec.deadline_ms).is_some_and(|d| t >= d * 1000)
+                        m.drifts_beyond(&p.fleet, r.inst)
+                            && self.records.get(k).and_then(|rec| rec.deadline_ms).is_some_and(|d| t >= d * 1000)
                     };
                     let live = self.running.iter().filter(|(k, r)| !r.paused && !overran(k, r)).count();
                     let paused = self.running.values().any(|r| r.paused);

@@ -249,6 +249,12 @@ impl Model {
         out
     }
 
+    /// Whether `inst`'s replica runs on a clock that drifts beyond the bound
+    /// it is configured for.
+    pub fn drifts_beyond(&self, p: &super::FleetParams, inst: u64) -> bool {
+        self.inst_rep.get(&inst).is_some_and(|&i| p.drift_beyond.get(i).copied().unwrap_or(false))
+    }
+
     /// Whether the process of `inst` is up (not crashed or exited).
     pub fn is_up(&self, inst: u64) -> bool {
         !self.dead.contains_key(&inst) && self.proc_of(inst).is_some_and(|r| r.up)

@@ -38,8 +38,7 @@ impl SessionCheck {
     /// Whether `inst` stays within the pause and drift bounds it is
     /// configured for.
     fn within_bounds(&self, p: &OracleParams, m: &Model, inst: u64) -> bool {
-        let drifts = m.inst_rep.get(&inst).is_some_and(|&i| p.fleet.drift_beyond.get(i).copied().unwrap_or(false));
-        !drifts && !self.overpaused.contains(&inst)
+        !m.drifts_beyond(&p.fleet, inst) && !self.overpaused.contains(&inst)
     }
 
     /// S5: `what` happened to `worker` at `t`; fine unless a client holds

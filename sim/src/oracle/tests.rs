@@ -1056,34 +1056,29 @@ fn s7_a_reconnect_resumes_on_its_own_worker_through_one_replica() {
     let mut r = owner_crashed();
     assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
     assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w9.9"))), "S7");
+    // Taken over by i2, then what the injector did to r2 (`faults`), then
+    // resumed through r2 at 7.1 s.
+    let after = |faults: &[(f64, K)]| {
+        let mut r = owner_crashed();
+        assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
+        for (t, kind) in faults {
+            r.sim(*t, kind.clone());
+        }
+        r.at(7.1, "c1", None, resumed("r2", "w1.1"))
+    };
+    let stop = || K::ShutdownRequested { target: "r2".into() };
     // By a replica the injector asked to stop (draining).
-    let mut r = owner_crashed();
-    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
-    r.sim(7.05, K::ShutdownRequested { target: "r2".into() });
-    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
+    assert_eq!(inv(after(&[(7.05, stop())])), "S7");
     // Asked to stop while its answer may still have been in flight (the
     // params allow 10 ms): given before the request, fine.
-    let mut r = owner_crashed();
-    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
-    r.sim(7.095, K::ShutdownRequested { target: "r2".into() });
-    assert_eq!(r.at(7.1, "c1", None, resumed("r2", "w1.1")), None);
+    assert_eq!(after(&[(7.095, stop())]), None);
     // Its replica went down while the answer may still have been in
     // flight: given while it was up, fine; down before it can have left:
     // not up.
-    let mut r = owner_crashed();
-    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
-    r.sim(7.095, K::SelfFenced { target: "r2".into() });
-    assert_eq!(r.at(7.1, "c1", None, resumed("r2", "w1.1")), None);
-    let mut r = owner_crashed();
-    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
-    r.sim(7.05, K::Crash { target: "r2".into() });
-    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
+    assert_eq!(after(&[(7.095, K::SelfFenced { target: "r2".into() })]), None);
+    assert_eq!(inv(after(&[(7.05, K::Crash { target: "r2".into() })])), "S7");
     // The flight is counted from the first request, not a repeated one.
-    let mut r = owner_crashed();
-    assert_eq!(r.write(7.0, takeover(2, 1, 1)), None);
-    r.sim(7.05, K::ShutdownRequested { target: "r2".into() });
-    r.sim(7.095, K::ShutdownRequested { target: "r2".into() });
-    assert_eq!(inv(r.at(7.1, "c1", None, resumed("r2", "w1.1"))), "S7");
+    assert_eq!(inv(after(&[(7.05, stop()), (7.095, stop())])), "S7");
 }
 
 #[test]
@@ -1179,7 +1174,11 @@ fn started(slot_ms: u64) -> K {
 
 /// Two replicas; j1 every 10 s since 0, owned by i1 at epoch 1.
 fn cron_world() -> Run {
-    let mut r = Run::new();
+    cron_world_with(params())
+}
+
+fn cron_world_with(p: OracleParams) -> Run {
+    let mut r = Run::with(p);
     r.start(0.0, 1, 1);
     r.start(0.0, 2, 2);
     r.beating = vec![1, 2];
@@ -1276,12 +1275,7 @@ fn c4_pauses_edits_the_cap_and_the_timeout_are_obeyed() {
     for (drifts, third_at, expect) in [(true, 35.5, None), (false, 35.5, Some("C4")), (true, 33.0, Some("C4"))] {
         let mut p = params();
         p.fleet.drift_beyond = vec![drifts, false, false];
-        let mut r = Run::with(p);
-        r.start(0.0, 1, 1);
-        r.start(0.0, 2, 2);
-        r.beating = vec![1, 2];
-        r.store(0.1, job(0, "create", jrow(10_000, "active", None, 0, 0, 1), None));
-        r.store(0.2, job(1, "claim", jrow(10_000, "active", Some(1), 1, 0, 1), None));
+        let mut r = cron_world_with(p);
         r.store(10.0, fire(1, 10_000, "run", 1));
         r.ok(10.01, "r1", Some(1), started(10_000));
         r.store(20.0, fire(1, 20_000, "run", 1));
