@@ -99,6 +99,7 @@ mod live {
                 to: None,
                 new_owner: self.me,
                 fence: None,
+                floor: None,
             };
             match (self.call)(req).await {
                 StoreReply::Worker(haywire_core::store::WorkerCas::Applied(w)) => self.epoch = w.owner_epoch,

@@ -139,6 +139,25 @@ pub trait StoreBackend: Send {
         new_owner: InstanceId,
         fence: Option<&LeaseFence>,
         now: Millis,
+    ) -> Result<WorkerCas, StoreError> {
+        self.claim_worker_within_floor(id, owner, epoch, from, to, new_owner, None, fence, now)
+    }
+    /// [`Self::claim_worker_to`], and with a `floor`, refused as InFloor
+    /// (after the other checks) unless the floor lets the worker go, judged
+    /// over its owner's hot-idle rows read in the same transaction
+    /// ([`rules::workers::claim`]).
+    #[allow(clippy::too_many_arguments)]
+    fn claim_worker_within_floor(
+        &mut self,
+        id: &str,
+        owner: InstanceId,
+        epoch: u64,
+        from: Option<WorkerState>,
+        to: Option<WorkerState>,
+        new_owner: InstanceId,
+        floor: Option<&IdleFloor>,
+        fence: Option<&LeaseFence>,
+        now: Millis,
     ) -> Result<WorkerCas, StoreError>;
     /// All workers, by id.
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError>;
@@ -234,9 +253,9 @@ pub trait StoreBackend: Send {
             StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence } => StoreReply::Worker(
                 self.update_worker(id, *owner, *epoch, *from, *to, *session, fence.as_ref(), now)?,
             ),
-            StoreRequest::ClaimWorker { id, owner, epoch, from, to, new_owner, fence } => {
-                StoreReply::Worker(self.claim_worker_to(id, *owner, *epoch, *from, *to, *new_owner, fence.as_ref(), now)?)
-            }
+            StoreRequest::ClaimWorker { id, owner, epoch, from, to, new_owner, fence, floor } => StoreReply::Worker(
+                self.claim_worker_within_floor(id, *owner, *epoch, *from, *to, *new_owner, floor.as_ref(), fence.as_ref(), now)?,
+            ),
             StoreRequest::ListWorkers => StoreReply::Workers { now, list: self.list_workers()? },
             StoreRequest::ListWorkersOf { scope } => StoreReply::Workers { now, list: self.list_workers_of(scope, now)? },
             StoreRequest::ListIdleWorkers { org } => StoreReply::Workers { now, list: self.list_idle_workers(org)? },

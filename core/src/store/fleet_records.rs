@@ -78,6 +78,19 @@ pub struct LeaseFence {
     pub epoch: u64,
 }
 
+/// The idle floor a reaper's claim of another owner's hot-idle worker
+/// names (docs/design.md §2.4, "Reapers"): the store takes the worker only
+/// if, at its own `now` and in the claim's own write, the worker is idle
+/// past `ttl_ms` and outside its owner's newest `keep` hot-idle workers
+/// (`worker/floor.rs`). A view listed before the claim cannot see the
+/// owner's newer idle worker taken meanwhile; at fleet scale a janitor's
+/// pass works through a view seconds old.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdleFloor {
+    pub keep: u32,
+    pub ttl_ms: u64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkerReject {
     NoWorker,
@@ -91,6 +104,9 @@ pub enum WorkerReject {
     BadTransition,
     /// The lease fence does not hold.
     Fenced,
+    /// A claim naming an [`IdleFloor`] of a worker the floor keeps (or not
+    /// yet idle past the TTL, or not hot-idle at all).
+    InFloor,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,7 +166,7 @@ impl StoreBackend for MemStore {
         Ok(settle(&mut self.workers, id.to_string(), out))
     }
 
-    fn claim_worker_to(
+    fn claim_worker_within_floor(
         &mut self,
         id: &str,
         owner: InstanceId,
@@ -174,11 +174,17 @@ impl StoreBackend for MemStore {
         from: Option<WorkerState>,
         to: Option<WorkerState>,
         new_owner: InstanceId,
+        floor: Option<&IdleFloor>,
         fence: Option<&LeaseFence>,
         now: Millis,
     ) -> Result<WorkerCas, StoreError> {
         let current = self.workers.get(id);
-        let out = rules::workers::claim(current, self.fence(fence), owner, epoch, from, to, new_owner, now)?;
+        let owner_idle: Vec<WorkerRecord> = match rules::workers::floor_owner(current, floor) {
+            Some(o) => self.workers.values().filter(|w| w.owner == o && w.state == WorkerState::HotIdle).cloned().collect(),
+            None => Vec::new(),
+        };
+        let fence = self.fence(fence);
+        let out = rules::workers::claim(current, &owner_idle, floor, fence, owner, epoch, from, to, new_owner, now)?;
         Ok(settle(&mut self.workers, id.to_string(), out))
     }
 

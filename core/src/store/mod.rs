@@ -41,7 +41,7 @@ pub use cron_records::{
     FireKind, FireRecord, FireResult, JobCas, JobRecord, JobReject, JobStatus, Schedule, SettingsRecord,
 };
 pub use fleet_records::{
-    InstanceRecord, LeaseFence, OwnScope, SlotRecord, SlotResult, WorkerCas, WorkerRecord, WorkerReject,
+    IdleFloor, InstanceRecord, LeaseFence, OwnScope, SlotRecord, SlotResult, WorkerCas, WorkerRecord, WorkerReject,
 };
 pub use records::{
     CasResult, EffectResult, EffectRow, FenceReject, LeaseRecord, Reject, StoreError, StoreReply, StoreRequest,

@@ -619,6 +619,16 @@ fn worker_from_row(row: &Row) -> Res<WorkerRecord> {
     })
 }
 
+/// Every hot-idle row of `owner`, locked: a concurrent write that moves one
+/// out of hot-idle waits for this transaction, or commits first and is
+/// seen (a row re-read after the lock wait that no longer matches is left
+/// out), so the floor is judged on the rows as they are.
+fn owner_idle_workers(c: &mut impl GenericClient, owner: InstanceId) -> Res<Vec<WorkerRecord>> {
+    let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = $1 AND state = $2 ORDER BY id FOR UPDATE");
+    let rows = c.query(sql.as_str(), &[&enc(owner.0), &WorkerState::HotIdle.name()])?;
+    rows.iter().map(worker_from_row).collect()
+}
+
 fn read_worker(c: &mut impl GenericClient, id: &str) -> Res<Option<WorkerRecord>> {
     let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = $1 FOR UPDATE");
     c.query_opt(sql.as_str(), &[&id.as_bytes()])?.as_ref().map(worker_from_row).transpose()
@@ -1017,7 +1027,7 @@ impl StoreBackend for PgStore {
         })
     }
 
-    fn claim_worker_to(
+    fn claim_worker_within_floor(
         &mut self,
         id: &str,
         owner: InstanceId,
@@ -1025,15 +1035,21 @@ impl StoreBackend for PgStore {
         from: Option<WorkerState>,
         to: Option<WorkerState>,
         new_owner: InstanceId,
+        floor: Option<&IdleFloor>,
         fence: Option<&LeaseFence>,
         now: Millis,
     ) -> Result<WorkerCas, StoreError> {
         self.write(now, None, |tx| {
             let current = read_worker(&mut tx.tx, id)?;
+            let owner_idle = match rules::workers::floor_owner(current.as_ref(), floor) {
+                Some(o) => owner_idle_workers(&mut tx.tx, o)?,
+                None => Vec::new(),
+            };
             let fence_lease = read_fence_lease(&mut tx.tx, fence)?;
             let now = tx.now()?;
             let fence = fence.map(|f| (f, fence_lease.as_ref()));
-            let out = rules::workers::claim(current.as_ref(), fence, owner, epoch, from, to, new_owner, now)?;
+            let (c, idle) = (current.as_ref(), owner_idle.as_slice());
+            let out = rules::workers::claim(c, idle, floor, fence, owner, epoch, from, to, new_owner, now)?;
             settle(tx, out, |tx, next| cas_update_worker(tx, next, current.as_ref()))
         })
     }

@@ -101,6 +101,10 @@ pub enum StoreRequest {
         to: Option<WorkerState>,
         new_owner: InstanceId,
         fence: Option<LeaseFence>,
+        /// Only if this floor lets the worker go, judged by the store in
+        /// the same write.
+        #[serde(default)]
+        floor: Option<IdleFloor>,
     },
     ListWorkers,
     /// The rows [`OwnScope`] names, ordered by id (a fallback pass).

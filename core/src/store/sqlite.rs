@@ -641,7 +641,7 @@ impl StoreBackend for SqliteStore {
         settle(tx, out, |tx, next| cas_update_worker(tx, next, current.as_ref()))
     }
 
-    fn claim_worker_to(
+    fn claim_worker_within_floor(
         &mut self,
         id: &str,
         owner: InstanceId,
@@ -649,14 +649,20 @@ impl StoreBackend for SqliteStore {
         from: Option<WorkerState>,
         to: Option<WorkerState>,
         new_owner: InstanceId,
+        floor: Option<&IdleFloor>,
         fence: Option<&LeaseFence>,
         now: Millis,
     ) -> Result<WorkerCas, StoreError> {
         let tx = self.write_tx()?;
         let current = read_worker(&tx, id)?;
+        let owner_idle = match rules::workers::floor_owner(current.as_ref(), floor) {
+            Some(o) => owner_idle_workers(&tx, o)?,
+            None => Vec::new(),
+        };
         let fence_lease = read_fence_lease(&tx, fence)?;
         let fence = fence.map(|f| (f, fence_lease.as_ref()));
-        let out = rules::workers::claim(current.as_ref(), fence, owner, epoch, from, to, new_owner, now)?;
+        let (c, idle) = (current.as_ref(), owner_idle.as_slice());
+        let out = rules::workers::claim(c, idle, floor, fence, owner, epoch, from, to, new_owner, now)?;
         settle(tx, out, |tx, next| cas_update_worker(tx, next, current.as_ref()))
     }
 
@@ -1166,6 +1172,17 @@ fn minted(conn: &Connection, prefix: &str) -> Result<Vec<WorkerRecord>, StoreErr
     let (sql, range) = key_range(&format!("SELECT {WORKER_COLUMNS} FROM workers"), "id", prefix);
     let rows = workers_where(conn, &sql, rusqlite::params_from_iter(range))?;
     Ok(rows.into_iter().filter(|w| w.id.starts_with(prefix)).collect())
+}
+
+/// Every hot-idle row of `owner` (what a floor claim is judged over),
+/// through the partial index of unended rows by owner (its WHERE spelt out
+/// for SQLite to use it): a live owner's ended rows are most of its rows.
+fn owner_idle_workers(conn: &Connection, owner: InstanceId) -> Result<Vec<WorkerRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {WORKER_COLUMNS} FROM workers
+         WHERE owner = ?1 AND state NOT IN ('retired', 'lost') AND state = ?2 ORDER BY id"
+    );
+    workers_where(conn, &sql, params![enc(owner.0), WorkerState::HotIdle.name()])
 }
 
 fn read_worker(conn: &Connection, id: &str) -> Result<Option<WorkerRecord>, StoreError> {

@@ -10,9 +10,13 @@
 //!
 //! Both reapers apply it through [`expired_beyond_floor`] and nothing else:
 //! the leader-gated janitor over every owner's rows (its idle pass), and
-//! each replica's fallback reaper over its own pool's rows only
-//! (`Pool::retire_expired_idle`, which leaves out rows the pool does not
-//! serve from, such as a take-over the janitor claimed only to retire).
+//! each replica over its own pool's rows only (`Pool::retire_expired_idle`,
+//! which leaves out rows the pool does not serve from, such as a take-over
+//! the janitor claimed only to retire): the fallback reaper on its view,
+//! and the janitor on a fresh read of its own rows. The janitor's view may
+//! be seconds old at fleet scale, so its claim of another owner's worker
+//! names an [`IdleFloor`] and the store judges the rule again, through
+//! [`lets_go`], in the claim's own write.
 //! Dead instances keep no floor: their workers are retired by the
 //! dead-owners passes whatever their age (this function groups by whatever
 //! owners its rows name; it is not what spares or takes a dead owner's
@@ -23,7 +27,7 @@
 use super::WorkerState;
 use crate::clock::Millis;
 use crate::ids::InstanceId;
-use crate::store::WorkerRecord;
+use crate::store::{IdleFloor, WorkerRecord};
 use std::collections::BTreeMap;
 
 /// The hot-idle rows of `rows` that are past the TTL at store time `now`
@@ -50,6 +54,13 @@ pub fn expired_beyond_floor<'a>(
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
+}
+
+/// Whether `floor` lets `w` go at store time `now`, judged over
+/// `owner_idle`: every hot-idle row of `w`'s owner as the store holds them
+/// in the claim's write (`w` among them if it is hot-idle).
+pub fn lets_go(w: &WorkerRecord, owner_idle: &[WorkerRecord], floor: &IdleFloor, now: Millis) -> bool {
+    expired_beyond_floor(owner_idle, Some(w.owner), floor.keep, floor.ttl_ms, now).iter().any(|r| r.id == w.id)
 }
 
 #[cfg(test)]
@@ -95,5 +106,23 @@ mod tests {
         // Ties in idle_since break by id (the larger id is newer).
         let tie = vec![row("x1", 1, WorkerState::HotIdle, 0), row("x2", 1, WorkerState::HotIdle, 0)];
         assert_eq!(ids(expired_beyond_floor(&tie, None, 1, 60, 200)), ["x1"]);
+    }
+
+    #[test]
+    fn lets_go_judges_the_rows_as_they_are_now() {
+        let floor = IdleFloor { keep: 1, ttl_ms: 60 };
+        let (old, new) = (row("a1", 1, WorkerState::HotIdle, 0), row("a2", 1, WorkerState::HotIdle, 10));
+        assert!(lets_go(&old, &[old.clone(), new.clone()], &floor, 200), "beyond the floor and past the TTL");
+        assert!(!lets_go(&new, &[old.clone(), new.clone()], &floor, 200), "the newest is the floor");
+        // The newer one was taken since the reaper's view: the old one is
+        // now the owner's newest idle worker, kept.
+        assert!(!lets_go(&old, &[old.clone()], &floor, 200));
+        assert!(!lets_go(&old, &[old.clone(), new.clone()], &floor, 59), "not yet past the TTL");
+        // Not hot-idle (absent from the owner's hot-idle rows): never.
+        let busy = row("a3", 1, WorkerState::Hot, 0);
+        assert!(!lets_go(&busy, &[old.clone(), new.clone()], &floor, 200));
+        // Another owner's rows do not count toward this one's floor.
+        let other = row("b1", 2, WorkerState::HotIdle, 50);
+        assert!(!lets_go(&old, &[old.clone(), other], &floor, 200));
     }
 }

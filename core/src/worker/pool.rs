@@ -857,6 +857,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             to: None,
             new_owner: self.me,
             fence: None,
+            floor: None,
         }
     }
 
@@ -945,9 +946,11 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
     }
 
     /// Retire this replica's own hot-idle workers past the TTL beyond its
-    /// floor (the one floor rule: see `worker/floor.rs`). Used by the
-    /// fallback reaper. `now` is store time.
-    pub async fn retire_expired_idle(&self, rows: &[WorkerRecord], now: u64) -> Result<(), String> {
+    /// floor (the one floor rule: see `worker/floor.rs`), judged over `rows`
+    /// read at store time `now`: the fallback reaper's own view, or the
+    /// janitor's fresh read of this replica's rows (its cluster deletes go
+    /// out only while `gate` is open).
+    pub async fn retire_expired_idle(&self, gate: &Gate, rows: &[WorkerRecord], now: u64) -> Result<(), String> {
         // Only the workers this pool serves from: a row our janitor claimed
         // from another owner to retire it is not one of our idle workers.
         let mine = rows.iter().filter(|r| self.owns(&r.id));
@@ -960,7 +963,12 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             if w.state() != WorkerState::HotIdle || w.session.is_some() {
                 continue; // reused since the list was taken
             }
-            if let Err(e) = self.drain_own(&r.id, &mut w).await {
+            // A leader-gated caller stops once its lease is in doubt.
+            if let Err(e) = gate.open() {
+                errors.push(e);
+                break;
+            }
+            if let Err(e) = self.drain_gated(gate, &r.id, &mut w).await {
                 errors.push(e);
             }
         }
@@ -969,18 +977,6 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
         } else {
             Err(errors.join("; "))
         }
-    }
-
-    /// Retire one of our hot-idle workers now (the janitor's call for its
-    /// own replica's workers: claiming our own would fence our pool out).
-    /// Skipped if it is busy or no longer idle.
-    pub async fn retire_idle(&self, gate: &Gate, id: &str) -> Result<(), String> {
-        let Some(slot) = self.map().get(id).cloned() else { return Ok(()) };
-        let Ok(mut w) = slot.try_lock() else { return Ok(()) };
-        if w.state() != WorkerState::HotIdle || w.session.is_some() {
-            return Ok(());
-        }
-        self.drain_gated(gate, id, &mut w).await
     }
 
     /// hot_idle → draining → (pod and secret deleted) → retired, slot

@@ -29,7 +29,7 @@ use crate::mutants::{Mutant, Mutants};
 use crate::observe::{CoreEvent, Observer};
 use crate::registry::live_instances;
 use crate::store::{
-    InstanceRecord, LeaseFence, OwnScope, SlotRecord, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
+    IdleFloor, InstanceRecord, LeaseFence, OwnScope, SlotRecord, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,15 +155,21 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
     /// and ended ones, so a pass decides as it would over every row, at a
     /// cost that follows this replica's share of the fleet.
     async fn own_view(&self, g: &Gate) -> Result<View, String> {
-        let scope = OwnScope {
+        let scope = self.own_scope();
+        let asked = scope.ids.iter().cloned().collect();
+        let (workers, slots) = (StoreRequest::ListWorkersOf { scope: scope.clone() }, StoreRequest::ListSlotsOf { scope });
+        self.read_view(g, workers, slots, Some(asked)).await
+    }
+
+    /// What this replica's own rows are: its own, what it minted, its
+    /// take-overs, and dead owners' unended rows.
+    fn own_scope(&self) -> OwnScope {
+        OwnScope {
             instance: self.me,
             minted_prefix: self.pool.minted_prefix(),
             ids: self.unsettled().keys().cloned().collect(),
             dead_after_ms: self.cfg.dead_after_ms,
-        };
-        let asked = scope.ids.iter().cloned().collect();
-        let (workers, slots) = (StoreRequest::ListWorkersOf { scope: scope.clone() }, StoreRequest::ListSlotsOf { scope });
-        self.read_view(g, workers, slots, Some(asked)).await
+        }
     }
 
     /// The rows `workers` lists, the instances (every one, or for an own
@@ -241,16 +247,22 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
             to,
             new_owner: self.me,
             fence: fence.cloned(),
+            // An idle worker is judged against its owner's floor again by
+            // the store, in the claim's own write: the view this pass
+            // decided on may be seconds old (docs/design.md §2.4).
+            floor: (end == End::Idle && w.state == WorkerState::HotIdle)
+                .then_some(IdleFloor { keep: self.cfg.min_hot_idle, ttl_ms: self.cfg.hot_idle_ttl_ms }),
         };
         let mine = match self.list(g, claim).await? {
             StoreReply::Worker(WorkerCas::Applied(rec)) => rec,
             StoreReply::Worker(WorkerCas::Rejected {
-                reason: WorkerReject::StaleOwner | WorkerReject::WrongState | WorkerReject::BadTransition,
+                reason:
+                    WorkerReject::StaleOwner | WorkerReject::WrongState | WorkerReject::BadTransition | WorkerReject::InFloor,
                 current,
             }) => {
-                // Someone else's now, or ended: settled. Ours already (the
-                // other reaper of this instance took it and did not finish):
-                // left for the unsettled pass.
+                // Someone else's now, kept by its owner's floor, or ended:
+                // settled. Ours already (the other reaper of this instance
+                // took it and did not finish): left for the unsettled pass.
                 if current.is_none_or(|c| c.owner != self.me || c.state.is_terminal()) {
                     self.unsettled().remove(&w.id);
                 }
@@ -306,15 +318,24 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
         let unsettled = self.unsettled().clone();
         let rows = v.workers.iter().filter(|w| !unsettled.contains_key(&w.id));
         let expired = expired_beyond_floor(rows, None, self.cfg.min_hot_idle, self.cfg.hot_idle_ttl_ms, v.now);
-        self.each(expired, |w| async move {
-            if w.owner == self.me {
-                g.open()?;
-                self.pool.retire_idle(g, &w.id).await
-            } else {
-                self.take_and_end(g, w, End::Idle, Some(fence)).await
+        let (own, others): (Vec<&WorkerRecord>, Vec<&WorkerRecord>) = expired.into_iter().partition(|w| w.owner == self.me);
+        // Another owner's: each claim names the floor, which the store
+        // judges again in the claim's write.
+        let theirs = self.each(others, |w| self.take_and_end(g, w, End::Idle, Some(fence))).await;
+        // Our own are not claimed (that would fence our pool out), so no
+        // write judges their floor: judge it on our rows as the store holds
+        // them now, not on this view, which may be seconds old and miss our
+        // newer idle worker a peer took meanwhile (docs/design.md §2.4).
+        let ours = if own.is_empty() {
+            Ok(())
+        } else {
+            match self.list(g, StoreRequest::ListWorkersOf { scope: self.own_scope() }).await {
+                Ok(StoreReply::Workers { now, list }) => self.pool.retire_expired_idle(g, &list, now).await,
+                Ok(other) => Err(format!("list own workers: unexpected reply {other:?}")),
+                Err(e) => Err(format!("list own workers: {e}")),
             }
-        })
-        .await
+        };
+        joined(theirs.err().into_iter().chain(ours.err()).collect())
     }
 
     async fn reap_dead_owners(&self, g: &Gate, v: &View, fence: Option<&LeaseFence>) -> PassResult {
@@ -634,7 +655,7 @@ impl<S: Store, C: Clock, K: Cluster> Reapers<S, C, K> {
                 return;
             }
         };
-        let mut bad = self.failed("fallback", "own-idle", self.pool.retire_expired_idle(&v.workers, v.now).await);
+        let mut bad = self.failed("fallback", "own-idle", self.pool.retire_expired_idle(g, &v.workers, v.now).await);
         if !self.mutants.on(Mutant::OrphansNotReapedByFallback) {
             bad |= self.failed("fallback", "dead-owners", self.reap_dead_owners(g, &v, None).await);
         }

@@ -347,6 +347,44 @@ pub(super) fn claim_worker_to_moves_the_state_in_the_same_write<B: StoreBackend>
     assert_eq!(w_rejected(b.claim_worker_to("w2", id(2), 2, None, Some(S::Lost), id(3), None, 10)).0, WrongState);
 }
 
+/// docs/design.md §2.4: a claim naming an idle floor is judged in its own
+/// write over the owner's hot-idle rows as they are then: refused as
+/// InFloor (after the other checks, changing nothing) for a worker the
+/// floor keeps or not yet past the TTL, applied for one beyond it. Another
+/// owner's rows and the owner's busy ones do not count.
+pub(super) fn claim_within_floor_judges_the_owners_idle_rows_now<B: StoreBackend>(mk: impl Fn() -> B) {
+    use WorkerReject::*;
+    let mut b = mk();
+    let floor = IdleFloor { keep: 1, ttl_ms: 100 };
+    for (wid, owner, at) in [("w1", 1, 10), ("w2", 1, 20), ("x1", 2, 30)] {
+        w_applied(b.insert_worker(&worker(wid, "acme", S::Hot, owner, 1), at));
+        w_applied(step_worker(&mut b, wid, owner, 1, S::Hot, S::HotIdle, at));
+    }
+    let claim = |b: &mut B, wid: &str, owner: u64, epoch: u64, now: Millis| {
+        b.claim_worker_within_floor(wid, id(owner), epoch, Some(S::HotIdle), Some(S::Draining), id(9), Some(&floor), None, now)
+    };
+    let before = workers(&mut b);
+    let w1 = before[0].clone();
+    assert_eq!(w_rejected(claim(&mut b, "w1", 1, 1, 109)), (InFloor, Some(w1.clone())), "not yet past the TTL");
+    assert_eq!(w_rejected(claim(&mut b, "w2", 1, 1, 500)).0, InFloor, "the owner's newest: its floor");
+    assert_eq!(w_rejected(claim(&mut b, "x1", 2, 1, 500)).0, InFloor, "another owner's floor is its own");
+    assert_eq!(w_rejected(claim(&mut b, "w1", 1, 7, 500)).0, StaleOwner, "the usual checks come first");
+    assert_eq!(workers(&mut b), before, "a refused claim changes nothing");
+    // The newer one is taken for a session: the older is now the floor.
+    w_applied(step_worker(&mut b, "w2", 1, 1, S::HotIdle, S::Hot, 500));
+    assert_eq!(w_rejected(claim(&mut b, "w1", 1, 1, 500)).0, InFloor);
+    // Parked again, it is the floor once more and the older goes.
+    w_applied(step_worker(&mut b, "w2", 1, 1, S::Hot, S::HotIdle, 600));
+    let c = w_applied(claim(&mut b, "w1", 1, 1, 700));
+    assert_eq!(
+        c,
+        WorkerRecord { state: S::Draining, owner: id(9), owner_epoch: 2, updated_at: 700, version: w1.version + 1, ..w1 }
+    );
+    // Without a floor, a claim is the plain one.
+    let x = w_applied(b.claim_worker_within_floor("x1", id(2), 1, Some(S::HotIdle), None, id(9), None, None, 700));
+    assert_eq!((x.state, x.owner), (S::HotIdle, id(9)));
+}
+
 pub(super) fn claim_worker_fences_stale_owners<B: StoreBackend>(mk: impl Fn() -> B) {
     use WorkerReject::*;
     let mut b = mk();

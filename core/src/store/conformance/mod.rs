@@ -274,6 +274,7 @@ conformance!(
     claim_worker_fences_stale_owners,
     claim_worker_only_from_the_state_seen,
     claim_worker_to_moves_the_state_in_the_same_write,
+    claim_within_floor_judges_the_owners_idle_rows_now,
     fenced_worker_writes,
     fleet_lists_are_ordered,
     own_scope_lists_what_a_fallback_pass_reads,

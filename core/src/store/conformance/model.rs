@@ -146,6 +146,8 @@ enum Op {
         to: Option<WorkerState>,
         new_owner: u64,
         fence: Option<FenceOp>,
+        /// `(keep, ttl_ms)` of an idle floor.
+        floor: Option<(u32, u64)>,
     },
     CreateJob { job: usize, schedule: usize },
     EditJob { job: usize, schedule: Option<usize>, status: Option<JobStatus> },
@@ -210,9 +212,20 @@ fn op() -> impl Strategy<Value = (Op, u64)> {
             .prop_map(|(worker, owner, epoch, from, to, session, fence)| {
                 Op::Update { worker, owner, epoch, from, to, session, fence }
             }),
-        3 => (worker, owner, off, prop::option::of(state.clone()), prop::option::weighted(0.4, state), holder, fence).prop_map(
-            |(worker, owner, epoch, from, to, new_owner, fence)| Op::Claim { worker, owner, epoch, from, to, new_owner, fence }
-        ),
+        3 => (
+            (worker, owner, off, prop::option::of(state.clone()), prop::option::weighted(0.4, state)),
+            (holder, fence, prop::option::weighted(0.3, (0..3u32, 0..40u64))),
+        )
+            .prop_map(|((worker, owner, epoch, from, to), (new_owner, fence, floor))| Op::Claim {
+                worker,
+                owner,
+                epoch,
+                from,
+                to,
+                new_owner,
+                fence,
+                floor
+            }),
     ];
     let job = 0..JOBS.len();
     let jowner = prop::option::weighted(0.3, 0..3u64);
@@ -417,7 +430,7 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
             let (id, session, fence) = (WORKERS[*worker].to_string(), *session, snap.fence(fence));
             StoreRequest::UpdateWorker { id, owner, epoch, from, to, session, fence }
         }
-        Op::Claim { worker, owner, epoch, from, to, new_owner, fence } => {
+        Op::Claim { worker, owner, epoch, from, to, new_owner, fence, floor } => {
             let (owner, epoch) = snap.owner(*worker, *owner, *epoch);
             StoreRequest::ClaimWorker {
                 id: WORKERS[*worker].to_string(),
@@ -427,6 +440,7 @@ fn request(op: &Op, snap: &Snap, now: Millis) -> StoreRequest {
                 to: *to,
                 new_owner: InstanceId(*new_owner),
                 fence: snap.fence(fence),
+                floor: floor.map(|(keep, ttl_ms)| IdleFloor { keep, ttl_ms }),
             }
         }
         &Op::CreateJob { job, schedule: k } => StoreRequest::CreateJob { id: JOBS[job].into(), schedule: schedule(k) },
@@ -615,9 +629,14 @@ impl Bare {
                 let out = rules::workers::update(current, fence, *owner, *epoch, *from, *to, *session, now)?;
                 StoreReply::Worker(put(&mut self.workers, |r| r.id == *id, out))
             }
-            Q::ClaimWorker { id, owner, epoch, from, to, new_owner, fence } => {
-                let (current, fence) = (self.worker(id), self.fence(fence));
-                let out = rules::workers::claim(current, fence, *owner, *epoch, *from, *to, *new_owner, now)?;
+            Q::ClaimWorker { id, owner, epoch, from, to, new_owner, fence, floor } => {
+                let (current, fence, floor) = (self.worker(id), self.fence(fence), floor.as_ref());
+                let idle: Vec<WorkerRecord> = match rules::workers::floor_owner(current, floor) {
+                    Some(o) => self.workers.iter().filter(|w| w.owner == o && w.state == S::HotIdle).cloned().collect(),
+                    None => Vec::new(),
+                };
+                let (e, n) = (*epoch, *new_owner);
+                let out = rules::workers::claim(current, &idle, floor, fence, *owner, e, *from, *to, n, now)?;
                 StoreReply::Worker(put(&mut self.workers, |r| r.id == *id, out))
             }
             Q::ListWorkers => StoreReply::Workers { now, list: self.records().workers },

@@ -5,7 +5,7 @@
 use super::{assert_bumped, bump, fence_holds, FenceView, Outcome};
 use crate::clock::Millis;
 use crate::ids::InstanceId;
-use crate::store::{OwnScope, SlotRecord, StoreError, WorkerCas, WorkerReject, WorkerRecord, WorkerState};
+use crate::store::{IdleFloor, OwnScope, SlotRecord, StoreError, WorkerCas, WorkerReject, WorkerRecord, WorkerState};
 use std::collections::BTreeSet;
 
 pub type WorkerOutcome = Outcome<WorkerCas, WorkerRecord>;
@@ -66,9 +66,15 @@ pub fn update(
 /// owner), `updated_at = now`; with `to`, the state moves in the same write
 /// and the session is cleared, so a take-over and its first step are one
 /// CAS and the row never sits idle under the reaper's name.
+///
+/// With a `floor`, last: InFloor unless [`crate::worker::floor::lets_go`]
+/// holds over `owner_idle`, every hot-idle row of the worker's owner as the
+/// store holds them in this write (read only when [`floor_owner`] says).
 #[allow(clippy::too_many_arguments)]
 pub fn claim(
     current: Option<&WorkerRecord>,
+    owner_idle: &[WorkerRecord],
+    floor: Option<&IdleFloor>,
     fence: FenceView<'_>,
     owner: InstanceId,
     epoch: u64,
@@ -86,6 +92,9 @@ pub fn claim(
     }
     if to.is_some_and(|to| !w.state.can_become(to)) {
         return Ok(rejected(WorkerReject::BadTransition, Some(w)));
+    }
+    if floor.is_some_and(|f| !crate::worker::floor::lets_go(w, owner_idle, f, now)) {
+        return Ok(rejected(WorkerReject::InFloor, Some(w)));
     }
     let (state, session, idle_since) = match to {
         Some(to) => (to, None, idle_since(w, to, now)),
@@ -106,6 +115,12 @@ pub fn claim(
         "store rule claim_worker: a claim must raise the owner epoch by exactly one (read {w:?}, wrote {next:?})"
     );
     Ok(applied("claim_worker", w, next))
+}
+
+/// Whether a backend must read the owner's hot-idle rows for
+/// [`claim`]: only a floor claim of a row that exists.
+pub fn floor_owner(current: Option<&WorkerRecord>, floor: Option<&IdleFloor>) -> Option<InstanceId> {
+    floor.and(current).map(|w| w.owner)
 }
 
 /// The checks every worker CAS starts with: NoWorker, Fenced, StaleOwner.
@@ -190,9 +205,9 @@ mod tests {
         let me = InstanceId(1);
         let top_version = row(S::Hot, 1, u64::MAX);
         failed(update(Some(&top_version), None, me, 1, S::Hot, S::HotIdle, None, 5), "worker version");
-        failed(claim(Some(&top_version), None, me, 1, None, None, InstanceId(2), 5), "worker version");
+        failed(claim(Some(&top_version), &[], None, None, me, 1, None, None, InstanceId(2), 5), "worker version");
         let top_epoch = row(S::Hot, u64::MAX, 1);
-        failed(claim(Some(&top_epoch), None, me, u64::MAX, None, None, InstanceId(2), 5), "owner epoch");
+        failed(claim(Some(&top_epoch), &[], None, None, me, u64::MAX, None, None, InstanceId(2), 5), "owner epoch");
         // The state-only update does not touch the epoch.
         let out = update(Some(&top_epoch), None, me, u64::MAX, S::Hot, S::HotIdle, None, 5).unwrap();
         assert_eq!(out.next.map(|w| (w.owner_epoch, w.version, w.idle_since)), Some((u64::MAX, 2, 5)));

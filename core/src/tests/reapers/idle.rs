@@ -6,7 +6,8 @@
 use crate::testkit::fleet::*;
 use crate::testkit::*;
 use crate::mutants::Mutants;
-use crate::store::{LeaseFence, StoreReply, StoreRequest, WorkerCas, WorkerRecord};
+use crate::config::FleetConfig;
+use crate::store::{IdleFloor, LeaseFence, Store, StoreReply, StoreRequest, WorkerCas, WorkerRecord, WorkerReject};
 use std::sync::Arc;
 use crate::worker::pool::WRITE_TRIES;
 use crate::worker::{Gate, WorkerState};
@@ -103,6 +104,7 @@ async fn janitor_takes_over_an_expired_idle_worker_in_one_claim_to_draining() {
             to: Some(WorkerState::Draining),
             new_owner: J,
             fence: fence.clone(),
+            floor: Some(IdleFloor { keep: c.min_hot_idle, ttl_ms: c.hot_idle_ttl_ms }),
         }
     );
     let claimed = w.row(&id);
@@ -225,4 +227,119 @@ async fn pool_adopts_a_drain_that_landed_unseen_and_finishes_it() {
     pool.maintain().await;
     assert_gone(&w, &id, WorkerState::Retired);
     assert!(owned(&pool, &id).is_none());
+}
+
+/// A's two workers, parked a second apart at about 0 (the older first),
+/// A's floor one worker: past the TTL the older is beyond the floor, the
+/// newer is the floor. Returns (older, newer) and their owner epoch.
+async fn two_idle_workers(w: &Harness, pool: &TPool) -> (String, String, u64) {
+    let old = pool.acquire("org", 1).await.expect("acquire");
+    let new = pool.acquire("org", 2).await.expect("acquire");
+    assert_ne!(old, new);
+    pool.release(1).await.expect("release");
+    w.sleep(1_000).await;
+    pool.release(2).await.expect("release");
+    let (o, n) = (w.row(&old), w.row(&new));
+    assert!(o.idle_since < n.idle_since && o.state == WorkerState::HotIdle && n.state == WorkerState::HotIdle);
+    assert_eq!(o.owner_epoch, n.owner_epoch);
+    (old, new, n.owner_epoch)
+}
+
+/// Taking `id` as another replica's spawn takes a worker from the shared
+/// idle pool: a claim of the hot-idle row for `to`.
+async fn taken_from_the_idle_pool(w: &Harness, id: &str, epoch: u64, by: crate::ids::InstanceId) {
+    let claim = StoreRequest::ClaimWorker {
+        id: id.into(),
+        owner: A,
+        epoch,
+        from: Some(WorkerState::HotIdle),
+        to: None,
+        new_owner: by,
+        fence: None,
+        floor: None,
+    };
+    assert!(matches!(w.inner.call(claim).await, Ok(StoreReply::Worker(WorkerCas::Applied(_)))));
+}
+
+/// docs/design.md §2.4: the janitor's idle pass decides on the view listed
+/// when it began, which at fleet scale is seconds old by the time it
+/// reaches a worker (fleet-scale seed 855: about 5 s at 229 replicas). The
+/// view shows A's two idle workers, so the older is beyond A's floor; but
+/// the newer is taken before the janitor's claim of the older lands, and
+/// the older is then A's floor. The claim names the floor and the store
+/// refuses it. Untaken, the same pass drains the older worker.
+#[madsim::test]
+async fn janitor_claim_is_judged_against_the_floor_as_it_is_when_it_lands() {
+    for taken in [true, false] {
+        let w = Harness::new();
+        let c = FleetConfig { min_hot_idle: 1, ..cfg() };
+        let pool = w.pool(A, &c, Mutants::none());
+        let (old, new, epoch) = two_idle_workers(&w, &pool).await;
+        let (jstore, _jpool, janitor, lease_epoch) = w.janitor_replica(&c).await;
+        w.at(c.hot_idle_ttl_ms + 2_000).await;
+        w.beat(A).await;
+        w.beat(J).await;
+        // The view's worker list is read, then its slot list takes 500 ms.
+        jstore.slow_replies(500, is_op("list_slots"));
+        let pass = spawn_janitor_pass(&janitor, lease_epoch);
+        w.sleep(100).await;
+        assert!(worker_writes(&jstore).is_empty(), "the pass is still reading its view");
+        if taken {
+            taken_from_the_idle_pool(&w, &new, epoch, B).await;
+        }
+        pass.await.unwrap();
+        assert!(w.log.reap_failures(J).is_empty(), "{:?}", w.log.reap_failures(J));
+        let claims: Vec<_> = worker_writes(&jstore).into_iter().filter(|c| c.op() == "claim_worker").collect();
+        assert_eq!(claims.len(), 1, "{claims:#?}");
+        if taken {
+            let r = w.row(&old);
+            assert_eq!((r.state, r.owner, r.owner_epoch), (WorkerState::HotIdle, A, epoch), "kept by A's floor: {r:?}");
+            assert!(matches!(&claims[0].req, StoreRequest::ClaimWorker { id, floor: Some(_), .. } if *id == old));
+            assert!(matches!(
+                claims[0].reply(),
+                Some(Ok(StoreReply::Worker(WorkerCas::Rejected { reason: WorkerReject::InFloor, .. })))
+            ));
+            assert!(janitor.unsettled.lock().unwrap().is_empty(), "a refused claim is settled");
+        } else {
+            assert_gone(&w, &old, WorkerState::Retired);
+            assert_eq!(w.row(&new).state, WorkerState::HotIdle, "the floor");
+        }
+    }
+}
+
+/// The same race on the janitor's own workers, which it retires without a
+/// claim (a claim would fence its own pool out): its view shows its two
+/// idle workers, a peer takes the newer from the shared idle pool before
+/// the pass reaches the older, and the older, now its floor, stays. The
+/// pass judges its own rows on a fresh read, not on its view.
+#[madsim::test]
+async fn janitor_judges_its_own_floor_on_its_rows_as_they_are_now() {
+    for taken in [true, false] {
+        let w = Harness::new();
+        let c = FleetConfig { min_hot_idle: 1, ..cfg() };
+        let (pool, reapers) = w.pool_and_reapers(&c, Mutants::none());
+        let (old, new, epoch) = two_idle_workers(&w, &pool).await;
+        let lease_epoch = w.hold_lease(A).await;
+        w.at(c.hot_idle_ttl_ms + 2_000).await;
+        w.beat(A).await;
+        w.beat(B).await;
+        w.store.slow_replies(500, is_op("list_slots"));
+        let before = worker_writes(&w.store).len();
+        let pass = spawn_janitor_pass(&reapers, lease_epoch);
+        w.sleep(100).await;
+        assert_eq!(worker_writes(&w.store).len(), before, "the pass is still reading its view");
+        if taken {
+            taken_from_the_idle_pool(&w, &new, epoch, B).await;
+        }
+        pass.await.unwrap();
+        assert!(w.log.reap_failures(A).is_empty(), "{:?}", w.log.reap_failures(A));
+        if taken {
+            let r = w.row(&old);
+            assert_eq!((r.state, r.owner), (WorkerState::HotIdle, A), "kept by A's floor: {r:?}");
+            assert_eq!(w.row(&new).owner, B);
+        } else {
+            assert_gone(&w, &old, WorkerState::Retired);
+            assert_eq!(w.row(&new).state, WorkerState::HotIdle, "the floor");
+        }
+    }
 }

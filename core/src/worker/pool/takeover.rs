@@ -216,6 +216,7 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
             to: None,
             new_owner: self.me,
             fence: None,
+            floor: None,
         };
         let mut last = String::from("no reply");
         for _ in 0..super::WRITE_TRIES {
