@@ -1020,12 +1020,16 @@ impl<S: Store, C: Clock, K: Cluster> Pool<S, C, K> {
 
     /// The end of a graceful shutdown, once [`Self::drain_sessions`] handed
     /// the live sessions over: serve no more sessions and retire our idle
-    /// workers.
+    /// workers. Idle includes a hot worker with no session: its session
+    /// ended here but its park did not land (the store was failing), so the
+    /// row is still hot and bound to that session; left so, the reapers
+    /// would wait out the resume window for a client that is gone
+    /// (docs/design.md §2.5).
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         for (id, slot) in self.snapshot() {
             let Ok(mut w) = slot.try_lock() else { continue };
-            if w.state() == WorkerState::HotIdle && w.session.is_none() {
+            if matches!(w.state(), WorkerState::HotIdle | WorkerState::Hot) && w.session.is_none() {
                 let _ = self.drain_own(&id, &mut w).await;
             }
         }
