@@ -66,9 +66,11 @@ enum JanitorPass {
 
 impl JanitorPass {
     /// Idle first, on the freshest view: a claim names the state and epoch
-    /// it saw, and a worker reused and parked again since keeps both, so a
-    /// stale view could take a freshly parked worker (see the closing note
-    /// of issue 8: claims are not yet fenced by the row's version).
+    /// it saw, and a worker reused and parked again since keeps both (see
+    /// the closing note of issue 8: claims are not fenced by the row's
+    /// version). The idle pass's claims also name the floor, which the
+    /// store judges on the row's idle clock as it is then, so a freshly
+    /// parked worker is refused; the other passes' are not so guarded.
     const ALL: [JanitorPass; 8] = [
         JanitorPass::Idle,
         JanitorPass::DeadOwners,
