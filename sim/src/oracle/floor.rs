@@ -24,6 +24,10 @@ pub(super) struct Floors {
     filed: BTreeMap<String, (u64, u64)>,
     /// Each owner's floor as of the last recompute.
     kept: BTreeMap<u64, BTreeSet<String>>,
+    /// Every floor's members, each with the owner whose floor holds it: one
+    /// lookup for [`Floors::contains`], which a tick asks of every worker
+    /// idle long enough to be overdue (most of them floors; design doc §12).
+    members: BTreeMap<String, u64>,
 }
 
 impl Floors {
@@ -60,6 +64,16 @@ impl Floors {
         };
         let old = self.kept.remove(&owner).unwrap_or_default();
         let moved = old.symmetric_difference(&new).cloned().collect();
+        for id in old.difference(&new) {
+            // A worker refiled to another owner may have entered that
+            // owner's floor first: only this owner's entry leaves.
+            if self.members.get(id) == Some(&owner) {
+                self.members.remove(id);
+            }
+        }
+        for id in new.difference(&old) {
+            self.members.insert(id.clone(), owner);
+        }
         if !new.is_empty() {
             self.kept.insert(owner, new);
         }
@@ -68,13 +82,15 @@ impl Floors {
 
     /// Whether `id` is in its owner's floor.
     pub fn contains(&self, id: &str) -> bool {
-        self.filed.get(id).is_some_and(|(owner, _)| self.kept.get(owner).is_some_and(|k| k.contains(id)))
+        self.members.contains_key(id)
     }
 
     /// Every floor's members (for checking against a full rebuild).
     #[cfg(test)]
     pub fn all(&self) -> BTreeSet<String> {
-        self.kept.values().flatten().cloned().collect()
+        let all: BTreeSet<String> = self.kept.values().flatten().cloned().collect();
+        assert_eq!(all, self.members.keys().cloned().collect(), "members hold every floor's workers and no other");
+        all
     }
 }
 

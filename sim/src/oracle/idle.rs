@@ -106,13 +106,15 @@ impl IdleCheck {
     /// its expiry is at least its idle time plus the TTL.
     fn idle_before<'a>(&'a self, m: &'a Model, t: u64, horizon_us: u64) -> Vec<(&'a String, &'a IdleWorker, u64)> {
         let Some(before) = t.checked_sub(horizon_us) else { return Vec::new() };
+        // Floors first: most workers idle this long are their owners'
+        // floor, and membership is one lookup against the two below.
         self.by_since
             .range(..(before, String::new()))
+            .filter(|(_, id)| !self.floors.contains(id))
             .filter_map(|(_, id)| {
                 let (id, w) = self.w.get_key_value(id)?;
                 Some((id, w, Self::idle_since(m, id, w)?))
             })
-            .filter(|(id, ..)| !self.floors.contains(id))
             .collect()
     }
 

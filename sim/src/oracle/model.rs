@@ -168,6 +168,9 @@ pub struct Model {
     /// cap check counts them on every insert.
     live_by_org: BTreeMap<String, usize>,
     live_all: usize,
+    /// `slots` per org, kept with it: the cap check counts them on every
+    /// reserve (a scan of every slot was O(live workers) per reserve).
+    slots_by_org: BTreeMap<String, usize>,
 }
 
 /// Every kind of cluster request, as the fault layer names them.
@@ -614,10 +617,15 @@ impl Model {
             EventKind::SlotWrite { from, op, worker, result, org, .. } => match (op, result) {
                 (SlotOp::Reserve, SlotReply::Reserved) => {
                     let org = org.clone().unwrap_or_default();
-                    self.slots.insert(worker.clone(), SlotHeld { reserver: *from, org, at: t });
+                    *self.slots_by_org.entry(org.clone()).or_default() += 1;
+                    if let Some(old) = self.slots.insert(worker.clone(), SlotHeld { reserver: *from, org, at: t }) {
+                        self.uncount_slot(&old.org);
+                    }
                 }
                 (SlotOp::Free, SlotReply::Freed) => {
-                    self.slots.remove(worker);
+                    if let Some(old) = self.slots.remove(worker) {
+                        self.uncount_slot(&old.org);
+                    }
                 }
                 _ => {}
             },
@@ -748,6 +756,19 @@ impl Model {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Capacity slots the store holds in `org`.
+    pub fn slot_count(&self, org: &str) -> usize {
+        self.slots_by_org.get(org).copied().unwrap_or(0)
+    }
+
+    fn uncount_slot(&mut self, org: &str) {
+        let n = self.slots_by_org.get_mut(org).expect("a held slot's org is counted");
+        *n -= 1;
+        if *n == 0 {
+            self.slots_by_org.remove(org);
         }
     }
 

@@ -97,7 +97,7 @@ impl Check for WorkerCheck {
             // S4 on the store's own count: a reserve never takes an org or
             // the fleet past its cap.
             EventKind::SlotWrite { op: SlotOp::Reserve, worker, org: Some(org), result: SlotReply::Reserved, .. } => {
-                let in_org = m.slots.values().filter(|s| &s.org == org).count() + 1;
+                let in_org = m.slot_count(org) + 1;
                 let all_n = m.slots.len() + 1;
                 if in_org > fp.org_cap as usize || all_n > fp.global_cap as usize {
                     return violation(
