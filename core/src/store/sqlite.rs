@@ -14,6 +14,25 @@
 //! above `i64::MAX` round-trip exactly. Orderings (expiry) are therefore
 //! compared in Rust on the decoded `u64`s, never in SQL.
 
+/// Each table's columns as read, in its row decoder's order. Macros, not
+/// consts, so that a statement naming them is one `concat!`ed `&'static
+/// str` instead of a string formatted on every call (docs/design.md §12).
+macro_rules! worker_columns {
+    () => {
+        "id, org, state, owner, owner_epoch, pod, secret, session, created_at, updated_at, idle_since, version"
+    };
+}
+macro_rules! job_columns {
+    () => {
+        "id, schedule, status, owner, owner_epoch, since, last_slot, spec, version"
+    };
+}
+macro_rules! fire_columns {
+    () => {
+        "job, slot, kind, owner, epoch, at, deadline, finished"
+    };
+}
+
 use super::cron_records::*;
 use super::fleet_records::*;
 use super::records::*;
@@ -53,7 +72,14 @@ use std::time::Duration;
 ///   pass finds the owners it may take over from in a table of one row per
 ///   instance rather than by a probe per owner (docs/design.md §12). It only
 ///   grows; an owner with no rows left reads none.
-const SCHEMA: [&str; 8] = [
+/// - 8: the index of unended rows by owner that a fallback pass walks.
+/// - 9: an index on `instances (heartbeat_at)` and `unregistered_owners`
+///   (the owners in `worker_owners` with no `instances` row, kept by
+///   triggers on both): a fallback pass finds the owners not alive by their
+///   heartbeat and in that table instead of reading every owner, which
+///   every replica's pass did, so a fleet's passes cost the square of its
+///   size (docs/design.md §12).
+const SCHEMA: [&str; 9] = [
     "
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT    PRIMARY KEY NOT NULL,
@@ -156,6 +182,23 @@ END;
 ",
     "
 CREATE INDEX IF NOT EXISTS workers_unended_by_owner ON workers (owner) WHERE state NOT IN ('retired', 'lost');
+",
+    "
+CREATE INDEX IF NOT EXISTS instances_by_heartbeat ON instances (heartbeat_at);
+CREATE TABLE IF NOT EXISTS unregistered_owners (
+    owner INTEGER PRIMARY KEY NOT NULL
+);
+INSERT OR IGNORE INTO unregistered_owners (owner)
+    SELECT owner FROM worker_owners WHERE owner NOT IN (SELECT id FROM instances);
+CREATE TRIGGER IF NOT EXISTS unregistered_owners_on_owner AFTER INSERT ON worker_owners
+WHEN NOT EXISTS (SELECT 1 FROM instances WHERE id = NEW.owner)
+BEGIN
+    INSERT OR IGNORE INTO unregistered_owners (owner) VALUES (NEW.owner);
+END;
+CREATE TRIGGER IF NOT EXISTS unregistered_owners_on_register AFTER INSERT ON instances
+BEGIN
+    DELETE FROM unregistered_owners WHERE owner = NEW.id;
+END;
 ",
 ];
 
@@ -667,44 +710,58 @@ impl StoreBackend for SqliteStore {
     }
 
     fn list_workers(&mut self) -> Result<Vec<WorkerRecord>, StoreError> {
-        workers_where(&self.conn, &format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY id"), [])
+        workers_where(&self.conn, concat!("SELECT ", worker_columns!(), " FROM workers ORDER BY id"), [])
     }
 
     /// Through the indexes: the instance's rows by owner, its minted ids by
     /// key range, the take-overs by key, and the unended rows of owners not
-    /// alive (found from the owners the rows name, an index walk).
+    /// alive (found by heartbeat and among the unregistered owners).
     fn list_workers_of(&mut self, scope: &OwnScope, now: Millis) -> Result<Vec<WorkerRecord>, StoreError> {
         let conn = &self.conn;
         let mut rows = BTreeMap::new();
-        // Every owner a row has named (a superset of the owners rows name
-        // now) with its heartbeat, one small table read: a probe per owner
-        // of the workers index cost a tenth of a 300-replica run, and
-        // decoding every instance record for a live set a twentieth
-        // (issue 14).
-        let mut owners: Vec<i64> = Vec::new();
-        {
-            let sql = "SELECT o.owner, i.heartbeat_at FROM worker_owners o LEFT JOIN instances i ON i.id = o.owner";
+        // The owners whose rows are in scope: itself, and every owner a row
+        // has named that is not alive (no instance row, or a heartbeat too
+        // long ago). Found through the heartbeat index and the table of
+        // unregistered owners, not by reading every owner: each replica's
+        // pass did, so the passes of a fleet of n cost n² (issue 14).
+        let mut owners: BTreeSet<i64> = BTreeSet::from([enc(scope.instance.0)]);
+        let heard = |h: i64| !rules::instances::heard_too_long_ago(dec(h), now, scope.dead_after_ms);
+        let mut add = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<(), StoreError> {
             let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
-            let found = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?)));
+            let found = stmt.query_map(p, |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?)));
             for pair in found.map_err(backend)? {
-                let (o, heard) = pair.map_err(backend)?;
-                let alive = heard.is_some_and(|h| !rules::instances::heard_too_long_ago(dec(h), now, scope.dead_after_ms));
-                if dec(o) == scope.instance.0 || !alive {
-                    owners.push(o);
+                let (o, heartbeat) = pair.map_err(backend)?;
+                if !heartbeat.is_some_and(heard) {
+                    owners.insert(o);
                 }
             }
+            Ok(())
+        };
+        match dead_heartbeats(now, scope.dead_after_ms) {
+            Some(at_most) => {
+                add("SELECT owner, NULL FROM unregistered_owners", &[])?;
+                add(
+                    "SELECT i.id, i.heartbeat_at FROM instances i INDEXED BY instances_by_heartbeat
+                     WHERE i.heartbeat_at BETWEEN 0 AND ?1 AND i.id IN (SELECT owner FROM worker_owners)",
+                    &[&at_most],
+                )?;
+            }
+            // Times the index cannot bound: every owner, each judged here.
+            None => add("SELECT o.owner, i.heartbeat_at FROM worker_owners o LEFT JOIN instances i ON i.id = o.owner", &[])?,
         }
         // Its own rows whole; another owner's unended ones only (its ended
         // rows in scope are the minted and taken-over ones, read below).
         // Each row read here is in scope by `in_scope`'s first clause (its
         // own) or its last (unended, of an owner not alive), so none is
         // filtered: the conformance model holds this to the rulebook.
-        let own = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE owner = ?1");
+        let own = concat!("SELECT ", worker_columns!(), " FROM workers WHERE owner = ?1");
         // A dead owner's rows are mostly ended, and stay: the partial index
         // holds only the unended ones, so the walk skips the rest (its
         // WHERE must be spelt out for SQLite to use it).
-        let unended = format!(
-            "SELECT {WORKER_COLUMNS} FROM workers INDEXED BY workers_unended_by_owner
+        let unended = concat!(
+            "SELECT ",
+            worker_columns!(),
+            " FROM workers INDEXED BY workers_unended_by_owner
              WHERE owner = ?1 AND state NOT IN ('retired', 'lost')"
         );
         for o in owners {
@@ -729,13 +786,13 @@ impl StoreBackend for SqliteStore {
     }
 
     fn list_idle_workers(&mut self, org: &str) -> Result<Vec<WorkerRecord>, StoreError> {
-        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE org = ?1 AND state = ?2 ORDER BY id");
+        let sql = concat!("SELECT ", worker_columns!(), " FROM workers WHERE org = ?1 AND state = ?2 ORDER BY id");
         let rows = workers_where(&self.conn, &sql, params![org, WorkerState::HotIdle.name()])?;
         Ok(rows.into_iter().filter(|w| rules::workers::idle_in(w, org)).collect())
     }
 
     fn list_session_workers(&mut self, session: u64) -> Result<Vec<WorkerRecord>, StoreError> {
-        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE session = ?1 ORDER BY id");
+        let sql = concat!("SELECT ", worker_columns!(), " FROM workers WHERE session = ?1 ORDER BY id");
         workers_where(&self.conn, &sql, params![enc(session)])
     }
 
@@ -796,7 +853,7 @@ impl StoreBackend for SqliteStore {
     }
 
     fn list_jobs(&mut self) -> Result<Vec<JobRecord>, StoreError> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id");
+        let sql = concat!("SELECT ", job_columns!(), " FROM jobs ORDER BY id");
         let mut stmt = self.conn.prepare_cached(&sql).map_err(backend)?;
         let rows = stmt.query_map([], RawJob::from_row).map_err(backend)?;
         rows.map(|r| r.map_err(backend).and_then(RawJob::decode)).collect()
@@ -833,7 +890,7 @@ impl StoreBackend for SqliteStore {
     }
 
     fn fires(&mut self) -> Result<Vec<FireRecord>, StoreError> {
-        let sql = format!("SELECT {FIRE_COLUMNS} FROM fires");
+        let sql = concat!("SELECT ", fire_columns!(), " FROM fires");
         let mut all = query_fires(&self.conn, &sql)?;
         // Slots are compared as u64s, never in SQL (see the module doc).
         all.sort_by(|a, b| (&a.job, a.slot).cmp(&(&b.job, b.slot)));
@@ -877,8 +934,6 @@ impl StoreBackend for SqliteStore {
 // ---------------------------------------------------------------------------
 // Cron helpers.
 
-const JOB_COLUMNS: &str = "id, schedule, status, owner, owner_epoch, since, last_slot, spec, version";
-const FIRE_COLUMNS: &str = "job, slot, kind, owner, epoch, at, deadline, finished";
 
 /// A job row as SQLite returns it, before its text columns are parsed.
 struct RawJob {
@@ -925,7 +980,7 @@ impl RawJob {
 }
 
 fn read_job(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    let sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
     let raw = conn
         .prepare_cached(&sql)
         .map_err(backend)?
@@ -993,7 +1048,7 @@ fn query_fires(conn: &Connection, sql: &str) -> Result<Vec<FireRecord>, StoreErr
 }
 
 fn read_fire(conn: &Connection, job: &str, slot: Millis) -> Result<Option<FireRecord>, StoreError> {
-    let sql = format!("SELECT {FIRE_COLUMNS} FROM fires WHERE job = ?1 AND slot = ?2");
+    let sql = concat!("SELECT ", fire_columns!(), " FROM fires WHERE job = ?1 AND slot = ?2");
     let raw = conn
         .prepare_cached(&sql)
         .map_err(backend)?
@@ -1005,7 +1060,7 @@ fn read_fire(conn: &Connection, job: &str, slot: Millis) -> Result<Option<FireRe
 
 /// Runs not yet finished (their deadlines are judged in Rust, as `u64`s).
 fn unfinished_runs(conn: &Connection) -> Result<Vec<FireRecord>, StoreError> {
-    query_fires(conn, &format!("SELECT {FIRE_COLUMNS} FROM fires WHERE kind = 'run' AND finished IS NULL"))
+    query_fires(conn, concat!("SELECT ", fire_columns!(), " FROM fires WHERE kind = 'run' AND finished IS NULL"))
 }
 
 fn insert_fire(tx: &Connection, rec: &FireRecord) -> Result<(), StoreError> {
@@ -1080,9 +1135,6 @@ fn read_slot(conn: &Connection, worker: &str) -> Result<Option<SlotRecord>, Stor
         .map_err(backend)
 }
 
-const WORKER_COLUMNS: &str =
-    "id, org, state, owner, owner_epoch, pod, secret, session, created_at, updated_at, idle_since, version";
-
 /// A `workers` row as stored; [`RawWorker::decode`] parses the state.
 struct RawWorker {
     id: String,
@@ -1100,7 +1152,7 @@ struct RawWorker {
 }
 
 impl RawWorker {
-    /// Columns in [`WORKER_COLUMNS`] order.
+    /// Columns in `worker_columns!` order.
     fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(RawWorker {
             id: row.get(0)?,
@@ -1160,7 +1212,19 @@ fn key_range(select: &str, column: &str, prefix: &str) -> (String, Vec<String>) 
     (format!("{select} WHERE {column} >= ?1 ORDER BY {column}"), vec![prefix.to_string()])
 }
 
-/// The rows `sql` (selecting [`WORKER_COLUMNS`]) finds.
+/// The stored heartbeats (as encoded) of the instances dead at `now`, if
+/// they are one range of the index: `0 ..= now - dead_after_ms` when `now`
+/// is at least `dead_after_ms` and below 2^63. A heartbeat `h` is dead when
+/// `h + dead_after_ms <= now` (saturating); below 2^63 that is `h <= now -
+/// dead_after_ms`, stored as itself; at 2^63 or above (stored negative) it
+/// is never dead, as `h + dead_after_ms > now`. Else None: the caller reads
+/// every owner.
+fn dead_heartbeats(now: Millis, dead_after_ms: u64) -> Option<i64> {
+    let at_most = now.checked_sub(dead_after_ms)?;
+    (now <= i64::MAX as u64).then(|| enc(at_most))
+}
+
+/// The rows `sql` (selecting `worker_columns!`) finds.
 fn workers_where(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<WorkerRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
     let rows = stmt.query_map(params, RawWorker::from_row).map_err(backend)?;
@@ -1169,7 +1233,7 @@ fn workers_where(conn: &Connection, sql: &str, params: impl rusqlite::Params) ->
 
 /// The rows whose ids start with `prefix`, by key range.
 fn minted(conn: &Connection, prefix: &str) -> Result<Vec<WorkerRecord>, StoreError> {
-    let (sql, range) = key_range(&format!("SELECT {WORKER_COLUMNS} FROM workers"), "id", prefix);
+    let (sql, range) = key_range(concat!("SELECT ", worker_columns!(), " FROM workers"), "id", prefix);
     let rows = workers_where(conn, &sql, rusqlite::params_from_iter(range))?;
     Ok(rows.into_iter().filter(|w| w.id.starts_with(prefix)).collect())
 }
@@ -1178,15 +1242,17 @@ fn minted(conn: &Connection, prefix: &str) -> Result<Vec<WorkerRecord>, StoreErr
 /// through the partial index of unended rows by owner (its WHERE spelt out
 /// for SQLite to use it): a live owner's ended rows are most of its rows.
 fn owner_idle_workers(conn: &Connection, owner: InstanceId) -> Result<Vec<WorkerRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {WORKER_COLUMNS} FROM workers
+    let sql = concat!(
+        "SELECT ",
+        worker_columns!(),
+        " FROM workers
          WHERE owner = ?1 AND state NOT IN ('retired', 'lost') AND state = ?2 ORDER BY id"
     );
     workers_where(conn, &sql, params![enc(owner.0), WorkerState::HotIdle.name()])
 }
 
 fn read_worker(conn: &Connection, id: &str) -> Result<Option<WorkerRecord>, StoreError> {
-    let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = ?1");
+    let sql = concat!("SELECT ", worker_columns!(), " FROM workers WHERE id = ?1");
     let raw = conn
         .prepare_cached(&sql)
         .map_err(backend)?

@@ -38,7 +38,7 @@ fn file_uses_wal_and_records_schema_version() {
     let conn = rusqlite::Connection::open(&db.path).unwrap();
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(mode.to_ascii_lowercase(), "wal");
-    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
 }
 
 #[test]
@@ -162,14 +162,25 @@ fn version_one_database_is_migrated() {
         // The old effect's key is taken.
         assert_eq!(s.fenced_effect(L, id(1), 3, "old", 21), Ok(EffectResult::Duplicate { seq: 1 }));
     }
-    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     assert_eq!(
         tables(&db.path),
-        ["effects", "fires", "instances", "jobs", "leases", "settings", "slots", "worker_owners", "workers"]
+        [
+            "effects",
+            "fires",
+            "instances",
+            "jobs",
+            "leases",
+            "settings",
+            "slots",
+            "unregistered_owners",
+            "worker_owners",
+            "workers"
+        ]
     );
     // Reopening a migrated database changes nothing.
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     assert_eq!(read(&mut s, L), Some(lease));
     assert_eq!(s.effects().unwrap(), vec![old]);
     assert_eq!(s.list_instances().unwrap(), vec![inst(1, 10, 10)]);
@@ -205,7 +216,7 @@ fn version_two_database_gains_the_effect_key_index() {
     }
     assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (2, 0));
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (8, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), key_index(&db.path)), (9, 1));
     assert_eq!(s.effects().unwrap(), old);
     assert_eq!(s.fenced_effect(L, id(1), 1, "e1", 2), Ok(EffectResult::Duplicate { seq: 1 }));
     // The index itself refuses a second row for the key.
@@ -218,14 +229,14 @@ fn version_two_database_gains_the_effect_key_index() {
 }
 
 #[test]
-fn version_nine_is_rejected() {
-    let db = TempDb::new("schema9");
+fn version_ten_is_rejected() {
+    let db = TempDb::new("schema10");
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.pragma_update(None, "user_version", 9).unwrap();
+        conn.pragma_update(None, "user_version", 10).unwrap();
     }
     assert!(matches!(SqliteStore::open(&db.path), Err(StoreError::Backend(m)) if m.contains("newer")));
-    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 10);
     assert_eq!(tables(&db.path), Vec::<String>::new());
 }
 
@@ -250,7 +261,7 @@ fn version_five_database_gains_the_owner_index() {
         let mut s = SqliteStore::open(&db.path).unwrap();
         w_applied(s.insert_worker(&worker("w1.1", "o", S::Spawning, 1, 1), 10));
     }
-    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (8, 1));
+    assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (9, 1));
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(workers(&mut s).len(), 1);
 }
@@ -272,7 +283,7 @@ fn version_six_database_gains_the_owners_table() {
         .unwrap();
     }
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     s.register_instance(id(1), None, 100).unwrap();
     s.register_instance(id(2), None, 100).unwrap();
     w_applied(s.insert_worker(&worker("w2.1", "o", S::Hot, 2, 1), 100));
@@ -305,13 +316,72 @@ fn version_seven_database_gains_the_unended_owner_index() {
         }
     }
     let mut s = SqliteStore::open(&db.path).unwrap();
-    assert_eq!(pragma_i64(&db.path, "user_version"), 8);
+    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
     let listed = |s: &mut SqliteStore| s.list_workers_of(&scope, 100).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
     assert_eq!(listed(&mut s), ["w9.1", "w9.4"]);
     // Ended after the migration: out of the index, so out of the pass.
     w_applied(s.update_worker("w9.4", id(9), 1, S::Draining, S::Retired, None, None, 110));
     assert_eq!(listed(&mut s), ["w9.1"]);
+}
+
+/// A version-8 database gains the heartbeat index and the table of owners
+/// with no instance row, filled from the owners its rows name: a fallback
+/// pass finds an owner that never registered until it registers, an owner
+/// once its heartbeat is too old, and an unregistered owner of a row
+/// written after the migration.
+#[test]
+fn version_eight_database_finds_the_owners_not_alive_by_heartbeat() {
+    let db = TempDb::new("migrate8");
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        super::super::sqlite::create_at_version(&conn, 8).unwrap();
+        conn.execute("INSERT INTO instances (id, started_at, heartbeat_at) VALUES (2, 10, 10)", []).unwrap();
+        for (id, owner) in [("w9.1", 9), ("w2.1", 2)] {
+            conn.execute(
+                "INSERT INTO workers VALUES (?1, 'o', 'hot', ?2, 1, 'p', 's', NULL, 10, 10, 10, 1)",
+                rusqlite::params![id, owner],
+            )
+            .unwrap();
+        }
+    }
+    let mut s = SqliteStore::open(&db.path).unwrap();
+    assert_eq!(pragma_i64(&db.path, "user_version"), 9);
+    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
+    let listed = |s: &mut SqliteStore, now| s.list_workers_of(&scope, now).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
+    // 2 was heard at 10; 9 never registered.
+    assert_eq!(listed(&mut s, 40), ["w9.1"]);
+    // Registered, 9 is alive.
+    assert!(s.register_instance(id(9), None, 45).unwrap());
+    assert!(listed(&mut s, 59).is_empty());
+    // 2 is dead at 10 + 50 = 60, not a millisecond before.
+    assert_eq!(listed(&mut s, 60), ["w2.1"]);
+    // 7 never registers: its row, written now, names it through the triggers.
+    w_applied(s.insert_worker(&worker("w7.1", "o", S::Hot, 7, 1), 61));
+    assert_eq!(listed(&mut s, 61), ["w2.1", "w7.1"]);
+    assert_eq!(listed(&mut s, 95), ["w2.1", "w7.1", "w9.1"]);
+}
+
+/// Times the heartbeat index cannot bound (before `dead_after_ms` has
+/// passed, and from 2^63 on, where a stored heartbeat is negative) read
+/// every owner and judge each: the same rows as the rulebook's.
+#[test]
+fn owners_not_alive_are_found_at_any_time() {
+    let top = u64::MAX - 10;
+    let mut s = SqliteStore::open_in_memory().unwrap();
+    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
+    let listed = |s: &mut SqliteStore, now| s.list_workers_of(&scope, now).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
+    assert!(s.register_instance(id(2), None, 10).unwrap());
+    w_applied(s.insert_worker(&worker("w2.1", "o", S::Hot, 2, 1), 10));
+    w_applied(s.insert_worker(&worker("w9.1", "o", S::Hot, 9, 1), 10));
+    assert_eq!(listed(&mut s, 20), ["w9.1"]);
+    assert_eq!(listed(&mut s, 60), ["w2.1", "w9.1"]);
+    assert!(s.register_instance(id(3), None, top).unwrap());
+    w_applied(s.insert_worker(&worker("w3.1", "o", S::Hot, 3, 1), top));
+    assert_eq!(listed(&mut s, top), ["w2.1", "w9.1"]);
+    // Heard at u64::MAX - 10, 3 is dead only when the sum saturates to now.
+    assert_eq!(listed(&mut s, u64::MAX), ["w2.1", "w3.1", "w9.1"]);
+    assert_eq!(listed(&mut s, (1 << 63) + 5), ["w2.1", "w9.1"]);
 }
 
 /// The partial index spells the ended states out; they must be the names
