@@ -504,6 +504,35 @@ fn s4_live_workers_and_slots_stay_under_the_caps() {
     assert_eq!(inv(r.at(6.1, "store", None, reserve("w1.3"))), "S4");
 }
 
+/// S4 counts each slot in the org holding it now (the model keeps the
+/// counts as slots are written): a slot reserved again under another org,
+/// or freed, no longer counts where it was.
+#[test]
+fn s4_counts_each_slot_in_the_org_holding_it_now() {
+    let slot = |w: &str, op: SlotOp, org: Option<&str>, result: SlotReply| K::SlotWrite {
+        from: 1,
+        op,
+        worker: w.into(),
+        org: org.map(Into::into),
+        result,
+        fence: None,
+        reply_lost: false,
+    };
+    let reserve = |w: &str, org: &str| slot(w, SlotOp::Reserve, Some(org), SlotReply::Reserved);
+    // w1.1 holds one of o's two slots; w1.2 takes the other, then moves to p.
+    let mut r = serving();
+    assert_eq!(r.at(6.0, "store", None, reserve("w1.2", "o")), None);
+    assert_eq!(r.at(6.1, "store", None, reserve("w1.2", "p")), None);
+    assert_eq!(r.at(6.2, "store", None, reserve("w1.3", "o")), None);
+    // o holds two again (w1.1, w1.3): a third is over its cap.
+    assert_eq!(inv(r.at(6.3, "store", None, reserve("w1.4", "o"))), "S4");
+    // Freed, a slot leaves its org's count.
+    let mut r = serving();
+    assert_eq!(r.at(6.0, "store", None, reserve("w1.2", "o")), None);
+    assert_eq!(r.at(6.1, "store", None, slot("w1.2", SlotOp::Free, None, SlotReply::Freed)), None);
+    assert_eq!(r.at(6.2, "store", None, reserve("w1.3", "o")), None);
+}
+
 // --- S5 no live session lost ---
 
 #[test]
