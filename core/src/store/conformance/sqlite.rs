@@ -266,6 +266,23 @@ fn version_five_database_gains_the_owner_index() {
     assert_eq!(workers(&mut s).len(), 1);
 }
 
+/// A worker row of `owner` in `state`, written straight into a database of
+/// an older schema (no store to write it through).
+fn insert_raw_worker(conn: &rusqlite::Connection, id: &str, state: &str, owner: u64) {
+    conn.execute(
+        "INSERT INTO workers VALUES (?1, 'o', ?2, ?3, 1, 'p', 's', NULL, 10, 10, 10, 1)",
+        rusqlite::params![id, state, owner],
+    )
+    .unwrap();
+}
+
+/// The ids a fallback pass of instance 1 (minting `w1.`, owners dead after
+/// 50 ms) reads at `now`.
+fn listed_by_one(s: &mut SqliteStore, now: u64) -> Vec<String> {
+    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
+    s.list_workers_of(&scope, now).unwrap().into_iter().map(|w| w.id).collect()
+}
+
 /// A version-6 database gains the table of owners a fallback pass reads,
 /// filled from the rows it has: a dead owner's row written before the
 /// migration is still found, and rows inserted or claimed after it name
@@ -276,26 +293,20 @@ fn version_six_database_gains_the_owners_table() {
     {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
         super::super::sqlite::create_at_version(&conn, 6).unwrap();
-        conn.execute(
-            "INSERT INTO workers VALUES ('w9.1', 'o', 'hot', 9, 1, 'p', 's', NULL, 10, 10, 10, 1)",
-            [],
-        )
-        .unwrap();
+        insert_raw_worker(&conn, "w9.1", "hot", 9);
     }
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     s.register_instance(id(1), None, 100).unwrap();
     s.register_instance(id(2), None, 100).unwrap();
     w_applied(s.insert_worker(&worker("w2.1", "o", S::Hot, 2, 1), 100));
-    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
-    let listed = |s: &mut SqliteStore, now| s.list_workers_of(&scope, now).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
     // 9 never registered: its row is ours to take over; 2 is live.
-    assert_eq!(listed(&mut s, 100), ["w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 100), ["w9.1"]);
     // Claimed by 3, which never registers either: found under its new owner.
     w_applied(s.claim_worker("w9.1", id(9), 1, None, id(3), None, 120));
-    assert_eq!(listed(&mut s, 120), ["w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 120), ["w9.1"]);
     // 2 dies: its row is found too.
-    assert_eq!(listed(&mut s, 200), ["w2.1", "w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 200), ["w2.1", "w9.1"]);
 }
 
 /// A version-7 database gains the index of unended rows by owner that a
@@ -308,21 +319,15 @@ fn version_seven_database_gains_the_unended_owner_index() {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
         super::super::sqlite::create_at_version(&conn, 7).unwrap();
         for (id, state) in [("w9.1", "hot"), ("w9.2", "retired"), ("w9.3", "lost"), ("w9.4", "draining")] {
-            conn.execute(
-                "INSERT INTO workers VALUES (?1, 'o', ?2, 9, 1, 'p', 's', NULL, 10, 10, 10, 1)",
-                rusqlite::params![id, state],
-            )
-            .unwrap();
+            insert_raw_worker(&conn, id, state, 9);
         }
     }
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(pragma_i64(&db.path, "user_version"), 9);
-    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
-    let listed = |s: &mut SqliteStore| s.list_workers_of(&scope, 100).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
-    assert_eq!(listed(&mut s), ["w9.1", "w9.4"]);
+    assert_eq!(listed_by_one(&mut s, 100), ["w9.1", "w9.4"]);
     // Ended after the migration: out of the index, so out of the pass.
     w_applied(s.update_worker("w9.4", id(9), 1, S::Draining, S::Retired, None, None, 110));
-    assert_eq!(listed(&mut s), ["w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 100), ["w9.1"]);
 }
 
 /// A version-8 database gains the heartbeat index and the table of owners
@@ -337,29 +342,22 @@ fn version_eight_database_finds_the_owners_not_alive_by_heartbeat() {
         let conn = rusqlite::Connection::open(&db.path).unwrap();
         super::super::sqlite::create_at_version(&conn, 8).unwrap();
         conn.execute("INSERT INTO instances (id, started_at, heartbeat_at) VALUES (2, 10, 10)", []).unwrap();
-        for (id, owner) in [("w9.1", 9), ("w2.1", 2)] {
-            conn.execute(
-                "INSERT INTO workers VALUES (?1, 'o', 'hot', ?2, 1, 'p', 's', NULL, 10, 10, 10, 1)",
-                rusqlite::params![id, owner],
-            )
-            .unwrap();
-        }
+        insert_raw_worker(&conn, "w9.1", "hot", 9);
+        insert_raw_worker(&conn, "w2.1", "hot", 2);
     }
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(pragma_i64(&db.path, "user_version"), 9);
-    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
-    let listed = |s: &mut SqliteStore, now| s.list_workers_of(&scope, now).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
     // 2 was heard at 10; 9 never registered.
-    assert_eq!(listed(&mut s, 40), ["w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 40), ["w9.1"]);
     // Registered, 9 is alive.
     assert!(s.register_instance(id(9), None, 45).unwrap());
-    assert!(listed(&mut s, 59).is_empty());
+    assert!(listed_by_one(&mut s, 59).is_empty());
     // 2 is dead at 10 + 50 = 60, not a millisecond before.
-    assert_eq!(listed(&mut s, 60), ["w2.1"]);
+    assert_eq!(listed_by_one(&mut s, 60), ["w2.1"]);
     // 7 never registers: its row, written now, names it through the triggers.
     w_applied(s.insert_worker(&worker("w7.1", "o", S::Hot, 7, 1), 61));
-    assert_eq!(listed(&mut s, 61), ["w2.1", "w7.1"]);
-    assert_eq!(listed(&mut s, 95), ["w2.1", "w7.1", "w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 61), ["w2.1", "w7.1"]);
+    assert_eq!(listed_by_one(&mut s, 95), ["w2.1", "w7.1", "w9.1"]);
 }
 
 /// Times the heartbeat index cannot bound (before `dead_after_ms` has
@@ -369,19 +367,17 @@ fn version_eight_database_finds_the_owners_not_alive_by_heartbeat() {
 fn owners_not_alive_are_found_at_any_time() {
     let top = u64::MAX - 10;
     let mut s = SqliteStore::open_in_memory().unwrap();
-    let scope = OwnScope { instance: id(1), minted_prefix: "w1.".into(), ids: vec![], dead_after_ms: 50 };
-    let listed = |s: &mut SqliteStore, now| s.list_workers_of(&scope, now).unwrap().into_iter().map(|w| w.id).collect::<Vec<_>>();
     assert!(s.register_instance(id(2), None, 10).unwrap());
     w_applied(s.insert_worker(&worker("w2.1", "o", S::Hot, 2, 1), 10));
     w_applied(s.insert_worker(&worker("w9.1", "o", S::Hot, 9, 1), 10));
-    assert_eq!(listed(&mut s, 20), ["w9.1"]);
-    assert_eq!(listed(&mut s, 60), ["w2.1", "w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 20), ["w9.1"]);
+    assert_eq!(listed_by_one(&mut s, 60), ["w2.1", "w9.1"]);
     assert!(s.register_instance(id(3), None, top).unwrap());
     w_applied(s.insert_worker(&worker("w3.1", "o", S::Hot, 3, 1), top));
-    assert_eq!(listed(&mut s, top), ["w2.1", "w9.1"]);
+    assert_eq!(listed_by_one(&mut s, top), ["w2.1", "w9.1"]);
     // Heard at u64::MAX - 10, 3 is dead only when the sum saturates to now.
-    assert_eq!(listed(&mut s, u64::MAX), ["w2.1", "w3.1", "w9.1"]);
-    assert_eq!(listed(&mut s, (1 << 63) + 5), ["w2.1", "w9.1"]);
+    assert_eq!(listed_by_one(&mut s, u64::MAX), ["w2.1", "w3.1", "w9.1"]);
+    assert_eq!(listed_by_one(&mut s, (1 << 63) + 5), ["w2.1", "w9.1"]);
 }
 
 /// The partial index spells the ended states out; they must be the names
