@@ -131,15 +131,22 @@ fn tables(path: &Path) -> Vec<String> {
     names
 }
 
+/// Create `db` as schema `version` left it, then write `rows` into it
+/// straight (no store to write them through), as a database an older
+/// build left behind.
+fn at_version(db: &TempDb, version: usize, rows: impl FnOnce(&rusqlite::Connection)) {
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    crate::store::sqlite::create_at_version(&conn, version).unwrap();
+    rows(&conn);
+}
+
 #[test]
 fn version_one_database_is_migrated() {
     let db = TempDb::new("migrate");
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        crate::store::sqlite::create_at_version(&conn, 1).unwrap();
+    at_version(&db, 1, |conn| {
         conn.execute("INSERT INTO leases VALUES ('leader', 1, 3, 500, 7)", []).unwrap();
         conn.execute("INSERT INTO effects VALUES (1, 'leader', 1, 3, 'old', 400)", []).unwrap();
-    }
+    });
     assert_eq!(pragma_i64(&db.path, "user_version"), 1);
     assert_eq!(tables(&db.path), ["effects", "leases"]);
     let lease = rec(Some(1), 3, 500, 7);
@@ -252,10 +259,7 @@ fn version_five_database_gains_the_owner_index() {
         })
         .unwrap()
     };
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        super::super::sqlite::create_at_version(&conn, 5).unwrap();
-    }
+    at_version(&db, 5, |_| {});
     assert_eq!((pragma_i64(&db.path, "user_version"), owner_index(&db.path)), (5, 0));
     {
         let mut s = SqliteStore::open(&db.path).unwrap();
@@ -290,11 +294,9 @@ fn listed_by_one(s: &mut SqliteStore, now: u64) -> Vec<String> {
 #[test]
 fn version_six_database_gains_the_owners_table() {
     let db = TempDb::new("migrate6");
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        super::super::sqlite::create_at_version(&conn, 6).unwrap();
-        insert_raw_worker(&conn, "w9.1", "hot", 9);
-    }
+    at_version(&db, 6, |conn| {
+        insert_raw_worker(conn, "w9.1", "hot", 9);
+    });
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     s.register_instance(id(1), None, 100).unwrap();
@@ -315,13 +317,11 @@ fn version_six_database_gains_the_owners_table() {
 #[test]
 fn version_seven_database_gains_the_unended_owner_index() {
     let db = TempDb::new("migrate7");
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        super::super::sqlite::create_at_version(&conn, 7).unwrap();
+    at_version(&db, 7, |conn| {
         for (id, state) in [("w9.1", "hot"), ("w9.2", "retired"), ("w9.3", "lost"), ("w9.4", "draining")] {
-            insert_raw_worker(&conn, id, state, 9);
+            insert_raw_worker(conn, id, state, 9);
         }
-    }
+    });
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     assert_eq!(listed_by_one(&mut s, 100), ["w9.1", "w9.4"]);
@@ -338,13 +338,11 @@ fn version_seven_database_gains_the_unended_owner_index() {
 #[test]
 fn version_eight_database_finds_the_owners_not_alive_by_heartbeat() {
     let db = TempDb::new("migrate8");
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        super::super::sqlite::create_at_version(&conn, 8).unwrap();
+    at_version(&db, 8, |conn| {
         conn.execute("INSERT INTO instances (id, started_at, heartbeat_at) VALUES (2, 10, 10)", []).unwrap();
-        insert_raw_worker(&conn, "w9.1", "hot", 9);
-        insert_raw_worker(&conn, "w2.1", "hot", 2);
-    }
+        insert_raw_worker(conn, "w9.1", "hot", 9);
+        insert_raw_worker(conn, "w2.1", "hot", 2);
+    });
     let mut s = SqliteStore::open(&db.path).unwrap();
     assert_eq!(pragma_i64(&db.path, "user_version"), 9);
     // 2 was heard at 10; 9 never registered.
